@@ -1,0 +1,206 @@
+import { Type, type Static } from '@sinclair/typebox';
+
+export const aspectRatios = ['16:9', '9:16', '1:1', '4:3', '3:4', '21:9', '9:21'] as const;
+export const resolutions = ['540p', '720p', '1080p', '4k'] as const;
+export const durations = ['5s', '9s'] as const;
+export const webhookEventTypes = ['video.processing', 'video.completed', 'video.failed'] as const;
+export const videoStatuses = ['queued', 'processing', 'completed', 'failed'] as const;
+export const terminalStatuses = ['completed', 'failed'] as const;
+
+const literals = <T extends readonly string[]>(values: T, description?: string) =>
+  Type.Union(
+    values.map((value) => Type.Literal(value)),
+    description === undefined ? {} : { description },
+  );
+
+export const VideoId = Type.String({
+  pattern: '^vid_[0-9A-HJKMNP-TV-Z]{26}$',
+  description: "The gateway's opaque, time-sortable video id.",
+  examples: ['vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC'],
+});
+
+export const VideoStatus = literals(videoStatuses, 'Lifecycle state; `completed` and `failed` are terminal and never change.');
+export type VideoStatus = Static<typeof VideoStatus>;
+export const AspectRatio = literals(aspectRatios);
+export const Resolution = literals(resolutions);
+export const Duration = literals(durations);
+export const WebhookEventType = literals(webhookEventTypes);
+export type WebhookEventType = Static<typeof WebhookEventType>;
+
+const HttpsUrl = Type.String({ format: 'uri', maxLength: 2048, pattern: '^https://', description: 'Absolute `https` URL.' });
+
+export const Keyframe = Type.Union(
+  [
+    Type.Object({ imageUrl: HttpsUrl }, { additionalProperties: false }),
+    Type.Object({ videoId: VideoId }, { additionalProperties: false }),
+  ],
+  { description: 'An image by URL, or one of your own videos by id.' },
+);
+export type Keyframe = Static<typeof Keyframe>;
+
+export const Keyframes = Type.Object(
+  { start: Type.Optional(Keyframe), end: Type.Optional(Keyframe) },
+  { additionalProperties: false, description: 'Maps to the upstream `frame0` / `frame1`.' },
+);
+export type Keyframes = Static<typeof Keyframes>;
+
+export const Metadata = Type.Record(Type.String({ minLength: 1, maxLength: 100 }), Type.String({ maxLength: 500 }), {
+  maxProperties: 20,
+  description: 'Up to 20 string keys with string values (≤ 500 chars), echoed in responses and webhooks.',
+});
+export type Metadata = Static<typeof Metadata>;
+
+export const CreateVideoBody = Type.Object(
+  {
+    prompt: Type.String({ minLength: 3, maxLength: 5000, description: 'What to generate; trimmed, 3..5000 characters.' }),
+    aspectRatio: Type.Optional(literals(aspectRatios, 'Default `16:9`.')),
+    loop: Type.Optional(Type.Boolean({ description: 'Default false.' })),
+    model: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._-]+$', description: 'Passed through, e.g. `ray-2`.' })),
+    resolution: Type.Optional(Resolution),
+    duration: Type.Optional(Duration),
+    keyframes: Type.Optional(Keyframes),
+    callbackUrl: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 2048, description: 'Absolute `https` URL that receives signed webhooks.' }),
+    ),
+    webhookEvents: Type.Optional(
+      Type.Array(WebhookEventType, { uniqueItems: true, minItems: 1, description: 'Default: `video.completed` and `video.failed`.' }),
+    ),
+    metadata: Type.Optional(Metadata),
+  },
+  {
+    $id: 'CreateVideoRequest',
+    additionalProperties: false,
+    examples: [
+      {
+        prompt: 'A serene lake surrounded by mountains at sunset',
+        aspectRatio: '16:9',
+        loop: false,
+        callbackUrl: 'https://example.com/hooks/videos',
+        metadata: { userId: 'u_42' },
+      },
+    ],
+  },
+);
+export type CreateVideoBody = Static<typeof CreateVideoBody>;
+
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()]);
+const Timestamp = Type.String({ format: 'date-time', description: 'ISO 8601, UTC.' });
+
+export const VideoAsset = Type.Object({
+  url: Type.String(),
+  width: Nullable(Type.Integer()),
+  height: Nullable(Type.Integer()),
+});
+export const VideoFile = Type.Object({
+  url: Type.String({ description: 'CDN URL of the file.' }),
+  downloadUrl: Type.String({ description: 'Signed download link; refreshed by the gateway before it expires.' }),
+  downloadUrlExpiresAt: Timestamp,
+  width: Nullable(Type.Integer()),
+  height: Nullable(Type.Integer()),
+  durationSeconds: Nullable(Type.Number()),
+});
+export const RawVideoFile = Type.Object({
+  url: Type.String(),
+  width: Nullable(Type.Integer()),
+  height: Nullable(Type.Integer()),
+  durationSeconds: Nullable(Type.Number()),
+});
+
+export const VideoResult = Type.Object({
+  video: VideoFile,
+  rawVideo: Nullable(RawVideoFile),
+  thumbnail: Nullable(VideoAsset),
+  lastFrame: Nullable(VideoAsset),
+});
+export type VideoResult = Static<typeof VideoResult>;
+
+export const failureCodes = ['upstream_failed', 'timed_out', 'upstream_lost'] as const;
+export const VideoFailure = Type.Object({
+  code: literals(failureCodes),
+  message: Type.String(),
+});
+export type VideoFailure = Static<typeof VideoFailure>;
+
+export const webhookStates = ['pending', 'delivered', 'retrying', 'failed'] as const;
+export const WebhookSummary = Type.Object({
+  status: literals(webhookStates),
+  attempts: Type.Integer({ minimum: 0 }),
+  lastAttemptAt: Nullable(Timestamp),
+  nextAttemptAt: Nullable(Timestamp),
+  lastResponseStatus: Nullable(Type.Integer()),
+});
+export type WebhookSummary = Static<typeof WebhookSummary>;
+
+export const Video = Type.Object(
+  {
+    id: VideoId,
+    status: VideoStatus,
+    prompt: Type.String(),
+    aspectRatio: AspectRatio,
+    loop: Type.Boolean(),
+    model: Nullable(Type.String()),
+    resolution: Nullable(Resolution),
+    duration: Nullable(Duration),
+    keyframes: Nullable(Keyframes),
+    callbackUrl: Nullable(Type.String()),
+    webhookEvents: Type.Array(WebhookEventType),
+    metadata: Nullable(Metadata),
+    estimatedWaitSeconds: Nullable(Type.Number({ description: "Upstream's estimate while running." })),
+    result: Nullable(VideoResult),
+    failure: Nullable(VideoFailure),
+    webhook: Nullable(WebhookSummary),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+    completedAt: Nullable(Timestamp),
+  },
+  {
+    $id: 'Video',
+    additionalProperties: false,
+    examples: [
+      {
+        id: 'vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC',
+        status: 'completed',
+        prompt: 'A serene lake surrounded by mountains at sunset',
+        aspectRatio: '16:9',
+        loop: false,
+        model: null,
+        resolution: null,
+        duration: null,
+        keyframes: null,
+        callbackUrl: 'https://example.com/hooks/videos',
+        webhookEvents: ['video.completed', 'video.failed'],
+        metadata: { userId: 'u_42' },
+        estimatedWaitSeconds: null,
+        result: {
+          video: {
+            url: 'https://storage.cdn-luma.com/dream-machine/4cd5e5d4/generation.mp4',
+            downloadUrl: 'https://storage.cdn-luma.com/dream-machine/4cd5e5d4/generation.mp4?X-Amz-Date=20261129T140000Z&X-Amz-Expires=3600',
+            downloadUrlExpiresAt: '2026-11-29T15:00:00.000Z',
+            width: 1360,
+            height: 752,
+            durationSeconds: 5.041667,
+          },
+          rawVideo: null,
+          thumbnail: { url: 'https://imagedelivery.net/bbccab18/public', width: 1360, height: 752 },
+          lastFrame: { url: 'https://storage.cdn-luma.com/dream-machine/5d994815/last_frame.jpg', width: 1360, height: 752 },
+        },
+        failure: null,
+        webhook: { status: 'delivered', attempts: 1, lastAttemptAt: '2026-11-29T14:00:11.000Z', nextAttemptAt: null, lastResponseStatus: 204 },
+        createdAt: '2026-11-29T13:59:58.000Z',
+        updatedAt: '2026-11-29T14:00:10.000Z',
+        completedAt: '2026-11-29T14:00:10.000Z',
+      },
+    ],
+  },
+);
+export type Video = Static<typeof Video>;
+
+export const VideoParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64, description: 'Video id (`vid_…`).' }) });
+export const GetVideoQuery = Type.Object(
+  {
+    wait: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 60, description: 'Long-poll: answer as soon as the status changes, or after this many seconds.' }),
+    ),
+  },
+  { additionalProperties: false },
+);

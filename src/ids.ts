@@ -1,0 +1,42 @@
+import { randomBytes } from 'node:crypto';
+import type { Clock } from './clock.js';
+
+// Crockford base32, as used by ULID. Hand-written (a dozen lines) rather than a dependency so the
+// clock stays injectable and ids stay time-sortable with our own prefixes.
+const alphabet = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+
+export function ulid(timeMs: number, random: Uint8Array = randomBytes(10)): string {
+  let time = '';
+  let t = Math.max(0, Math.floor(timeMs));
+  for (let i = 0; i < 10; i++) {
+    time = alphabet[t % 32] + time;
+    t = Math.floor(t / 32);
+  }
+  let bits = 0;
+  let value = 0;
+  let rand = '';
+  for (const byte of random) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      rand += alphabet[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+    value &= (1 << bits) - 1;
+  }
+  return time + rand.slice(0, 16);
+}
+
+export interface IdSource {
+  videoId(): string;
+  messageId(): string;
+  requestId(): string;
+}
+
+export function createIdSource(clock: Clock): IdSource {
+  return {
+    videoId: () => `vid_${ulid(clock.now())}`,
+    messageId: () => `msg_${ulid(clock.now())}`,
+    requestId: () => `req_${ulid(clock.now())}`,
+  };
+}
