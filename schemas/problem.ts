@@ -33,10 +33,11 @@ export const Problem = Type.Object(
     title: Type.String(),
     status: Type.Integer({ minimum: 400, maximum: 599 }),
     detail: Type.String(),
-    code: Type.Union(
-      Object.keys(problemCodes).map((code) => Type.Literal(code)),
-      { description: 'Stable snake_case code; switch on this, not on `title`.' },
-    ),
+    code: Type.Unsafe<ProblemCode>({
+      type: 'string',
+      enum: Object.keys(problemCodes),
+      description: 'Stable snake_case code; switch on this, not on `title`.',
+    }),
     requestId: Type.String(),
     errors: Type.Optional(Type.Array(ProblemFieldError)),
   },

@@ -5,8 +5,9 @@ export interface Config {
   /** null → sandbox mode. */
   elkapiApiKey: string | null;
   elkapiBaseUrl: string;
-  /** Path of the SQLite file (from `DATABASE_URL=sqlite:<path>`), or `:memory:`. */
+  /** `DATABASE_URL` as given, e.g. `sqlite:./data/gateway.db` (only `sqlite:` URLs are accepted for now). */
   databaseUrl: string;
+  /** Path of the SQLite file (from `DATABASE_URL=sqlite:<path>`), or `:memory:`. */
   sqlitePath: string;
   /** null → `data/clients.json`, created with one `default` client on first start. */
   clientsFile: string | null;

@@ -63,6 +63,12 @@ export interface PollReschedule {
   upstreamState?: string | null;
 }
 
+/** Lifecycle of one outbox row (`webhook_deliveries.status`); `delivering` while a dispatcher holds its lease. */
+export type WebhookDeliveryStatus = 'pending' | 'delivering' | 'retrying' | 'delivered' | 'failed';
+
+/** An idempotency key is `in_progress` while its first request runs, then `completed` with the stored response. */
+export type IdempotencyState = 'in_progress' | 'completed';
+
 export interface VideoStore {
   insertVideo(video: NewVideo): Promise<VideoRecord>;
   getVideo(id: string): Promise<VideoRecord | undefined>;
@@ -76,11 +82,26 @@ export interface VideoStore {
    * releases the lease. Returns the updated record, or undefined when the video was already terminal
    * (terminal states never change).
    */
-  applyTransition(id: string, now: number, transition: VideoTransition, nextPollAt: number | null, events: OutboxEvent[]): Promise<VideoRecord | undefined>;
+  applyTransition(
+    id: string,
+    now: number,
+    transition: VideoTransition,
+    nextPollAt: number | null,
+    events: OutboxEvent[],
+    /** When given, the change applies only if the video still has this status (compare-and-set). */
+    expectedStatus?: VideoStatus,
+  ): Promise<VideoRecord | undefined>;
   /** Records a poll that changed nothing visible; releases the lease. */
   reschedulePoll(id: string, now: number, schedule: PollReschedule): Promise<void>;
   /** Replaces the result of a completed video (fresh signed download URL). */
   refreshResult(id: string, now: number, result: VideoResult): Promise<VideoRecord | undefined>;
+  /** Number of videos still running (queued or processing), for metrics. */
+  countRunning(): Promise<number>;
+  /**
+   * The upstream id of one of the caller's own videos (keyframe `videoId` → upstream `generation` id);
+   * undefined when the video is unknown or belongs to another client.
+   */
+  getVideoUpstreamIdForClient(clientId: string, videoId: string): Promise<string | undefined>;
   /** Cheap liveness check for /readyz. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -42,7 +42,15 @@ export interface UpstreamGeneration {
   rawVideo: UpstreamVideoAsset | null;
   thumbnail: UpstreamAsset | null;
   lastFrame: UpstreamAsset | null;
+  /**
+   * The upstream's `created_at` as ISO 8601, or null when missing or not credible (relays send the zero time
+   * `0001-01-01T00:00:00Z`). Informational only: the gateway keeps its own timestamps.
+   */
+  createdAt?: string | null;
 }
+
+/** Response headers as undici / node:http give them (lower-case names). */
+export type UpstreamHeaders = Readonly<Record<string, string | string[] | undefined>>;
 
 /** How an upstream failure maps onto our problem codes (DESIGN §2.6). */
 export type UpstreamErrorKind =

@@ -1,0 +1,50 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Liveness, Readiness } from '../schemas/health.js';
+import type { VideoStore } from '../src/store/types.js';
+import type { UpstreamHealth } from '../src/upstream/health.js';
+
+export interface HealthRoutesOptions {
+  store: VideoStore;
+  health: UpstreamHealth;
+}
+
+export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (app, { store, health }) => {
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        tags: ['operations'],
+        operationId: 'liveness',
+        summary: 'Liveness',
+        description: 'Answers 200 while the process serves HTTP.',
+        response: { 200: Liveness },
+      },
+    },
+    async () => ({ status: 'ok' as const }),
+  );
+
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        tags: ['operations'],
+        operationId: 'readiness',
+        summary: 'Readiness',
+        description: 'Answers 200 when the store answers and the upstream accepts the gateway key, 503 otherwise; reports the upstream circuit state.',
+        response: { 200: Readiness, 503: Readiness },
+      },
+    },
+    async (_request, reply) => {
+      const storeOk = await store.ping().then(
+        () => true,
+        () => false,
+      );
+      const authOk = health.authFailingSince() === null;
+      const body: Readiness = {
+        status: storeOk && authOk ? 'ready' : 'not_ready',
+        checks: { store: storeOk ? 'ok' : 'failing', upstreamAuth: authOk ? 'ok' : 'refused', upstreamCircuit: 'closed' },
+      };
+      return reply.code(body.status === 'ready' ? 200 : 503).send(body);
+    },
+  );
+};

@@ -1,0 +1,18 @@
+import { Type, type Static } from '@sinclair/typebox';
+
+export const Liveness = Type.Object({ status: Type.Literal('ok') }, { $id: 'Liveness' });
+
+export const Readiness = Type.Object(
+  {
+    status: Type.Union([Type.Literal('ready'), Type.Literal('not_ready')]),
+    checks: Type.Object({
+      store: Type.Union([Type.Literal('ok'), Type.Literal('failing')]),
+      upstreamAuth: Type.Union([Type.Literal('ok'), Type.Literal('refused')], {
+        description: '`refused` when the upstream rejects the gateway key (401/403): fix `ELKAPI_API_KEY`.',
+      }),
+      upstreamCircuit: Type.Union([Type.Literal('closed'), Type.Literal('open'), Type.Literal('half_open')]),
+    }),
+  },
+  { $id: 'Readiness' },
+);
+export type Readiness = Static<typeof Readiness>;

@@ -1,0 +1,6 @@
+import type { TSchema } from '@sinclair/typebox';
+import { Problem, ProblemFieldError } from './problem.js';
+import { CreateVideoBody, Video } from './video.js';
+
+/** Schemas registered once (`app.addSchema`) and referenced by `$ref`: they become OpenAPI components. */
+export const sharedSchemas: TSchema[] = [ProblemFieldError, Problem, CreateVideoBody, Video];

@@ -1,0 +1,218 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import {
+  ClientId,
+  defaultCreateLimitPerMinute,
+  defaultRateLimitPerMinute,
+  validateClientsFile,
+  type ClientEntry,
+  type ClientsFile,
+  type ClientsFileProblem,
+} from '../../schemas/clients.js';
+
+export type { ClientEntry, ClientsFile } from '../../schemas/clients.js';
+
+/** An authenticated API client. Deliberately carries neither its key nor the key's hash. */
+export interface Client {
+  id: string;
+  /** The file's `name`, or the id when the file has none. */
+  name: string;
+  /** `whsec_…`, signs this client's webhooks. */
+  webhookSecret: string;
+  rateLimitPerMinute: number;
+  createLimitPerMinute: number;
+  /** Lower-cased host names callbacks may target; null → any host (still SSRF-checked). */
+  allowedCallbackHosts: string[] | null;
+}
+
+export interface ClientRegistry {
+  /** The client whose key is in `Authorization: Bearer <key>`, or undefined (missing, malformed or unknown). */
+  authenticate(authorizationHeader: string | undefined): Client | undefined;
+  get(id: string): Client | undefined;
+  all(): Client[];
+}
+
+const apiKeyPrefix = 'vgk_';
+const webhookSecretPrefix = 'whsec_';
+/** Far above any real key; bounds the work an absurd header can cause. */
+const maxApiKeyLength = 1024;
+
+export const hashApiKey = (key: string): string => createHash('sha256').update(key, 'utf8').digest('hex');
+
+/** `vgk_` + 32 random bytes, base64url (header- and shell-safe). */
+export const generateApiKey = (): string => apiKeyPrefix + randomBytes(32).toString('base64url');
+
+/** `whsec_` + 24 random bytes, standard base64: the format the standardwebhooks libraries decode. */
+export const generateWebhookSecret = (): string => webhookSecretPrefix + randomBytes(24).toString('base64');
+
+const clientIdCheck = TypeCompiler.Compile(ClientId);
+
+/** A new client: its API key (to hand over once) and the entry to paste into the clients file. */
+export function newClientEntry(options: { id: string; name?: string | undefined }): { apiKey: string; entry: ClientEntry } {
+  if (!clientIdCheck.Check(options.id)) {
+    throw new Error(`invalid client id ${JSON.stringify(options.id)}: expected 1 to 64 letters, digits, "_" or "-"`);
+  }
+  if (options.name !== undefined && (options.name.length < 1 || options.name.length > 200)) {
+    throw new Error('invalid client name: expected 1 to 200 characters');
+  }
+  const apiKey = generateApiKey();
+  const entry: ClientEntry = {
+    id: options.id,
+    ...(options.name === undefined ? {} : { name: options.name }),
+    apiKeySha256: hashApiKey(apiKey),
+    webhookSecret: generateWebhookSecret(),
+  };
+  return { apiKey, entry };
+}
+
+const formatProblem = (problem: ClientsFileProblem): string =>
+  problem.path === '' ? problem.message : `${problem.path}: ${problem.message}`;
+
+function toClient(entry: ClientEntry): Client {
+  return {
+    id: entry.id,
+    name: entry.name ?? entry.id,
+    webhookSecret: entry.webhookSecret,
+    rateLimitPerMinute: entry.rateLimitPerMinute ?? defaultRateLimitPerMinute,
+    createLimitPerMinute: entry.createLimitPerMinute ?? defaultCreateLimitPerMinute,
+    allowedCallbackHosts:
+      entry.allowedCallbackHosts === undefined
+        ? null
+        : [...new Set(entry.allowedCallbackHosts.map((host) => host.toLowerCase()))],
+  };
+}
+
+/** Builds the registry from a clients file object; throws (one line per problem) when it is invalid. */
+export function createClientRegistry(file: ClientsFile): ClientRegistry {
+  const validation = validateClientsFile(file);
+  if (!validation.ok) throw new Error(validation.problems.map(formatProblem).join('\n'));
+
+  const byId = new Map<string, Client>();
+  // Looked up by hash: the registry never holds a key. A Map lookup is not constant-time, but timing can
+  // only leak bits of a SHA-256 the caller cannot steer, which says nothing useful about any key.
+  const byKeyHash = new Map<string, Client>();
+  for (const entry of validation.file.clients) {
+    const client = toClient(entry);
+    byId.set(client.id, client);
+    byKeyHash.set(entry.apiKeySha256, client);
+  }
+
+  return {
+    authenticate(authorizationHeader) {
+      if (authorizationHeader === undefined) return undefined;
+      // RFC 9110 §11.4: scheme is case-insensitive, one or more spaces before the token.
+      const match = /^Bearer +(\S+)$/i.exec(authorizationHeader.trim());
+      const key = match?.[1];
+      if (key === undefined || key.length > maxApiKeyLength) return undefined;
+      return byKeyHash.get(hashApiKey(key));
+    },
+    get: (id) => byId.get(id),
+    all: () => [...byId.values()],
+  };
+}
+
+const errorCode = (error: unknown): string | undefined =>
+  error instanceof Error && 'code' in error && typeof error.code === 'string' ? error.code : undefined;
+
+/** `line L, column C` of a character offset, so a JSON error can be located without quoting the file. */
+function locate(text: string, offset: number): string {
+  const before = text.slice(0, offset).split('\n');
+  return `line ${before.length}, column ${(before.at(-1)?.length ?? 0) + 1}`;
+}
+
+async function readClientsFile(file: string): Promise<ClientRegistry> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    const code = errorCode(error);
+    const reason = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (code ?? String(error));
+    throw new Error(`Clients file ${file}: cannot read it (${reason})`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    // V8's message may quote the surrounding text (secrets included): keep only the position it names.
+    const position = /position (\d+)/.exec(error instanceof Error ? error.message : '')?.[1];
+    const where = position === undefined ? '' : ` (at ${locate(text, Number(position))})`;
+    throw new Error(`Clients file ${file}: not valid JSON${where}`);
+  }
+  const validation = validateClientsFile(json);
+  if (!validation.ok) {
+    throw new Error(validation.problems.map((problem) => `Clients file ${file}: ${formatProblem(problem)}`).join('\n'));
+  }
+  return createClientRegistry(validation.file);
+}
+
+/**
+ * Writes `file` only if it does not exist yet, with mode 0600, atomically: the content goes to a private
+ * temporary file first and is hard-linked into place, so a crash never leaves a half-written registry and
+ * two processes starting at once cannot both create one. Returns false when the file already existed.
+ */
+async function createExclusive(file: string, content: string): Promise<boolean> {
+  const temporary = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  const handle = await open(temporary, 'wx', 0o600);
+  try {
+    await handle.writeFile(content);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await link(temporary, file);
+    return true;
+  } catch (error) {
+    if (errorCode(error) === 'EEXIST') return false;
+    throw error;
+  } finally {
+    await unlink(temporary).catch(() => undefined);
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return false;
+    throw error;
+  }
+}
+
+function bootstrapBanner(file: string, apiKey: string, webhookSecret: string): string {
+  const rule = '='.repeat(78);
+  return [
+    rule,
+    `Created ${file} with one client, "default".`,
+    `  API key:        ${apiKey}`,
+    `  Webhook secret: ${webhookSecret}`,
+    'Copy the API key now: it is not shown again (the file keeps only its SHA-256).',
+    'Send it as "Authorization: Bearer <API key>". Add clients with: npm run client:new -- --id ID',
+    rule,
+  ].join('\n');
+}
+
+export interface LoadClientRegistryOptions {
+  /** CLIENTS_FILE; null → `<dataDir>/clients.json`, created with one `default` client when missing. */
+  clientsFile: string | null;
+  dataDir: string;
+  /** Receives the one-time bootstrap banner (the only place a key is ever printed). */
+  log: (line: string) => void;
+}
+
+/** Loads and validates the registry; throws an Error with one line per problem (never quoting secrets). */
+export async function loadClientRegistry(options: LoadClientRegistryOptions): Promise<ClientRegistry> {
+  if (options.clientsFile !== null) return readClientsFile(options.clientsFile);
+
+  const file = path.join(options.dataDir, 'clients.json');
+  if (!(await exists(file))) {
+    await mkdir(options.dataDir, { recursive: true });
+    const { apiKey, entry } = newClientEntry({ id: 'default', name: 'Default client' });
+    const created = await createExclusive(file, `${JSON.stringify({ clients: [entry] }, null, 2)}\n`);
+    if (created) options.log(bootstrapBanner(file, apiKey, entry.webhookSecret));
+  }
+  return readClientsFile(file);
+}

@@ -1,0 +1,193 @@
+import type { TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { Value } from '@sinclair/typebox/value';
+import { ConfigValues, EnvVars, type EnvVarName } from '../schemas/config.js';
+import type { Config } from './config-types.js';
+import { parseDuration } from './duration.js';
+
+export type { Config } from './config-types.js';
+
+export type LoadConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
+
+// The schema and the hand-written interface must describe the same object.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const schemaMatchesConfig: Same<ConfigValues, Config> = true;
+void schemaMatchesConfig;
+
+const envCheck = TypeCompiler.Compile(EnvVars);
+const valuesCheck = TypeCompiler.Compile(ConfigValues);
+const envVarNames = Object.keys(EnvVars.properties) as EnvVarName[];
+
+const keyword = (schema: TSchema, name: string): string | undefined => {
+  const value: unknown = schema[name];
+  return typeof value === 'string' ? value : undefined;
+};
+
+interface FieldSource {
+  env: EnvVarName;
+  expected: string | undefined;
+}
+
+/** JSON pointer of each converted field (`/sandbox/errorRate`) → the variable it comes from. */
+const fieldSources = new Map<string, FieldSource>();
+(function collect(schema: TSchema, pointer: string): void {
+  const env = keyword(schema, 'env');
+  if (env !== undefined) {
+    fieldSources.set(pointer, { env: env as EnvVarName, expected: keyword(schema, 'expected') });
+  }
+  const properties: unknown = schema['properties'];
+  if (typeof properties === 'object' && properties !== null) {
+    for (const [key, child] of Object.entries(properties as Record<string, TSchema>)) collect(child, `${pointer}/${key}`);
+  }
+})(ConfigValues, '');
+
+/** The field source of an error path, looking up through parents (`/webhookRetryScheduleMs/3` → the list). */
+function sourceOf(path: string): FieldSource | undefined {
+  for (let pointer = path; pointer !== ''; pointer = pointer.slice(0, pointer.lastIndexOf('/'))) {
+    const source = fieldSources.get(pointer);
+    if (source !== undefined) return source;
+  }
+  return undefined;
+}
+
+/** How a given value appears in a problem: quoted, shortened, credentials masked, the API key never. */
+function shown(name: EnvVarName, raw: string): string {
+  if (name === 'ELKAPI_API_KEY') return '(hidden)';
+  const masked = raw.replace(/\/\/[^/@\s]*@/, '//***@');
+  return JSON.stringify(masked.length > 80 ? `${masked.slice(0, 77)}...` : masked);
+}
+
+/**
+ * Environment → validated, typed Config. Every problem is collected (not only the first), one line each,
+ * naming the variable, what was given and what is expected. An empty or blank variable counts as unset.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | undefined>): LoadConfigResult {
+  const given: Partial<Record<EnvVarName, string>> = {};
+  const normalized: Record<string, string> = {};
+  for (const name of envVarNames) {
+    const value = env[name]?.trim();
+    if (value === undefined || value === '') continue;
+    given[name] = value;
+    normalized[name] = EnvVars.properties[name]['caseInsensitive'] === true ? value.toLowerCase() : value;
+  }
+
+  // One problem per variable (the first found), reported in the order of DESIGN §5.
+  const problemOf = new Map<EnvVarName, string>();
+  const otherProblems: string[] = [];
+  const fail = (name: EnvVarName, problem: string): void => {
+    if (!problemOf.has(name)) problemOf.set(name, problem);
+  };
+
+  // Step 1: syntax of the raw strings.
+  for (const error of [...envCheck.Errors(normalized)]) {
+    const name = error.path.slice(1) as EnvVarName;
+    const raw = given[name] ?? '';
+    if (name === 'DATABASE_URL' && /^postgres(?:ql)?:\/\//i.test(raw)) {
+      // Not echoed: a Postgres URL usually carries a password.
+      fail(name, 'DATABASE_URL: Postgres is not supported yet (use sqlite:<path> or sqlite::memory:)');
+    } else {
+      fail(name, `${name}: ${shown(name, raw)} ${keyword(error.schema, 'invalid') ?? 'is not valid'}`);
+    }
+  }
+  // Invalid variables fall back to their defaults so the others can still be converted and range-checked.
+  for (const name of problemOf.keys()) delete normalized[name];
+  const vars: unknown = Value.Default(EnvVars, normalized);
+  if (!envCheck.Check(vars)) throw new Error('config: defaults do not satisfy the environment schema');
+
+  // Step 2: convert. The strings are known to be well-formed here.
+  const text = (name: EnvVarName): string => vars[name] ?? '';
+  const duration = (name: EnvVarName): number => parseDuration(text(name), { bareUnit: 'ms' }) ?? Number.NaN;
+  const bool = (name: EnvVarName): boolean => text(name) === 'true' || text(name) === '1';
+
+  let elkapiBaseUrl = text('ELKAPI_BASE_URL');
+  try {
+    const url = new URL(elkapiBaseUrl);
+    elkapiBaseUrl = `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+  } catch {
+    fail('ELKAPI_BASE_URL', `ELKAPI_BASE_URL: ${shown('ELKAPI_BASE_URL', elkapiBaseUrl)} ${keyword(EnvVars.properties.ELKAPI_BASE_URL, 'invalid')}`);
+  }
+
+  // `sqlite:<path>`; `sqlite:///abs/path` and `sqlite://rel/path` are read the usual way too.
+  const databaseUrl = text('DATABASE_URL');
+  const sqliteRest = databaseUrl.slice('sqlite:'.length);
+  const sqlitePath = sqliteRest.startsWith('//') ? sqliteRest.slice(2) : sqliteRest;
+
+  const config: Config = {
+    port: Number(text('PORT')),
+    host: text('HOST'),
+    elkapiApiKey: vars.ELKAPI_API_KEY ?? null,
+    elkapiBaseUrl,
+    databaseUrl,
+    sqlitePath,
+    clientsFile: vars.CLIENTS_FILE ?? null,
+    cacheMaxEntries: Number(text('CACHE_MAX_ENTRIES')),
+    pollIntervalMinMs: duration('POLL_INTERVAL_MIN_MS'),
+    pollIntervalMaxMs: duration('POLL_INTERVAL_MAX_MS'),
+    pollConcurrency: Number(text('POLL_CONCURRENCY')),
+    upstreamMaxRps: Number(text('UPSTREAM_MAX_RPS')),
+    taskTimeoutMs: duration('TASK_TIMEOUT_MS'),
+    webhookTimeoutMs: duration('WEBHOOK_TIMEOUT_MS'),
+    webhookRetryScheduleMs: text('WEBHOOK_RETRY_SCHEDULE')
+      .split(',')
+      .map((entry) => parseDuration(entry) ?? Number.NaN),
+    webhookAllowHttp: bool('WEBHOOK_ALLOW_HTTP'),
+    webhookAllowPrivateNetworks: bool('WEBHOOK_ALLOW_PRIVATE_NETWORKS'),
+    logLevel: vars.LOG_LEVEL ?? 'info',
+    sandbox: {
+      durationMs: duration('SANDBOX_DURATION_MS'),
+      queueMs: duration('SANDBOX_QUEUE_MS'),
+      errorRate: Number(text('SANDBOX_ERROR_RATE')),
+      latencyMs: duration('SANDBOX_LATENCY_MS'),
+    },
+  };
+
+  // Step 3: ranges of the converted values.
+  for (const error of valuesCheck.Errors(config)) {
+    const source = sourceOf(error.path);
+    if (source === undefined) {
+      otherProblems.push(`configuration ${error.path}: ${error.message}`); // a field without a source: a bug here
+      continue;
+    }
+    const expected = source.expected === undefined ? '' : ` (expected ${source.expected})`;
+    fail(source.env, `${source.env}: ${shown(source.env, given[source.env] ?? '')} is out of range${expected}`);
+  }
+  if (
+    !problemOf.has('POLL_INTERVAL_MIN_MS') &&
+    !problemOf.has('POLL_INTERVAL_MAX_MS') &&
+    config.pollIntervalMinMs > config.pollIntervalMaxMs
+  ) {
+    const min = given.POLL_INTERVAL_MIN_MS ?? text('POLL_INTERVAL_MIN_MS');
+    fail(
+      'POLL_INTERVAL_MIN_MS',
+      `POLL_INTERVAL_MIN_MS: ${shown('POLL_INTERVAL_MIN_MS', min)} (${config.pollIntervalMinMs} ms) is longer than ` +
+        `POLL_INTERVAL_MAX_MS (${config.pollIntervalMaxMs} ms) (expected POLL_INTERVAL_MIN_MS ≤ POLL_INTERVAL_MAX_MS)`,
+    );
+  }
+
+  const problems = [
+    ...envVarNames.flatMap((name) => problemOf.get(name) ?? []),
+    ...otherProblems,
+  ];
+  return problems.length === 0 ? { ok: true, config } : { ok: false, problems };
+}
+
+/** Like loadConfig, but throws an Error whose message is formatConfigProblems(problems). Handy in tests. */
+export function loadConfigOrThrow(env: NodeJS.ProcessEnv | Record<string, string | undefined>): Config {
+  const result = loadConfig(env);
+  if (!result.ok) throw new Error(formatConfigProblems(result.problems));
+  return result.config;
+}
+
+/** One header line, then one line per problem, for stderr before exiting. */
+export function formatConfigProblems(problems: readonly string[]): string {
+  const count = problems.length === 1 ? '1 problem' : `${problems.length} problems`;
+  return [`Invalid configuration (${count}):`, ...problems.map((problem) => `  ${problem}`)].join('\n');
+}
+
+/** Sandbox mode: no upstream key, the built-in ElkAPI simulator stands in (DESIGN §4.2). */
+export const sandboxEnabled = (config: Pick<Config, 'elkapiApiKey'>): boolean => config.elkapiApiKey === null;
+
+/** The config as it may be logged: the upstream key replaced by `(hidden)`. */
+export function redactConfig(config: Config): Omit<Config, 'elkapiApiKey'> & { elkapiApiKey: '(hidden)' | null } {
+  return { ...config, elkapiApiKey: config.elkapiApiKey === null ? null : '(hidden)' };
+}

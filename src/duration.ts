@@ -1,0 +1,41 @@
+/**
+ * Durations in configuration: a number with a unit, `ms`, `s`, `m` or `h` (`250ms`, `5s`, `1.5s`, `2h`).
+ * Pure: no I/O, so the config loader and its schema share one definition of what a duration is.
+ */
+
+const unitMs = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
+type Unit = keyof typeof unitMs;
+
+/** A non-negative decimal: `5`, `1.5`, `.5`. No sign, no exponent, no separators. */
+export const decimalPattern = '(?:[0-9]+(?:\\.[0-9]+)?|\\.[0-9]+)';
+/** A duration that carries its unit (`ms` is listed before `m` so the alternation reads naturally). */
+export const durationWithUnitPattern = `${decimalPattern}(?:ms|s|m|h)`;
+
+const durationRegex = new RegExp(`^(${decimalPattern})(ms|s|m|h)?$`);
+
+export interface ParseDurationOptions {
+  /** Unit of a bare number (`2000` in a `*_MS` variable). Without it, a bare number is not a duration. */
+  bareUnit?: 'ms';
+}
+
+/**
+ * Parses `250ms`, `5s`, `2m`, `2h`, `1.5s` into whole milliseconds (rounded).
+ * Returns undefined when `text` is not a duration; surrounding whitespace is ignored.
+ */
+export function parseDuration(text: string, options: ParseDurationOptions = {}): number | undefined {
+  const match = durationRegex.exec(text.trim());
+  if (match === null) return undefined;
+  const [, amount = '', unitText] = match;
+  const unit: Unit | undefined = unitText === undefined ? options.bareUnit : (unitText as Unit);
+  if (unit === undefined) return undefined;
+  const ms = Math.round(Number(amount) * unitMs[unit]);
+  return Number.isSafeInteger(ms) ? ms : undefined;
+}
+
+/** The shortest exact rendering of a millisecond count (`300000` → `5m`), for messages and banners. */
+export function formatDuration(ms: number): string {
+  for (const unit of ['h', 'm', 's'] as const) {
+    if (ms !== 0 && ms % unitMs[unit] === 0) return `${ms / unitMs[unit]}${unit}`;
+  }
+  return `${ms}ms`;
+}

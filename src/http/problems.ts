@@ -1,0 +1,130 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { problemCodes, type Problem, type ProblemCode, type ProblemFieldError } from '../../schemas/problem.js';
+
+const titles: Record<ProblemCode, string> = {
+  validation_failed: 'Validation failed',
+  unauthorized: 'Unauthorized',
+  not_found: 'Not found',
+  idempotency_key_in_use: 'Idempotency key in use',
+  video_not_terminal: 'Video not terminal',
+  payload_too_large: 'Payload too large',
+  unsupported_media_type: 'Unsupported media type',
+  idempotency_key_reused: 'Idempotency key reused',
+  upstream_rejected: 'Upstream rejected the request',
+  rate_limited: 'Rate limited',
+  internal_error: 'Internal error',
+  upstream_unavailable: 'Upstream unavailable',
+  upstream_timeout: 'Upstream timeout',
+};
+
+export const problemContentType = 'application/problem+json';
+export const problemTypeUri = (code: ProblemCode): string => `urn:problem:video-gateway:${code}`;
+
+/** A failure the client should see as an RFC 9457 problem; thrown anywhere, rendered by the error handler. */
+export class ProblemError extends Error {
+  override readonly name = 'ProblemError';
+  constructor(
+    readonly code: ProblemCode,
+    readonly detail: string,
+    readonly options: {
+      status?: number;
+      errors?: ProblemFieldError[];
+      headers?: Record<string, string>;
+      cause?: unknown;
+    } = {},
+  ) {
+    super(`${code}: ${detail}`, { cause: options.cause });
+  }
+
+  get status(): number {
+    return this.options.status ?? problemCodes[this.code];
+  }
+}
+
+export function buildProblem(error: ProblemError, requestId: string): Problem {
+  const problem: Problem = {
+    type: problemTypeUri(error.code),
+    title: titles[error.code],
+    status: error.status,
+    detail: error.detail,
+    code: error.code,
+    requestId,
+  };
+  if (error.options.errors !== undefined) problem.errors = error.options.errors;
+  return problem;
+}
+
+export function sendProblem(reply: FastifyReply, error: ProblemError): FastifyReply {
+  for (const [name, value] of Object.entries(error.options.headers ?? {})) reply.header(name, value);
+  return reply
+    .code(error.status)
+    .type(problemContentType)
+    .send(buildProblem(error, String(reply.request.id)));
+}
+
+interface AjvLikeError {
+  instancePath?: string;
+  message?: string;
+  params?: Record<string, unknown>;
+  keyword?: string;
+}
+
+/** Turns Fastify's schema validation errors into `{ path, message }` entries with JSON pointers. */
+export function validationErrors(context: string | undefined, details: readonly AjvLikeError[]): ProblemFieldError[] {
+  const part = context ?? 'body';
+  const seen = new Set<string>();
+  const errors: ProblemFieldError[] = [];
+  for (const detail of details) {
+    let path = `/${part}${detail.instancePath ?? ''}`;
+    const params = detail.params ?? {};
+    if (typeof params['missingProperty'] === 'string') path += `/${params['missingProperty']}`;
+    if (typeof params['additionalProperty'] === 'string') path += `/${params['additionalProperty']}`;
+    const message =
+      typeof params['additionalProperty'] === 'string' ? 'is not a known field' : (detail.message ?? 'is invalid');
+    const key = `${path} ${message}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    errors.push({ path, message });
+  }
+  return errors.slice(0, 20);
+}
+
+/** Maps anything thrown into a ProblemError; unknown errors become a 500 without internals. */
+export function toProblem(error: unknown): ProblemError {
+  if (error instanceof ProblemError) return error;
+  const fastifyError = error as Partial<FastifyError> & { validation?: AjvLikeError[]; validationContext?: string };
+  if (Array.isArray(fastifyError.validation)) {
+    const errors = validationErrors(fastifyError.validationContext, fastifyError.validation);
+    const first = errors[0];
+    return new ProblemError('validation_failed', first ? `${first.path} ${first.message}` : 'The request is not valid.', { errors });
+  }
+  switch (fastifyError.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new ProblemError('payload_too_large', 'The request body is larger than 64 KiB.');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new ProblemError('unsupported_media_type', 'Send the request body as application/json.');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new ProblemError('validation_failed', 'The request body is not valid JSON.', {
+        errors: [{ path: '/body', message: 'is not valid JSON' }],
+      });
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new ProblemError('validation_failed', 'The Content-Length header does not match the body.');
+    case 'FST_ERR_RATE_LIMITED':
+      return new ProblemError('rate_limited', 'Too many requests.');
+    default:
+      break;
+  }
+  if (error instanceof SyntaxError) return new ProblemError('validation_failed', 'The request body is not valid JSON.');
+  const status = typeof fastifyError.statusCode === 'number' ? fastifyError.statusCode : 500;
+  if (status === 404) return new ProblemError('not_found', 'Not found.');
+  if (status >= 400 && status < 500) return new ProblemError('validation_failed', 'The request is not valid.', { status });
+  return new ProblemError('internal_error', 'Something went wrong on our side; try again later.', { cause: error });
+}
+
+export function errorHandler(this: unknown, error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const problem = toProblem(error);
+  if (problem.status >= 500) request.log.error({ err: error }, 'request failed');
+  else request.log.info({ code: problem.code, detail: problem.detail }, 'request refused');
+  return sendProblem(reply, problem);
+}

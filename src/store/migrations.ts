@@ -1,0 +1,131 @@
+import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+
+/*
+ * Versioned schema migrations, kept in code (not files read at runtime) so the build ships them and
+ * their order is explicit. Rules: never edit a migration that has shipped; add `0002_…`, `0003_…`.
+ * Names sort lexically, so keep the four-digit prefix.
+ *
+ * Migrations see `Kysely<unknown>`: they must not depend on the current `Database` type, which
+ * describes the schema after the *last* migration.
+ */
+
+const initial: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await db.schema
+      .createTable('videos')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('client_id', 'text', (c) => c.notNull())
+      .addColumn('upstream_id', 'text', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('upstream_state', 'text')
+      .addColumn('request_json', 'text', (c) => c.notNull())
+      .addColumn('result_json', 'text')
+      .addColumn('failure_json', 'text')
+      .addColumn('estimated_wait_seconds', 'real')
+      .addColumn('created_at', 'integer', (c) => c.notNull())
+      .addColumn('updated_at', 'integer', (c) => c.notNull())
+      .addColumn('completed_at', 'integer')
+      .addColumn('next_poll_at', 'integer')
+      .addColumn('poll_attempts', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('not_found_since', 'integer')
+      .addColumn('lease_until', 'integer')
+      .addColumn('version', 'integer', (c) => c.notNull().defaultTo(1))
+      .addCheckConstraint('videos_status_check', sql`status in ('queued', 'processing', 'completed', 'failed')`)
+      .execute();
+    // GET /videos: a client's videos newest first (ids are time-sortable ULIDs).
+    await db.schema.createIndex('videos_client_id_idx').on('videos').columns(['client_id', 'id desc']).execute();
+    // The poller's claim: only running rows are indexed, so the index stays small however many videos finished.
+    await db.schema
+      .createIndex('videos_due_idx')
+      .on('videos')
+      .columns(['status', 'next_poll_at'])
+      .where('status', 'in', ['queued', 'processing'])
+      .execute();
+    await db.schema.createIndex('videos_upstream_id_key').on('videos').column('upstream_id').unique().execute();
+
+    await db.schema
+      .createTable('webhook_deliveries')
+      .addColumn('message_id', 'text', (c) => c.primaryKey())
+      .addColumn('video_id', 'text', (c) => c.notNull().references('videos.id').onDelete('cascade'))
+      .addColumn('client_id', 'text', (c) => c.notNull())
+      .addColumn('event_type', 'text', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('next_attempt_at', 'integer')
+      .addColumn('lease_until', 'integer')
+      .addColumn('last_attempt_at', 'integer')
+      .addColumn('last_response_status', 'integer')
+      .addColumn('last_error', 'text')
+      .addColumn('created_at', 'integer', (c) => c.notNull())
+      .addColumn('updated_at', 'integer', (c) => c.notNull())
+      .addCheckConstraint(
+        'webhook_deliveries_status_check',
+        sql`status in ('pending', 'delivering', 'retrying', 'delivered', 'failed')`,
+      )
+      .execute();
+    // The dispatcher's claim of due deliveries.
+    await db.schema.createIndex('webhook_deliveries_due_idx').on('webhook_deliveries').columns(['status', 'next_attempt_at']).execute();
+    // A video's webhook summary (latest event) and the foreign key's lookups.
+    await db.schema.createIndex('webhook_deliveries_video_idx').on('webhook_deliveries').columns(['video_id', 'created_at']).execute();
+
+    await db.schema
+      .createTable('delivery_attempts')
+      .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+      .addColumn('message_id', 'text', (c) => c.notNull().references('webhook_deliveries.message_id').onDelete('cascade'))
+      .addColumn('video_id', 'text', (c) => c.notNull())
+      .addColumn('event_type', 'text', (c) => c.notNull())
+      .addColumn('attempt', 'integer', (c) => c.notNull())
+      .addColumn('at', 'integer', (c) => c.notNull())
+      .addColumn('duration_ms', 'integer', (c) => c.notNull())
+      .addColumn('response_status', 'integer')
+      .addColumn('error', 'text')
+      .addColumn('response_excerpt', 'text')
+      .execute();
+    // GET /videos/{id}/deliveries, newest first.
+    await db.schema.createIndex('delivery_attempts_video_idx').on('delivery_attempts').columns(['video_id', 'id desc']).execute();
+    // Without it, deleting an outbox row (cascade) would scan every attempt.
+    await db.schema.createIndex('delivery_attempts_message_idx').on('delivery_attempts').column('message_id').execute();
+
+    await db.schema
+      .createTable('idempotency_keys')
+      .addColumn('client_id', 'text', (c) => c.notNull())
+      .addColumn('key', 'text', (c) => c.notNull())
+      .addColumn('fingerprint', 'text', (c) => c.notNull())
+      .addColumn('state', 'text', (c) => c.notNull())
+      .addColumn('response_status', 'integer')
+      .addColumn('response_body', 'text')
+      .addColumn('response_headers_json', 'text')
+      .addColumn('created_at', 'integer', (c) => c.notNull())
+      .addColumn('expires_at', 'integer', (c) => c.notNull())
+      .addPrimaryKeyConstraint('idempotency_keys_pk', ['client_id', 'key'])
+      .addCheckConstraint('idempotency_keys_state_check', sql`state in ('in_progress', 'completed')`)
+      .execute();
+    // Purging expired keys.
+    await db.schema.createIndex('idempotency_keys_expires_at_idx').on('idempotency_keys').column('expires_at').execute();
+  },
+};
+
+/** Every migration, old and new, by versioned name. */
+export const migrations: Readonly<Record<string, Migration>> = {
+  '0001_initial': initial,
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: () => Promise.resolve({ ...migrations }),
+};
+
+/**
+ * Brings the schema up to date. Returns the names of the migrations it ran (empty when already current).
+ * Throws when one fails; Kysely's migrator reports errors in its result instead of throwing.
+ */
+export async function migrateToLatest<DB>(db: Kysely<DB>): Promise<string[]> {
+  const migrator = new Migrator({ db, provider: migrationProvider });
+  const { error, results = [] } = await migrator.migrateToLatest();
+  if (error !== undefined) {
+    const failed = results.find((result) => result.status === 'Error')?.migrationName;
+    throw new Error(`database migration ${failed ?? '(setup)'} failed: ${error instanceof Error ? error.message : String(error)}`, {
+      cause: error,
+    });
+  }
+  return results.filter((result) => result.status === 'Success').map((result) => result.migrationName);
+}

@@ -1,0 +1,91 @@
+import type { Generated, Insertable, Selectable } from 'kysely';
+import type { VideoStatus, WebhookEventType } from '../../schemas/video.js';
+import type { IdempotencyState, WebhookDeliveryStatus } from './types.js';
+
+/**
+ * The Kysely view of the database: one interface per table, column names as stored (snake_case).
+ * Times are epoch milliseconds (INTEGER); JSON columns (`*_json`) hold serialised text and are
+ * parsed only by the row mappers in `sqlite.ts`.
+ */
+export interface Database {
+  videos: VideosTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  delivery_attempts: DeliveryAttemptsTable;
+  idempotency_keys: IdempotencyKeysTable;
+}
+
+export interface VideosTable {
+  id: string;
+  client_id: string;
+  upstream_id: string;
+  status: VideoStatus;
+  upstream_state: string | null;
+  /** `VideoRequest` as JSON. */
+  request_json: string;
+  /** `VideoResult` as JSON, once completed. */
+  result_json: string | null;
+  /** `VideoFailure` as JSON, once failed. */
+  failure_json: string | null;
+  estimated_wait_seconds: number | null;
+  created_at: number;
+  updated_at: number;
+  completed_at: number | null;
+  next_poll_at: number | null;
+  poll_attempts: number;
+  not_found_since: number | null;
+  lease_until: number | null;
+  /** Row revision, bumped on every update. */
+  version: number;
+}
+
+/** The transactional outbox: one row per webhook event, written with the state change that caused it. */
+export interface WebhookDeliveriesTable {
+  /** `msg_…`, the `webhook-id` header: stable across retries and redeliveries. */
+  message_id: string;
+  video_id: string;
+  client_id: string;
+  event_type: WebhookEventType;
+  status: WebhookDeliveryStatus;
+  attempts: number;
+  next_attempt_at: number | null;
+  lease_until: number | null;
+  last_attempt_at: number | null;
+  last_response_status: number | null;
+  last_error: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+/** One row per HTTP attempt, for `GET /videos/{id}/deliveries`. */
+export interface DeliveryAttemptsTable {
+  id: Generated<number>;
+  message_id: string;
+  video_id: string;
+  event_type: WebhookEventType;
+  attempt: number;
+  at: number;
+  duration_ms: number;
+  response_status: number | null;
+  error: string | null;
+  response_excerpt: string | null;
+}
+
+export interface IdempotencyKeysTable {
+  client_id: string;
+  key: string;
+  /** Hash of the request body, to tell a replay from a reused key. */
+  fingerprint: string;
+  state: IdempotencyState;
+  response_status: number | null;
+  response_body: string | null;
+  response_headers_json: string | null;
+  created_at: number;
+  expires_at: number;
+}
+
+export type VideoRow = Selectable<VideosTable>;
+export type NewVideoRow = Insertable<VideosTable>;
+export type WebhookDeliveryRow = Selectable<WebhookDeliveriesTable>;
+export type NewWebhookDeliveryRow = Insertable<WebhookDeliveriesTable>;
+export type DeliveryAttemptRow = Selectable<DeliveryAttemptsTable>;
+export type IdempotencyKeyRow = Selectable<IdempotencyKeysTable>;

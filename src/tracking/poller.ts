@@ -1,0 +1,133 @@
+import type { Clock, Random } from '../clock.js';
+import type { EventBus } from '../events/bus.js';
+import type { Logger } from '../lib/logger.js';
+import type { VideoRecord, VideoStore } from '../store/types.js';
+import type { UpstreamHealth } from '../upstream/health.js';
+import { UpstreamError, type UpstreamClient } from '../upstream/types.js';
+import { decideAfterAnswer, decideAfterError, type PollDecision, type TrackingPolicy } from './transitions.js';
+
+export interface PollerOptions {
+  store: VideoStore;
+  upstream: UpstreamClient;
+  bus: EventBus;
+  clock: Clock;
+  random: Random;
+  newMessageId: () => string;
+  health: UpstreamHealth;
+  logger: Logger;
+  policy: TrackingPolicy;
+  /** Polls in flight at once (POLL_CONCURRENCY). */
+  concurrency: number;
+  /** A claimed video is reclaimable after this long, so a crash mid-poll never strands it. */
+  leaseMs: number;
+  /** How often the background loop looks for due videos. */
+  tickMs?: number;
+}
+
+export interface Poller {
+  /** Claims due videos and polls them; resolves when those polls are done. Tests drive this directly. */
+  tick(): Promise<number>;
+  /** Starts the background loop. */
+  start(): void;
+  /** Stops claiming; waits for polls in flight. */
+  stop(): Promise<void>;
+  /** Looks for due work now (after a create). */
+  wake(): void;
+  inFlight(): number;
+}
+
+export function createPoller(options: PollerOptions): Poller {
+  const { store, upstream, bus, clock, logger, policy } = options;
+  const inFlight = new Set<Promise<void>>();
+  /** A 429 pauses all polling until this time (the upstream asked us to slow down). */
+  let pausedUntil = 0;
+  let timer: NodeJS.Timeout | null = null;
+  let running = false;
+
+  const decide = async (video: VideoRecord): Promise<PollDecision> => {
+    const context = { now: clock.now(), policy, random: options.random, newMessageId: options.newMessageId };
+    try {
+      const generation = await upstream.getGeneration(video.upstreamId);
+      options.health.markSuccess();
+      context.now = clock.now();
+      return decideAfterAnswer(video, generation, context);
+    } catch (error) {
+      context.now = clock.now();
+      if (!(error instanceof UpstreamError)) throw error;
+      if (error.kind === 'auth') {
+        options.health.markAuthFailure();
+        logger.error({ videoId: video.id, upstreamStatus: error.httpStatus }, 'UPSTREAM REFUSED THE GATEWAY KEY: check ELKAPI_API_KEY; videos are kept');
+      } else if (error.kind === 'rate_limited') {
+        pausedUntil = Math.max(pausedUntil, context.now + (error.retryAfterMs ?? policy.schedule.minMs));
+        logger.warn({ videoId: video.id, pausedUntil }, 'upstream rate limited polling; pausing');
+      } else if (error.kind !== 'not_found') {
+        logger.warn({ videoId: video.id, upstreamId: video.upstreamId, kind: error.kind, detail: error.safeMessage }, 'poll failed');
+      }
+      return decideAfterError(video, error, context);
+    }
+  };
+
+  const pollOne = async (video: VideoRecord): Promise<void> => {
+    const decision = await decide(video);
+    if (decision.kind === 'reschedule') {
+      await store.reschedulePoll(video.id, clock.now(), decision.schedule);
+      return;
+    }
+    const updated = await store.applyTransition(video.id, clock.now(), decision.transition, decision.nextPollAt, decision.events, video.status);
+    if (updated === undefined) {
+      logger.info({ videoId: video.id }, 'ignored an upstream answer for a video that is already terminal');
+      return;
+    }
+    logger.info({ videoId: video.id, upstreamId: video.upstreamId, status: updated.status, upstreamState: updated.upstreamState }, 'video changed');
+    bus.publish({ video: updated });
+  };
+
+  const launch = async (): Promise<Array<Promise<void>>> => {
+    const free = options.concurrency - inFlight.size;
+    if (free <= 0 || clock.now() < pausedUntil) return [];
+    const due = await store.claimDueVideos(clock.now(), free, options.leaseMs);
+    return due.map((video) => {
+      const job = pollOne(video)
+        .catch((error: unknown) => logger.error({ err: error, videoId: video.id }, 'poll crashed; the lease will expire and retry'))
+        .finally(() => inFlight.delete(job));
+      inFlight.add(job);
+      return job;
+    });
+  };
+
+  const loop = async (): Promise<void> => {
+    timer = null;
+    if (!running) return;
+    try {
+      await launch();
+    } catch (error) {
+      logger.error({ err: error }, 'claiming due videos failed');
+    }
+    if (running) timer = setTimeout(() => void loop(), options.tickMs ?? 250);
+  };
+
+  return {
+    async tick() {
+      const jobs = await launch();
+      await Promise.all(jobs);
+      return jobs.length;
+    },
+    start() {
+      if (running) return;
+      running = true;
+      void loop();
+    },
+    async stop() {
+      running = false;
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+      await Promise.allSettled([...inFlight]);
+    },
+    wake() {
+      if (!running || timer === null) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => void loop(), 0);
+    },
+    inFlight: () => inFlight.size,
+  };
+}

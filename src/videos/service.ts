@@ -1,0 +1,197 @@
+import { LRUCache } from 'lru-cache';
+import type { CreateVideoBody, Video } from '../../schemas/video.js';
+import type { Client } from '../auth/clients.js';
+import type { Clock, Random } from '../clock.js';
+import type { EventBus } from '../events/bus.js';
+import { ProblemError } from '../http/problems.js';
+import type { IdSource } from '../ids.js';
+import type { Logger } from '../lib/logger.js';
+import type { VideoRecord, VideoRequest, VideoStore } from '../store/types.js';
+import { firstPollDelay, type PollScheduleOptions } from '../tracking/schedule.js';
+import { terminal } from '../tracking/transitions.js';
+import type { UpstreamHealth } from '../upstream/health.js';
+import { toVideoResult } from '../upstream/mapping.js';
+import { UpstreamError, type UpstreamClient } from '../upstream/types.js';
+import { etagOf, toVideo } from './present.js';
+import { normalizeCreateBody, referencedVideoIds, toUpstreamCreateRequest } from './requests.js';
+import { problemFromUpstream } from './upstream-problems.js';
+
+/** A download URL this close to expiry is refreshed from the upstream before it is served (DESIGN §2.3). */
+export const downloadRefreshWindowMs = 5 * 60_000;
+/** Upper bound of `max-age` for terminal videos: the webhook summary still moves after completion. */
+export const terminalMaxAgeSeconds = 300;
+
+/** A video ready to send: the exact bytes, their strong ETag and caching policy. */
+export interface RenderedVideo {
+  clientId: string;
+  video: Video;
+  body: string;
+  etag: string;
+  terminal: boolean;
+  /** Epoch ms of the signed download URL's expiry, when completed. */
+  downloadUrlExpiresAt: number | null;
+}
+
+export interface VideoServiceOptions {
+  store: VideoStore;
+  upstream: UpstreamClient;
+  bus: EventBus;
+  clock: Clock;
+  random: Random;
+  ids: IdSource;
+  health: UpstreamHealth;
+  logger: Logger;
+  schedule: PollScheduleOptions;
+  cacheMaxEntries: number;
+  /** Called after a create so the poller picks the video up on time. */
+  onCreated?: () => void;
+  /** Checks a callback URL at request time; throws a ProblemError naming the field. */
+  checkCallbackUrl?: (url: string, client: Client) => void;
+}
+
+export interface VideoService {
+  create(client: Client, body: CreateVideoBody): Promise<RenderedVideo>;
+  /** Reads a client's own video; another client's id is not found, exactly like an unknown id. */
+  read(client: Client, id: string): Promise<RenderedVideo>;
+  cacheControl(rendered: RenderedVideo): string;
+  cacheStats(): { size: number; hits: number; misses: number };
+}
+
+export function createVideoService(options: VideoServiceOptions): VideoService {
+  const { store, upstream, clock, logger } = options;
+  const cache = new LRUCache<string, RenderedVideo>({ max: options.cacheMaxEntries });
+  const refreshes = new Map<string, Promise<RenderedVideo>>();
+  let hits = 0;
+  let misses = 0;
+
+  // Any stored change (status, refreshed URL, webhook summary) invalidates the pre-serialized body.
+  options.bus.subscribeAll(({ video }) => cache.delete(video.id));
+
+  const render = (record: VideoRecord): RenderedVideo => {
+    const video = toVideo(record);
+    const body = JSON.stringify(video);
+    const expiresAt = video.result === null ? null : Date.parse(video.result.video.downloadUrlExpiresAt);
+    return { clientId: record.clientId, video, body, etag: etagOf(body), terminal: terminal(record.status), downloadUrlExpiresAt: expiresAt };
+  };
+
+  const notFound = (): ProblemError => new ProblemError('not_found', 'No video with this id.');
+
+  const resolveKeyframes = async (client: Client, request: VideoRequest): Promise<Map<string, string>> => {
+    const upstreamIds = new Map<string, string>();
+    for (const { position, videoId } of referencedVideoIds(request)) {
+      const upstreamId = await store.getVideoUpstreamIdForClient(client.id, videoId);
+      const referenced = upstreamId === undefined ? undefined : await store.getVideo(videoId);
+      if (upstreamId === undefined || referenced?.status !== 'completed') {
+        throw new ProblemError('validation_failed', `keyframes.${position}.videoId must be one of your completed videos.`, {
+          errors: [{ path: `/body/keyframes/${position}/videoId`, message: 'is not one of your completed videos' }],
+        });
+      }
+      upstreamIds.set(videoId, upstreamId);
+    }
+    return upstreamIds;
+  };
+
+  const withUpstreamProblems = async <T>(operation: () => Promise<T>): Promise<T> => {
+    try {
+      return await operation();
+    } catch (error) {
+      if (!(error instanceof UpstreamError)) throw error;
+      if (error.kind === 'auth') {
+        options.health.markAuthFailure();
+        logger.error({ upstreamStatus: error.httpStatus }, 'UPSTREAM REFUSED THE GATEWAY KEY: check ELKAPI_API_KEY');
+      }
+      throw problemFromUpstream(error);
+    }
+  };
+
+  /** One upstream call per video however many readers ask at once. */
+  const refreshDownloadUrl = (record: VideoRecord): Promise<RenderedVideo> => {
+    const pending = refreshes.get(record.id);
+    if (pending !== undefined) return pending;
+    const refresh = (async () => {
+      try {
+        const generation = await withUpstreamProblems(() => upstream.getGeneration(record.upstreamId));
+        const result = toVideoResult(generation, clock.now());
+        const updated = result === null ? undefined : await store.refreshResult(record.id, clock.now(), result);
+        if (updated === undefined) return render(record);
+        options.bus.publish({ video: updated });
+        const rendered = render(updated);
+        cache.set(updated.id, rendered);
+        return rendered;
+      } finally {
+        refreshes.delete(record.id);
+      }
+    })();
+    refreshes.set(record.id, refresh);
+    return refresh;
+  };
+
+  const expiresSoon = (rendered: RenderedVideo): boolean =>
+    rendered.downloadUrlExpiresAt !== null && rendered.downloadUrlExpiresAt - clock.now() <= downloadRefreshWindowMs;
+
+  return {
+    async create(client, body) {
+      const request = normalizeCreateBody(body);
+      if (request.callbackUrl !== null) options.checkCallbackUrl?.(request.callbackUrl, client);
+      const upstreamIds = await resolveKeyframes(client, request);
+      const generation = await withUpstreamProblems(() => upstream.createGeneration(toUpstreamCreateRequest(request, upstreamIds)));
+      options.health.markSuccess();
+      const now = clock.now();
+      const record = await store.insertVideo({
+        id: options.ids.videoId(),
+        clientId: client.id,
+        upstreamId: generation.upstreamId,
+        // The poller confirms any terminal answer; a create answer only ever says "accepted".
+        status: generation.status === 'processing' ? 'processing' : 'queued',
+        upstreamState: generation.state,
+        request,
+        estimatedWaitSeconds: generation.estimateWaitSeconds,
+        result: null,
+        failure: null,
+        createdAt: now,
+        nextPollAt: now + firstPollDelay(generation.estimateWaitSeconds, options.schedule, options.random),
+      });
+      logger.info({ videoId: record.id, upstreamId: record.upstreamId, clientId: client.id }, 'video created');
+      options.onCreated?.();
+      return render(record);
+    },
+
+    async read(client, id) {
+      let rendered = cache.get(id);
+      if (rendered !== undefined) hits += 1;
+      else {
+        misses += 1;
+        const record = await store.getVideo(id);
+        if (record === undefined || record.clientId !== client.id) throw notFound();
+        rendered = render(record);
+        if (rendered.terminal) cache.set(id, rendered);
+      }
+      if (rendered.clientId !== client.id) throw notFound();
+      if (rendered.video.status === 'completed' && expiresSoon(rendered)) {
+        const record = await store.getVideo(id);
+        const current = rendered;
+        // A failed refresh still serves the stored URL: it is valid for a few more minutes.
+        if (record !== undefined) {
+          rendered = await refreshDownloadUrl(record).catch((error: unknown) => {
+            logger.warn({ videoId: id, err: error }, 'download URL refresh failed; serving the stored one');
+            return current;
+          });
+        }
+      }
+      return rendered;
+    },
+
+    cacheControl(rendered) {
+      if (!rendered.terminal) return 'private, no-cache';
+      let maxAge = terminalMaxAgeSeconds;
+      if (rendered.downloadUrlExpiresAt !== null) {
+        // Never let a client keep a body past the point where its download URL would be refreshed.
+        const untilRefresh = Math.floor((rendered.downloadUrlExpiresAt - downloadRefreshWindowMs - clock.now()) / 1000);
+        maxAge = Math.max(0, Math.min(maxAge, untilRefresh));
+      }
+      return `private, max-age=${maxAge}`;
+    },
+
+    cacheStats: () => ({ size: cache.size, hits, misses }),
+  };
+}
