@@ -66,10 +66,10 @@ async function main(): Promise<void> {
     await sandbox?.close();
   });
 
-  await gateway.app.listen({ port: config.port, host: config.host });
+  const address = await gateway.app.listen({ port: config.port, host: config.host });
   gateway.startWorkers();
   if (sandbox !== null) process.stdout.write(`${sandboxBanner(config, sandbox, publicBaseUrl)}\n`);
-  process.stdout.write(`Video gateway listening on http://${config.host}:${config.port} — Swagger UI at ${publicBaseUrl}/docs\n`);
+  process.stdout.write(`Video gateway listening on ${address} — Swagger UI at ${publicBaseUrl}/docs\n`);
 }
 
 main().catch((error: unknown) => {
