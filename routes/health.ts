@@ -2,13 +2,15 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Liveness, Readiness } from '../schemas/health.js';
 import type { VideoStore } from '../src/store/types.js';
 import type { UpstreamHealth } from '../src/upstream/health.js';
+import type { CircuitState } from '../src/upstream/resilient-client.js';
 
 export interface HealthRoutesOptions {
   store: VideoStore;
   health: UpstreamHealth;
+  circuitState: () => CircuitState;
 }
 
-export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (app, { store, health }) => {
+export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (app, { store, health, circuitState }) => {
   app.get(
     '/healthz',
     {
@@ -30,7 +32,10 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = asyn
         tags: ['operations'],
         operationId: 'readiness',
         summary: 'Readiness',
-        description: 'Answers 200 when the store answers and the upstream accepts the gateway key, 503 otherwise; reports the upstream circuit state.',
+        description:
+          'Answers 200 when the store answers and the upstream accepts the gateway key, 503 otherwise. Reports the upstream ' +
+          'circuit state: an open circuit alone keeps 200 (reads, long-polls and webhooks still work, and every replica ' +
+          'shares the same upstream), while `POST /videos` answers 503 `upstream_unavailable` until it closes.',
         response: { 200: Readiness, 503: Readiness },
       },
     },
@@ -42,7 +47,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = asyn
       const authOk = health.authFailingSince() === null;
       const body: Readiness = {
         status: storeOk && authOk ? 'ready' : 'not_ready',
-        checks: { store: storeOk ? 'ok' : 'failing', upstreamAuth: authOk ? 'ok' : 'refused', upstreamCircuit: 'closed' },
+        checks: { store: storeOk ? 'ok' : 'failing', upstreamAuth: authOk ? 'ok' : 'refused', upstreamCircuit: circuitState() },
       };
       return reply.code(body.status === 'ready' ? 200 : 503).send(body);
     },

@@ -1,22 +1,40 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
+import { CreateVideoHeaders, defaultListLimit, ListVideosQuery, VideoEventStream, VideoList } from '../schemas/list.js';
 import { CreateVideoBody, GetVideoQuery, Video, VideoParams } from '../schemas/video.js';
+import type { ClientRateLimits } from '../src/http/client-rate-limits.js';
+import { whenClientLeaves } from '../src/http/connection.js';
+import { formatSseEvent, sseHeaders, sseKeepAlive } from '../src/http/sse.js';
+import type { VideoCreator } from '../src/videos/idempotent-create.js';
 import type { RenderedVideo, VideoService } from '../src/videos/service.js';
 import { ifNoneMatchHits } from '../src/videos/present.js';
+import type { VideoWatch } from '../src/videos/watch.js';
 import { clientOf, requireClient, type Authenticate } from './auth.js';
 import { bearerSecurity, jsonResponse, problemsFor } from './responses.js';
 
 export interface VideoRoutesOptions {
   videos: VideoService;
+  /** POST /videos with the Idempotency-Key protocol. */
+  creator: VideoCreator;
+  /** Long-poll and SSE waiters on the event bus. */
+  watch: VideoWatch;
+  /** Per-client rate limits, shared with the other authenticated plugins. */
+  rateLimits: ClientRateLimits;
   authenticate: Authenticate;
 }
 
 const sendVideo = (reply: FastifyReply, rendered: RenderedVideo, statusCode: number): FastifyReply =>
   reply.code(statusCode).type('application/json; charset=utf-8').send(rendered.body);
 
-export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async (app, { videos, authenticate }) => {
+/** `status` event of a video stream; `id` is the video's `updatedAt` in epoch ms. */
+const statusEvent = (rendered: RenderedVideo): string =>
+  formatSseEvent({ event: 'status', id: String(Date.parse(rendered.video.updatedAt)), data: rendered.body });
+
+export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async (app, { videos, creator, watch, rateLimits, authenticate }) => {
   requireClient(app, authenticate);
+  // After authentication: a 401 comes first and is never counted against a client.
+  await rateLimits.install(app);
 
   app.post(
     '/videos',
@@ -28,21 +46,58 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
         description:
           'Submits a generation to the upstream and answers at once with the stored Video (normally `queued`). ' +
           'The gateway then polls the upstream itself: read the video with `GET /videos/{id}` (optionally `?wait=N`) ' +
-          'or receive a signed webhook at `callbackUrl`. No video is stored when the upstream refuses the request.',
+          'or receive a signed webhook at `callbackUrl`. No video is stored when the upstream refuses the request. ' +
+          'Send an `Idempotency-Key` to make retries safe: the same key and body within 24 h replay the first answer ' +
+          '(`idempotent-replayed: true`) without a second generation; the same key with another body is a 422 ' +
+          '`idempotency_key_reused`, and while the first request still runs a 409 `idempotency_key_in_use`. ' +
+          'Counts against both `rateLimitPerMinute` and `createLimitPerMinute`.',
         security: bearerSecurity(),
+        headers: CreateVideoHeaders,
         body: Type.Ref(CreateVideoBody),
         response: {
           202: jsonResponse(Type.Ref(Video), 'Accepted: the stored video, normally `queued`.', {
             location: { type: 'string', description: '`/videos/{id}` of the new video.' },
+            'idempotent-replayed': { type: 'string', description: '`true` when this is the stored answer of an earlier request with the same `Idempotency-Key`.' },
           }),
-          ...problemsFor(400, 401, 413, 415, 422, 429, 500, 502, 503, 504),
+          ...problemsFor(400, 401, 409, 413, 415, 422, 429, 500, 502, 503, 504),
+        },
+      },
+      config: { countsAsCreate: true },
+    },
+    async (request, reply) => {
+      const answer = await creator.create(clientOf(request), request.body, {
+        idempotencyKey: request.headers['idempotency-key'],
+        requestId: request.id,
+      });
+      if (answer.replayed) reply.header('idempotent-replayed', 'true');
+      // A stored answer is one of the documented statuses: 202, or a replayed 422 upstream_rejected.
+      return reply.code(answer.status as 202 | 422).headers(answer.headers).send(answer.body);
+    },
+  );
+
+  app.get(
+    '/videos',
+    {
+      schema: {
+        tags: ['videos'],
+        operationId: 'listVideos',
+        summary: 'List your videos',
+        description:
+          'Your videos, newest first, `limit` per page (1..100, default 20), optionally only one `status`. Pass ' +
+          '`nextCursor` back as `cursor` for the next page; pages stay consistent while new videos are created. ' +
+          'Never calls the upstream: a listed `downloadUrl` may be close to expiry, `GET /videos/{id}` refreshes it.',
+        security: bearerSecurity(),
+        querystring: ListVideosQuery,
+        response: {
+          200: jsonResponse(Type.Ref(VideoList), 'A page of your videos.'),
+          ...problemsFor(400, 401, 429, 500),
         },
       },
     },
     async (request, reply) => {
-      const rendered = await videos.create(clientOf(request), request.body);
-      reply.header('location', `/videos/${rendered.video.id}`);
-      return sendVideo(reply, rendered, 202);
+      const { status, cursor, limit } = request.query;
+      const page = await videos.list(clientOf(request), { status, cursor, limit: limit ?? defaultListLimit });
+      return reply.code(200).type('application/json; charset=utf-8').header('cache-control', 'private, no-cache').send(page.body);
     },
   );
 
@@ -56,7 +111,10 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
         description:
           'Returns the Video. Never calls the upstream for a running video (the gateway polls it). Completed and failed ' +
           'videos carry a strong `ETag`; send it back in `If-None-Match` to get `304 Not Modified`. ' +
-          '`Cache-Control` is `private, no-cache` while running and `private, max-age=N` once terminal.',
+          '`Cache-Control` is `private, no-cache` while running and `private, max-age=N` once terminal. ' +
+          'With `?wait=N` (1..60) it long-polls: it answers as soon as the status changes or the video is terminal, ' +
+          'else after N seconds with the current state — and at once when the `If-None-Match` you send is already stale. ' +
+          'Waiting costs no upstream call.',
         security: bearerSecurity(),
         params: VideoParams,
         querystring: GetVideoQuery,
@@ -71,10 +129,70 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
       },
     },
     async (request, reply) => {
-      const rendered = await videos.read(clientOf(request), request.params.id);
+      const client = clientOf(request);
+      const { wait } = request.query;
+      let rendered: RenderedVideo;
+      if (wait === undefined) rendered = await videos.read(client, request.params.id);
+      else {
+        const clientLeft = new AbortController();
+        whenClientLeaves(request, reply, () => clientLeft.abort());
+        rendered = await watch.waitForChange(client, request.params.id, {
+          waitMs: wait * 1000,
+          signal: clientLeft.signal,
+          ifNoneMatch: request.headers['if-none-match'],
+        });
+      }
       reply.header('etag', rendered.etag).header('cache-control', videos.cacheControl(rendered));
       if (ifNoneMatchHits(request.headers['if-none-match'], rendered.etag)) return reply.code(304).send(null);
       return sendVideo(reply, rendered, 200);
+    },
+  );
+
+  app.get(
+    '/videos/:id/events',
+    {
+      schema: {
+        tags: ['videos'],
+        operationId: 'streamVideoEvents',
+        summary: "Stream a video's status changes (Server-Sent Events)",
+        description:
+          'A `text/event-stream`: one `status` event with the Video on connect and on every status change; the stream ' +
+          'ends after the terminal (`completed` or `failed`) event. A `: keep-alive` comment every 15 s keeps idle ' +
+          'connections open. Reconnecting is safe: the first event is always the current state. Costs no upstream call.',
+        security: bearerSecurity(),
+        params: VideoParams,
+        response: {
+          200: {
+            description: 'The event stream.',
+            headers: { 'cache-control': { type: 'string', description: '`no-cache`.' } },
+            content: { 'text/event-stream': { schema: VideoEventStream } },
+          },
+          ...problemsFor(400, 401, 404, 429, 500),
+        },
+      },
+    },
+    async (request, reply) => {
+      const stream = await watch.watch(clientOf(request), request.params.id);
+      // From here on the route writes the raw response itself; headers set so far (x-request-id, rate limits) go along.
+      reply.hijack();
+      const response = reply.raw;
+      for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) response.setHeader(name, value);
+      response.writeHead(200, sseHeaders);
+      response.write(statusEvent(stream.initial));
+      if (stream.initial.terminal) {
+        response.end();
+        return reply;
+      }
+      whenClientLeaves(request, reply, stream.stop);
+      stream.start({
+        onStatus(rendered) {
+          response.write(statusEvent(rendered));
+          if (rendered.terminal) response.end();
+        },
+        onKeepAlive: () => response.write(sseKeepAlive),
+        onShutdown: () => response.end(),
+      });
+      return reply;
     },
   );
 };

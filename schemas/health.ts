@@ -10,7 +10,11 @@ export const Readiness = Type.Object(
       upstreamAuth: Type.Union([Type.Literal('ok'), Type.Literal('refused')], {
         description: '`refused` when the upstream rejects the gateway key (401/403): fix `ELKAPI_API_KEY`.',
       }),
-      upstreamCircuit: Type.Union([Type.Literal('closed'), Type.Literal('open'), Type.Literal('half_open')]),
+      upstreamCircuit: Type.Union([Type.Literal('closed'), Type.Literal('open'), Type.Literal('half_open')], {
+        description:
+          '`open` after repeated upstream outages (5xx, network, timeouts): `POST /videos` answers 503 until it closes; ' +
+          '`half_open`: the next upstream call is a probe that closes or reopens it.',
+      }),
     }),
   },
   { $id: 'Readiness' },

@@ -25,7 +25,8 @@ export const Duration = literals(durations);
 export const WebhookEventType = literals(webhookEventTypes);
 export type WebhookEventType = Static<typeof WebhookEventType>;
 
-const HttpsUrl = Type.String({ format: 'uri', maxLength: 2048, pattern: '^https://', description: 'Absolute `https` URL.' });
+// The pattern insists on a host: `https://` alone or `https:///x` are valid URIs but name no server.
+const HttpsUrl = Type.String({ format: 'uri', maxLength: 2048, pattern: '^https://[^/?#\\s]', description: 'Absolute `https` URL.' });
 
 export const Keyframe = Type.Union(
   [
@@ -42,15 +43,23 @@ export const Keyframes = Type.Object(
 );
 export type Keyframes = Static<typeof Keyframes>;
 
-export const Metadata = Type.Record(Type.String({ minLength: 1, maxLength: 100 }), Type.String({ maxLength: 500 }), {
+export const Metadata = Type.Record(Type.String(), Type.String({ maxLength: 500 }), {
   maxProperties: 20,
+  // A Record's key schema only shapes its type; `propertyNames` is what validates the keys.
+  propertyNames: { minLength: 1, maxLength: 100 },
   description: 'Up to 20 string keys with string values (≤ 500 chars), echoed in responses and webhooks.',
 });
 export type Metadata = Static<typeof Metadata>;
 
 export const CreateVideoBody = Type.Object(
   {
-    prompt: Type.String({ minLength: 3, maxLength: 5000, description: 'What to generate; trimmed, 3..5000 characters.' }),
+    prompt: Type.String({
+      minLength: 3,
+      maxLength: 5000,
+      // At least 3 characters once trimmed: a prompt of blanks must not reach the (paid) upstream.
+      pattern: '\\S[\\s\\S]+\\S',
+      description: 'What to generate; trimmed, 3..5000 characters.',
+    }),
     aspectRatio: Type.Optional(literals(aspectRatios, 'Default `16:9`.')),
     loop: Type.Optional(Type.Boolean({ description: 'Default false.' })),
     model: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._-]+$', description: 'Passed through, e.g. `ray-2`.' })),

@@ -139,7 +139,7 @@ t.test('migrations', async (t) => {
   const applied = raw.prepare('select name from kysely_migration order by name').all() as Array<{ name: string }>;
   t.same(
     applied.map((row) => row.name),
-    ['0001_initial'],
+    ['0001_initial', '0002_webhook_delivery'],
   );
   t.equal(raw.pragma('journal_mode', { simple: true }), 'wal', 'the file is in WAL mode');
   const tables = (raw.prepare("select name from sqlite_master where type = 'table' order by name").all() as Array<{ name: string }>).map((r) => r.name);
@@ -359,6 +359,8 @@ t.test('applyTransition', async (t) => {
     pollAttempts: 1,
     notFoundSince: null,
     leaseUntil: null,
+    // The new event's delivery, summarised on the video in the same transaction.
+    webhook: { status: 'pending', attempts: 0, lastAttemptAt: null, nextAttemptAt: new Date(now1).toISOString(), lastResponseStatus: null },
   });
   t.same(await store.getVideo(video.id), toProcessing, 'stored as returned');
   t.same(deliveries(raw, video.id), [
@@ -376,6 +378,10 @@ t.test('applyTransition', async (t) => {
       last_error: null,
       created_at: now1,
       updated_at: now1,
+      payload: null,
+      target_url: 'https://example.com/hooks',
+      target_host: 'example.com',
+      series_start_attempts: 0,
     },
   ]);
 

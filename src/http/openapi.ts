@@ -18,6 +18,51 @@ export const openapiOptions: FastifyDynamicSwaggerOptions = {
       { name: 'webhooks', description: 'Webhook delivery log and redelivery.' },
       { name: 'operations', description: 'Health, readiness and metrics for operators.' },
     ],
+    // The request the gateway sends to a video's `callbackUrl` (OpenAPI 3.1 `webhooks`).
+    webhooks: {
+      videoEvent: {
+        post: {
+          tags: ['webhooks'],
+          operationId: 'videoEvent',
+          summary: 'A video event, POSTed to your callbackUrl',
+          description:
+            'Sent for each event in the video’s `webhookEvents` (default `video.completed` and `video.failed`; ' +
+            '`video.processing` on request), signed per [Standard Webhooks](https://www.standardwebhooks.com/): verify ' +
+            '`webhook-signature` over `webhook-id.webhook-timestamp.body` with your `whsec_…` secret (e.g. with the ' +
+            '`standardwebhooks` library) before trusting the body. Delivery is at least once: dedupe by `webhook-id`, ' +
+            'which stays the same across retries and redeliveries. Any 2xx within 15 s is success; redirects are not ' +
+            'followed; `410 Gone` stops retries for the event; anything else is retried after 5 s, 5 min, 30 min, 2 h, ' +
+            '5 h, 10 h, 14 h, 20 h and 24 h (±20 %), honouring `Retry-After` on 429 and 503. Events may arrive out of order: ' +
+            'compare `data.updatedAt` or `data.status`.',
+          parameters: [
+            { name: 'webhook-id', in: 'header', required: true, schema: { type: 'string' }, description: '`msg_…`: the event’s id.' },
+            {
+              name: 'webhook-timestamp',
+              in: 'header',
+              required: true,
+              schema: { type: 'string' },
+              description: 'Unix seconds of this attempt; reject ones far from your clock (the libraries allow 5 minutes).',
+            },
+            {
+              name: 'webhook-signature',
+              in: 'header',
+              required: true,
+              schema: { type: 'string' },
+              description: '`v1,<base64 HMAC-SHA256 of "id.timestamp.body">` with your secret.',
+            },
+          ],
+          requestBody: {
+            required: true,
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/WebhookEvent' } } },
+          },
+          responses: {
+            '2XX': { description: 'Received: no more attempts for this event.' },
+            '410': { description: 'Gone: stop sending this event.' },
+            default: { description: 'Anything else (3xx included) is retried on the schedule.' },
+          },
+        },
+      },
+    },
     components: {
       securitySchemes: {
         bearerAuth: { type: 'http', scheme: 'bearer', description: 'Your client API key (`vgk_…`).' },

@@ -105,9 +105,52 @@ const initial: Migration = {
   },
 };
 
+/**
+ * Webhook delivery (DESIGN §3): what the dispatcher needs on each outbox row, and the video's webhook summary.
+ * - `payload`: the exact body, snapshotted at the first attempt, so retries and redeliveries are byte-identical;
+ * - `target_url` / `target_host`: the callback URL (immutable per video) and its `host[:port]`, which the claim
+ *   partitions by so one slow receiver cannot take every dispatcher slot (per-host cap);
+ * - `series_start_attempts`: `attempts` when the current retry series began (a redelivery starts a new one);
+ * - `videos.webhook_json`: the public webhook summary of the video's latest event, kept in the same transactions
+ *   that change delivery state, so every read of a video carries it without a join.
+ */
+const webhookDelivery: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await db.schema.alterTable('webhook_deliveries').addColumn('payload', 'text').execute();
+    await db.schema.alterTable('webhook_deliveries').addColumn('target_url', 'text').execute();
+    await db.schema.alterTable('webhook_deliveries').addColumn('target_host', 'text').execute();
+    await db.schema
+      .alterTable('webhook_deliveries')
+      .addColumn('series_start_attempts', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema.alterTable('videos').addColumn('webhook_json', 'text').execute();
+
+    // Rows written before this migration (no dispatcher existed to attempt them) learn their target from the
+    // video's request, and their video gets a 'pending' summary of its latest event. Plain statements and JS,
+    // so this runs unchanged on any dialect.
+    const existing = await sql<{ message_id: string; video_id: string; request_json: string; next_attempt_at: number | null; created_at: number }>`
+      select d.message_id, d.video_id, v.request_json, d.next_attempt_at, d.created_at
+      from webhook_deliveries d join videos v on v.id = d.video_id order by d.created_at`.execute(db);
+    const latestByVideo = new Map<string, { next_attempt_at: number | null }>();
+    for (const row of existing.rows) {
+      latestByVideo.set(row.video_id, row);
+      const callbackUrl = (JSON.parse(row.request_json) as { callbackUrl?: unknown }).callbackUrl;
+      if (typeof callbackUrl !== 'string') continue;
+      await sql`update webhook_deliveries set target_url = ${callbackUrl}, target_host = ${new URL(callbackUrl).host}
+        where message_id = ${row.message_id}`.execute(db);
+    }
+    for (const [videoId, latest] of latestByVideo) {
+      const nextAttemptAt = latest.next_attempt_at === null ? null : new Date(latest.next_attempt_at).toISOString();
+      const summary = { status: 'pending', attempts: 0, lastAttemptAt: null, nextAttemptAt, lastResponseStatus: null };
+      await sql`update videos set webhook_json = ${JSON.stringify(summary)} where id = ${videoId}`.execute(db);
+    }
+  },
+};
+
 /** Every migration, old and new, by versioned name. */
 export const migrations: Readonly<Record<string, Migration>> = {
   '0001_initial': initial,
+  '0002_webhook_delivery': webhookDelivery,
 };
 
 export const migrationProvider: MigrationProvider = {

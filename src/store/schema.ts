@@ -36,6 +36,8 @@ export interface VideosTable {
   lease_until: number | null;
   /** Row revision, bumped on every update. */
   version: number;
+  /** The public `WebhookSummary` of the video's latest webhook event, as JSON; null when it has none. */
+  webhook_json: string | null;
 }
 
 /** The transactional outbox: one row per webhook event, written with the state change that caused it. */
@@ -54,6 +56,13 @@ export interface WebhookDeliveriesTable {
   last_error: string | null;
   created_at: number;
   updated_at: number;
+  /** The exact request body, snapshotted at the first attempt (null before it). */
+  payload: string | null;
+  /** The video's callback URL (immutable), and its `host[:port]` for the per-host concurrency cap. */
+  target_url: string | null;
+  target_host: string | null;
+  /** `attempts` when the current retry series began; a redelivery starts a new series. */
+  series_start_attempts: Generated<number>;
 }
 
 /** One row per HTTP attempt, for `GET /videos/{id}/deliveries`. */

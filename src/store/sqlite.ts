@@ -2,11 +2,25 @@ import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, SqliteDialect, sql } from 'kysely';
-import type { VideoFailure, VideoResult, VideoStatus } from '../../schemas/video.js';
+import type { VideoFailure, VideoResult, VideoStatus, WebhookSummary } from '../../schemas/video.js';
 import type { Clock } from '../clock.js';
 import { migrateToLatest } from './migrations.js';
-import type { Database, NewVideoRow, NewWebhookDeliveryRow, VideoRow } from './schema.js';
+import * as deliveries from './deliveries.js';
 import type {
+  ClaimDeliveriesOptions,
+  ClaimedDelivery,
+  DeliveryAttemptEntry,
+  DeliveryAttemptResult,
+  RedeliverResult,
+} from './delivery-types.js';
+import type { Database, IdempotencyKeyRow, NewVideoRow, NewWebhookDeliveryRow, VideoRow } from './schema.js';
+import type {
+  BeginIdempotentRequest,
+  BeginIdempotentResult,
+  IdempotencyClaim,
+  IdempotencyRecord,
+  ListVideosQuery,
+  StoredResponse,
   NewVideo,
   OutboxEvent,
   PollReschedule,
@@ -56,6 +70,8 @@ export function videoFromRow(row: VideoRow): VideoRecord {
     pollAttempts: row.poll_attempts,
     notFoundSince: row.not_found_since,
     leaseUntil: row.lease_until,
+    // Absent (not null) while the video has no webhook event, so records compare equal to what was inserted.
+    ...(row.webhook_json === null ? {} : { webhook: parseJson<WebhookSummary>(row.webhook_json) }),
   };
 }
 
@@ -82,8 +98,29 @@ export function newVideoRow(video: NewVideo): NewVideoRow {
   };
 }
 
+export function idempotencyRecordFromRow(row: IdempotencyKeyRow): IdempotencyRecord {
+  const response: StoredResponse | null =
+    row.state === 'completed' && row.response_status !== null && row.response_body !== null
+      ? {
+          status: row.response_status,
+          body: row.response_body,
+          headers: parseNullableJson<Record<string, string>>(row.response_headers_json) ?? {},
+        }
+      : null;
+  return {
+    clientId: row.client_id,
+    key: row.key,
+    fingerprint: row.fingerprint,
+    state: row.state,
+    response,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+  };
+}
+
 /** An outbox row for one event, due immediately. */
-export function newDeliveryRow(video: Pick<VideoRow, 'id' | 'client_id'>, event: OutboxEvent, now: number): NewWebhookDeliveryRow {
+export function newDeliveryRow(video: Pick<VideoRow, 'id' | 'client_id' | 'request_json'>, event: OutboxEvent, now: number): NewWebhookDeliveryRow {
+  const target = deliveries.deliveryTarget(video.request_json);
   return {
     message_id: event.messageId,
     video_id: video.id,
@@ -98,6 +135,9 @@ export function newDeliveryRow(video: Pick<VideoRow, 'id' | 'client_id'>, event:
     last_error: null,
     created_at: now,
     updated_at: now,
+    payload: null,
+    target_url: target.url,
+    target_host: target.host,
   };
 }
 
@@ -146,6 +186,7 @@ export class KyselyVideoStore implements VideoStore {
   constructor(
     protected readonly db: Kysely<Database>,
     private readonly claimDueVideoRows: ClaimDueVideoRows,
+    private readonly claimDueDeliveryRows: deliveries.ClaimDueDeliveryRows,
   ) {}
 
   async insertVideo(video: NewVideo): Promise<VideoRecord> {
@@ -208,6 +249,8 @@ export class KyselyVideoStore implements VideoStore {
           .insertInto('webhook_deliveries')
           .values(events.map((event) => newDeliveryRow(row, event, now)))
           .execute();
+        // The video's webhook summary now describes the new event ('pending').
+        return videoFromRow((await deliveries.refreshWebhookSummary(trx, row.id)) ?? row);
       }
       return videoFromRow(row);
     });
@@ -254,6 +297,105 @@ export class KyselyVideoStore implements VideoStore {
     return row === undefined ? undefined : videoFromRow(row);
   }
 
+  async listVideos(clientId: string, query: ListVideosQuery): Promise<VideoRecord[]> {
+    const { status, beforeId } = query;
+    // Served by videos_client_id_idx (client_id, id desc).
+    const rows = await this.db
+      .selectFrom('videos')
+      .selectAll()
+      .where('client_id', '=', clientId)
+      .$if(status !== undefined, (select) => select.where('status', '=', status ?? 'queued'))
+      .$if(beforeId !== undefined, (select) => select.where('id', '<', beforeId ?? ''))
+      .orderBy('id', 'desc')
+      .limit(Math.max(0, Math.floor(query.limit)))
+      .execute();
+    return rows.map(videoFromRow);
+  }
+
+  async beginIdempotentRequest(request: BeginIdempotentRequest): Promise<BeginIdempotentResult> {
+    const { clientId, key, now, staleBefore } = request;
+    // Two attempts: a row seen as present by the insert can be deleted (abandoned, pruned) before it is read.
+    for (let attempt = 0; attempt < 2; attempt += 1) {
+      // One statement, so concurrent requests with one key race on the primary key, not on a read-then-write:
+      // exactly one inserts (or takes over an expired / orphaned row); the others get no row back.
+      const claimed = await this.db
+        .insertInto('idempotency_keys')
+        .values({
+          client_id: clientId,
+          key,
+          fingerprint: request.fingerprint,
+          state: 'in_progress',
+          response_status: null,
+          response_body: null,
+          response_headers_json: null,
+          created_at: now,
+          expires_at: request.expiresAt,
+        })
+        .onConflict((conflict) =>
+          conflict
+            .columns(['client_id', 'key'])
+            .doUpdateSet((eb) => ({
+              fingerprint: eb.ref('excluded.fingerprint'),
+              state: 'in_progress',
+              response_status: null,
+              response_body: null,
+              response_headers_json: null,
+              created_at: eb.ref('excluded.created_at'),
+              expires_at: eb.ref('excluded.expires_at'),
+            }))
+            .where((eb) =>
+              eb.or([
+                eb('idempotency_keys.expires_at', '<=', now),
+                eb.and([eb('idempotency_keys.state', '=', 'in_progress'), eb('idempotency_keys.created_at', '<=', staleBefore)]),
+              ]),
+            ),
+        )
+        .returning('created_at')
+        .executeTakeFirst();
+      if (claimed !== undefined) return { started: true, claim: { clientId, key, startedAt: claimed.created_at } };
+      const existing = await this.db
+        .selectFrom('idempotency_keys')
+        .selectAll()
+        .where('client_id', '=', clientId)
+        .where('key', '=', key)
+        .executeTakeFirst();
+      if (existing !== undefined) return { started: false, existing: idempotencyRecordFromRow(existing) };
+    }
+    throw new Error('idempotency key kept changing under a request; giving up');
+  }
+
+  async completeIdempotentRequest(claim: IdempotencyClaim, response: StoredResponse): Promise<void> {
+    await this.db
+      .updateTable('idempotency_keys')
+      .set({
+        state: 'completed',
+        response_status: response.status,
+        response_body: response.body,
+        response_headers_json: JSON.stringify(response.headers),
+      })
+      .where('client_id', '=', claim.clientId)
+      .where('key', '=', claim.key)
+      .where('state', '=', 'in_progress')
+      // A claim taken over after it was judged orphaned belongs to the newer request now.
+      .where('created_at', '=', claim.startedAt)
+      .execute();
+  }
+
+  async abandonIdempotentRequest(claim: IdempotencyClaim): Promise<void> {
+    await this.db
+      .deleteFrom('idempotency_keys')
+      .where('client_id', '=', claim.clientId)
+      .where('key', '=', claim.key)
+      .where('state', '=', 'in_progress')
+      .where('created_at', '=', claim.startedAt)
+      .execute();
+  }
+
+  async pruneIdempotencyKeys(now: number): Promise<number> {
+    const result = await this.db.deleteFrom('idempotency_keys').where('expires_at', '<=', now).executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
   async countRunning(): Promise<number> {
     const { count } = await this.db
       .selectFrom('videos')
@@ -272,6 +414,35 @@ export class KyselyVideoStore implements VideoStore {
       .where('client_id', '=', clientId)
       .executeTakeFirst();
     return row?.upstream_id;
+  }
+
+  // DeliveryStore: the outbox (see deliveries.ts).
+
+  async claimDueDeliveries(now: number, options: ClaimDeliveriesOptions): Promise<ClaimedDelivery[]> {
+    if (options.limit <= 0) return [];
+    const rows = await this.claimDueDeliveryRows(this.db, now, options);
+    return rows.map(deliveries.claimedDeliveryFromRow);
+  }
+
+  snapshotDeliveryPayload(messageId: string, payload: string): Promise<string> {
+    return deliveries.snapshotDeliveryPayload(this.db, messageId, payload);
+  }
+
+  async recordDeliveryAttempt(result: DeliveryAttemptResult): Promise<VideoRecord | undefined> {
+    const row = await deliveries.recordDeliveryAttempt(this.db, result);
+    return row === undefined ? undefined : videoFromRow(row);
+  }
+
+  releaseDelivery(messageId: string, leaseUntil: number): Promise<void> {
+    return deliveries.releaseDelivery(this.db, messageId, leaseUntil);
+  }
+
+  listDeliveryAttempts(videoId: string, limit: number): Promise<DeliveryAttemptEntry[]> {
+    return deliveries.listDeliveryAttempts(this.db, videoId, limit);
+  }
+
+  redeliver(videoId: string, now: number): Promise<RedeliverResult> {
+    return deliveries.redeliver(this.db, videoId, now, videoFromRow);
   }
 
   async ping(): Promise<void> {
@@ -299,7 +470,7 @@ export class SqliteStore extends KyselyVideoStore {
     db: Kysely<Database>,
     private readonly sqlite: BetterSqlite3.Database,
   ) {
-    super(db, claimDueVideoRowsSqlite);
+    super(db, claimDueVideoRowsSqlite, deliveries.claimDueDeliveryRowsSqlite);
   }
 
   override async close(): Promise<void> {

@@ -1,4 +1,5 @@
-import type { Keyframes, Metadata, VideoFailure, VideoResult, VideoStatus, WebhookEventType } from '../../schemas/video.js';
+import type { Keyframes, Metadata, VideoFailure, VideoResult, VideoStatus, WebhookEventType, WebhookSummary } from '../../schemas/video.js';
+import type { DeliveryStore } from './delivery-types.js';
 
 /** What the client asked for, normalised (defaults applied, prompt trimmed). */
 export interface VideoRequest {
@@ -36,9 +37,11 @@ export interface VideoRecord {
   /** First time the upstream answered task_not_exist (grace window), null otherwise. */
   notFoundSince: number | null;
   leaseUntil: number | null;
+  /** Delivery state of the video's latest webhook event (public shape); absent while it has none. */
+  webhook?: WebhookSummary;
 }
 
-export type NewVideo = Omit<VideoRecord, 'leaseUntil' | 'notFoundSince' | 'pollAttempts' | 'updatedAt' | 'completedAt'>;
+export type NewVideo = Omit<VideoRecord, 'leaseUntil' | 'notFoundSince' | 'pollAttempts' | 'updatedAt' | 'completedAt' | 'webhook'>;
 
 /** A state change computed by the poller; applied atomically (with its outbox rows). */
 export interface VideoTransition {
@@ -63,13 +66,61 @@ export interface PollReschedule {
   upstreamState?: string | null;
 }
 
-/** Lifecycle of one outbox row (`webhook_deliveries.status`); `delivering` while a dispatcher holds its lease. */
+/**
+ * Lifecycle of one outbox row (`webhook_deliveries.status`). A claimed row keeps its status and carries a lease
+ * (`lease_until`); `delivering` is allowed by the schema but not written (read as pending/retrying).
+ */
 export type WebhookDeliveryStatus = 'pending' | 'delivering' | 'retrying' | 'delivered' | 'failed';
 
 /** An idempotency key is `in_progress` while its first request runs, then `completed` with the stored response. */
 export type IdempotencyState = 'in_progress' | 'completed';
 
-export interface VideoStore {
+/** A response kept under an idempotency key and replayed byte for byte. */
+export interface StoredResponse {
+  status: number;
+  body: string;
+  /** Lower-case names: `content-type`, and `location` for a created video. */
+  headers: Record<string, string>;
+}
+
+export interface IdempotencyRecord {
+  clientId: string;
+  key: string;
+  fingerprint: string;
+  state: IdempotencyState;
+  /** Set once `completed`. */
+  response: StoredResponse | null;
+  createdAt: number;
+  expiresAt: number;
+}
+
+export interface BeginIdempotentRequest {
+  clientId: string;
+  key: string;
+  fingerprint: string;
+  now: number;
+  expiresAt: number;
+  /** An `in_progress` key begun at or before this time is orphaned and may be taken over. */
+  staleBefore: number;
+}
+
+/** The handle of a request that owns its key; completing or abandoning it needs the exact claim. */
+export interface IdempotencyClaim {
+  clientId: string;
+  key: string;
+  startedAt: number;
+}
+
+export type BeginIdempotentResult = { started: true; claim: IdempotencyClaim } | { started: false; existing: IdempotencyRecord };
+
+export interface ListVideosQuery {
+  status?: VideoStatus;
+  /** Only videos with a smaller (older) id: keyset pagination. */
+  beforeId?: string;
+  limit: number;
+}
+
+export interface VideoStore extends DeliveryStore {
   insertVideo(video: NewVideo): Promise<VideoRecord>;
   getVideo(id: string): Promise<VideoRecord | undefined>;
   /**
@@ -95,6 +146,19 @@ export interface VideoStore {
   reschedulePoll(id: string, now: number, schedule: PollReschedule): Promise<void>;
   /** Replaces the result of a completed video (fresh signed download URL). */
   refreshResult(id: string, now: number, result: VideoResult): Promise<VideoRecord | undefined>;
+  /** A client's videos, newest first (ids are time-sortable). */
+  listVideos(clientId: string, query: ListVideosQuery): Promise<VideoRecord[]>;
+  /**
+   * Atomically claims `(clientId, key)` for a new request: inserts an `in_progress` row, or takes over a row
+   * that expired or whose request was orphaned. Otherwise returns the existing row untouched.
+   */
+  beginIdempotentRequest(request: BeginIdempotentRequest): Promise<BeginIdempotentResult>;
+  /** Stores the final response of a claimed key (no-op when the claim was lost). */
+  completeIdempotentRequest(claim: IdempotencyClaim, response: StoredResponse): Promise<void>;
+  /** Releases a claimed key without a stored response, so a retry runs again. */
+  abandonIdempotentRequest(claim: IdempotencyClaim): Promise<void>;
+  /** Deletes keys whose retention ended; returns how many. */
+  pruneIdempotencyKeys(now: number): Promise<number>;
   /** Number of videos still running (queued or processing), for metrics. */
   countRunning(): Promise<number>;
   /**

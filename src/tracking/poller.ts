@@ -22,6 +22,8 @@ export interface PollerOptions {
   leaseMs: number;
   /** How often the background loop looks for due videos. */
   tickMs?: number;
+  /** Called after each applied status change (metrics: time to terminal state). */
+  onTransition?: (video: VideoRecord) => void;
 }
 
 export interface Poller {
@@ -54,12 +56,14 @@ export function createPoller(options: PollerOptions): Poller {
     } catch (error) {
       context.now = clock.now();
       if (!(error instanceof UpstreamError)) throw error;
-      if (error.kind === 'auth') {
-        options.health.markAuthFailure();
-        logger.error({ videoId: video.id, upstreamStatus: error.httpStatus }, 'UPSTREAM REFUSED THE GATEWAY KEY: check ELKAPI_API_KEY; videos are kept');
-      } else if (error.kind === 'rate_limited') {
+      // An auth refusal is logged loudly by the upstream client; the video is kept and readiness reports it.
+      if (error.kind === 'auth') options.health.markAuthFailure();
+      else if (error.kind === 'rate_limited') {
         pausedUntil = Math.max(pausedUntil, context.now + (error.retryAfterMs ?? policy.schedule.minMs));
         logger.warn({ videoId: video.id, pausedUntil }, 'upstream rate limited polling; pausing');
+      } else if (error.kind === 'circuit_open') {
+        // One line per open period comes from the breaker; one per video would flood the log.
+        logger.debug({ videoId: video.id, retryAfterMs: error.retryAfterMs }, 'poll skipped: upstream circuit open');
       } else if (error.kind !== 'not_found') {
         logger.warn({ videoId: video.id, upstreamId: video.upstreamId, kind: error.kind, detail: error.safeMessage }, 'poll failed');
       }
@@ -80,6 +84,7 @@ export function createPoller(options: PollerOptions): Poller {
     }
     logger.info({ videoId: video.id, upstreamId: video.upstreamId, status: updated.status, upstreamState: updated.upstreamState }, 'video changed');
     bus.publish({ video: updated });
+    options.onTransition?.(updated);
   };
 
   const launch = async (): Promise<Array<Promise<void>>> => {

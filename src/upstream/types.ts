@@ -62,10 +62,12 @@ export type UpstreamErrorKind =
   | 'auth'
   /** 429 from the upstream. */
   | 'rate_limited'
-  /** 5xx, network failure, malformed answer, HTML page, open circuit. */
+  /** 5xx, network failure, malformed answer, HTML page. */
   | 'unavailable'
   /** No answer within the configured timeouts. */
-  | 'timeout';
+  | 'timeout'
+  /** Refused by the gateway's own circuit breaker without calling the upstream; `retryAfterMs` says when it probes again. */
+  | 'circuit_open';
 
 export class UpstreamError extends Error {
   override readonly name = 'UpstreamError';

@@ -4,7 +4,7 @@ import { toIso } from '../clock.js';
 import type { VideoRecord } from '../store/types.js';
 
 /** The public Video (DESIGN §2.2): camelCase, no upstream id, fixed field order. Pure. */
-export function toVideo(record: VideoRecord, webhook: WebhookSummary | null = null): Video {
+export function toVideo(record: VideoRecord, webhook: WebhookSummary | null = record.webhook ?? null): Video {
   const { request } = record;
   return {
     id: record.id,

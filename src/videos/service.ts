@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { CreateVideoBody, Video } from '../../schemas/video.js';
+import type { CreateVideoBody, Video, VideoStatus } from '../../schemas/video.js';
 import type { Client } from '../auth/clients.js';
 import type { Clock, Random } from '../clock.js';
 import type { EventBus } from '../events/bus.js';
@@ -12,6 +12,7 @@ import { terminal } from '../tracking/transitions.js';
 import type { UpstreamHealth } from '../upstream/health.js';
 import { toVideoResult } from '../upstream/mapping.js';
 import { UpstreamError, type UpstreamClient } from '../upstream/types.js';
+import { decodeCursor, encodeCursor } from './cursor.js';
 import { etagOf, toVideo } from './present.js';
 import { normalizeCreateBody, referencedVideoIds, toUpstreamCreateRequest } from './requests.js';
 import { problemFromUpstream } from './upstream-problems.js';
@@ -32,6 +33,19 @@ export interface RenderedVideo {
   downloadUrlExpiresAt: number | null;
 }
 
+/** One page of GET /videos: the rendered videos, the serialized body and the cursor of the next page. */
+export interface VideoPage {
+  data: RenderedVideo[];
+  nextCursor: string | null;
+  body: string;
+}
+
+export interface ListQuery {
+  status?: VideoStatus | undefined;
+  cursor?: string | undefined;
+  limit: number;
+}
+
 export interface VideoServiceOptions {
   store: VideoStore;
   upstream: UpstreamClient;
@@ -45,14 +59,21 @@ export interface VideoServiceOptions {
   cacheMaxEntries: number;
   /** Called after a create so the poller picks the video up on time. */
   onCreated?: () => void;
-  /** Checks a callback URL at request time; throws a ProblemError naming the field. */
-  checkCallbackUrl?: (url: string, client: Client) => void;
+  /** Checks a callback URL at request time and returns its normalised form to store; throws a ProblemError naming the field. */
+  checkCallbackUrl?: (url: string, client: Client) => string;
 }
 
 export interface VideoService {
   create(client: Client, body: CreateVideoBody): Promise<RenderedVideo>;
   /** Reads a client's own video; another client's id is not found, exactly like an unknown id. */
   read(client: Client, id: string): Promise<RenderedVideo>;
+  /**
+   * The client's videos, newest first, `limit` per page. Never calls the upstream (a listed download URL may be
+   * close to expiry: `GET /videos/{id}` refreshes it).
+   */
+  list(client: Client, query: ListQuery): Promise<VideoPage>;
+  /** A stored record rendered exactly as `read` serves it (change notifications: long-poll, SSE). */
+  present(record: VideoRecord): RenderedVideo;
   cacheControl(rendered: RenderedVideo): string;
   cacheStats(): { size: number; hits: number; misses: number };
 }
@@ -96,10 +117,8 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
       return await operation();
     } catch (error) {
       if (!(error instanceof UpstreamError)) throw error;
-      if (error.kind === 'auth') {
-        options.health.markAuthFailure();
-        logger.error({ upstreamStatus: error.httpStatus }, 'UPSTREAM REFUSED THE GATEWAY KEY: check ELKAPI_API_KEY');
-      }
+      // The upstream client has already logged the refusal loudly; readiness reports it until a call succeeds.
+      if (error.kind === 'auth') options.health.markAuthFailure();
       throw problemFromUpstream(error);
     }
   };
@@ -132,7 +151,9 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
   return {
     async create(client, body) {
       const request = normalizeCreateBody(body);
-      if (request.callbackUrl !== null) options.checkCallbackUrl?.(request.callbackUrl, client);
+      if (request.callbackUrl !== null && options.checkCallbackUrl !== undefined) {
+        request.callbackUrl = options.checkCallbackUrl(request.callbackUrl, client);
+      }
       const upstreamIds = await resolveKeyframes(client, request);
       const generation = await withUpstreamProblems(() => upstream.createGeneration(toUpstreamCreateRequest(request, upstreamIds)));
       options.health.markSuccess();
@@ -180,6 +201,28 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
       }
       return rendered;
     },
+
+    async list(client, query) {
+      const beforeId = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+      if (query.cursor !== undefined && beforeId === undefined) {
+        throw new ProblemError('validation_failed', 'The cursor is not one this API issued; pass `nextCursor` from a previous page as is.', {
+          errors: [{ path: '/querystring/cursor', message: 'is not a valid cursor' }],
+        });
+      }
+      // One row more than asked tells whether another page follows, without a count query.
+      const records = await store.listVideos(client.id, {
+        ...(query.status === undefined ? {} : { status: query.status }),
+        ...(beforeId === undefined ? {} : { beforeId }),
+        limit: query.limit + 1,
+      });
+      const data = records.slice(0, query.limit).map(render);
+      const last = data.at(-1);
+      const nextCursor = records.length > query.limit && last !== undefined ? encodeCursor(last.video.id) : null;
+      const body = `{"data":[${data.map((rendered) => rendered.body).join(',')}],"nextCursor":${JSON.stringify(nextCursor)}}`;
+      return { data, nextCursor, body };
+    },
+
+    present: (record) => render(record),
 
     cacheControl(rendered) {
       if (!rendered.terminal) return 'private, no-cache';

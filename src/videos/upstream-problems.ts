@@ -13,6 +13,8 @@ export function problemFromUpstream(error: UpstreamError): ProblemError {
     case 'timeout':
       return new ProblemError('upstream_timeout', 'The video service did not answer in time; try again later.', { cause: error });
     case 'rate_limited':
+    // Our breaker is open after repeated upstream outages: its retry-after says when it probes again.
+    case 'circuit_open':
       return new ProblemError('upstream_unavailable', unavailable, { status: 503, headers: retryAfter ?? { 'retry-after': '5' }, cause: error });
     case 'auth':
       // Our own key was refused: never a 401 to the client, whose key is fine.

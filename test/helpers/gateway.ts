@@ -74,15 +74,18 @@ export async function startTestGateway(t: Test, options: TestGatewayOptions = {}
       random: () => 0.5,
       ...options.sandbox,
     }));
-  const upstream = createUpstreamClient({
-    baseUrl: sandbox.url,
-    apiKey: config.elkapiApiKey ?? 'none',
-    timeoutMs: options.upstreamTimeoutMs ?? 2000,
-    maxRps: 0,
-    sleep: async () => {},
-    random: () => 0.5,
-    clock,
-  });
+  // A factory, so the gateway's hooks (metrics onCall, logger) reach the client.
+  const upstream: NonNullable<GatewayOptions['upstream']> = (hooks) =>
+    createUpstreamClient({
+      baseUrl: sandbox.url,
+      apiKey: config.elkapiApiKey ?? 'none',
+      timeoutMs: options.upstreamTimeoutMs ?? 2000,
+      maxRps: 0,
+      sleep: async () => {},
+      random: () => 0.5,
+      clock,
+      ...hooks,
+    });
   const gateway = await buildGateway({
     config,
     clients: createClientRegistry(testClientsFile),

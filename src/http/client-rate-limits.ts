@@ -1,0 +1,117 @@
+import rateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Client } from '../auth/clients.js';
+import type { Clock } from '../clock.js';
+import { ProblemError } from './problems.js';
+
+/*
+ * Per-client rate limits (DESIGN §2.5) with @fastify/rate-limit: `rateLimitPerMinute` over every request of a
+ * client, and `createLimitPerMinute` over the routes that start paid work (POST /videos). Counting runs in an
+ * `onRequest` hook registered right after authentication: unauthenticated requests get their 401 first and are
+ * never counted against a client, and a limited client is refused before its body is even read.
+ */
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route starts a generation: it also counts against the client's `createLimitPerMinute`. */
+    countsAsCreate?: boolean;
+  }
+}
+
+export const rateLimitWindowMs = 60_000;
+
+interface WindowCount {
+  count: number;
+  windowStart: number;
+}
+
+/** Fixed one-minute windows, counted. Pure. */
+export function countInWindow(previous: WindowCount | undefined, now: number, windowMs: number): WindowCount {
+  if (previous === undefined || previous.windowStart + windowMs <= now) return { count: 1, windowStart: now };
+  return { count: previous.count + 1, windowStart: previous.windowStart };
+}
+
+/**
+ * The plugin's in-memory store reads `Date.now()`; this one counts the same way on the injected clock, so a
+ * test can move past a window instead of waiting a minute. Every plugin the limits are installed in shares
+ * one map, so a client's requests are counted together whichever plugin serves them. Keys are
+ * `<limit>:<authenticated client id>`, a set bounded by the client registry, so the map cannot grow without bound.
+ */
+function sharedClockedStore(clock: Clock, windows: Map<string, WindowCount>): new () => FastifyRateLimitStore {
+  return class ClockedRateLimitStore implements FastifyRateLimitStore {
+    incr(key: string, callback: (error: Error | null, result?: { current: number; ttl: number }) => void, timeWindow: number): void {
+      const now = clock.now();
+      const next = countInWindow(windows.get(key), now, timeWindow);
+      windows.set(key, next);
+      callback(null, { current: next.count, ttl: next.windowStart + timeWindow - now });
+    }
+
+    child(): FastifyRateLimitStore {
+      return new ClockedRateLimitStore();
+    }
+  };
+}
+
+type LimitCheck = Awaited<ReturnType<ReturnType<FastifyInstance['createRateLimit']>>>;
+type CountedCheck = Extract<LimitCheck, { isAllowed: false }>;
+
+const clientOfRequest = (request: FastifyRequest): Client => {
+  if (request.client === null) throw new ProblemError('unauthorized', 'Send a valid API key as `Authorization: Bearer <key>`.');
+  return request.client;
+};
+
+const limitHeaders = (check: CountedCheck): Record<string, string> => ({
+  'x-ratelimit-limit': String(check.max),
+  'x-ratelimit-remaining': String(check.remaining),
+  'x-ratelimit-reset': String(check.ttlInSeconds),
+});
+
+const refuse = (check: CountedCheck, which: string): ProblemError =>
+  new ProblemError('rate_limited', `Too many ${which}: at most ${check.max} per minute. Retry in ${check.ttlInSeconds} s.`, {
+    headers: { ...limitHeaders(check), 'x-ratelimit-remaining': '0', 'retry-after': String(Math.max(1, check.ttlInSeconds)) },
+  });
+
+export interface ClientRateLimits {
+  /**
+   * Enforces the limits on the routes of the calling plugin; call it right after `requireClient`. Every answer
+   * carries `x-ratelimit-limit/remaining/reset` of the tighter limit; past either, 429 `rate_limited` with
+   * `retry-after` (seconds until the window ends).
+   */
+  install(app: FastifyInstance): Promise<void>;
+}
+
+/** One instance per gateway: counts are shared by every plugin it is installed in. */
+export function createClientRateLimits(options: { clock: Clock }): ClientRateLimits {
+  const windows = new Map<string, WindowCount>();
+  const store = sharedClockedStore(options.clock, windows);
+  return {
+    async install(app) {
+      await app.register(rateLimit, { global: false, store });
+      const allRequests = app.createRateLimit({
+        keyGenerator: (request) => `all:${clientOfRequest(request).id}`,
+        max: (request) => clientOfRequest(request).rateLimitPerMinute,
+        timeWindow: rateLimitWindowMs,
+      });
+      const creates = app.createRateLimit({
+        keyGenerator: (request) => `create:${clientOfRequest(request).id}`,
+        max: (request) => clientOfRequest(request).createLimitPerMinute,
+        timeWindow: rateLimitWindowMs,
+      });
+
+      app.addHook('onRequest', async (request, reply) => {
+        const overall = await allRequests(request);
+        if (overall.isAllowed) return;
+        if (overall.isExceeded) throw refuse(overall, 'requests');
+        let tightest = overall;
+        if (request.routeOptions.config.countsAsCreate === true) {
+          const create = await creates(request);
+          if (!create.isAllowed) {
+            if (create.isExceeded) throw refuse(create, 'video creations');
+            if (create.remaining < tightest.remaining) tightest = create;
+          }
+        }
+        reply.headers(limitHeaders(tightest));
+      });
+    },
+  };
+}

@@ -1,0 +1,49 @@
+/**
+ * The edges of request parsing Fastify handles before any hook or error handler: malformed URLs and strict JSON
+ * bodies. Both end as RFC 9457 problems like every other error.
+ */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ProblemError, sendProblem, toProblem } from './problems.js';
+
+/**
+ * Fastify's `frameworkErrors`: a path segment that is not valid percent-encoding (`%zz`, a truncated UTF-8
+ * sequence) or longer than `maxParamLength` is refused before routing — by default with Fastify's own JSON and
+ * no request id. It is the client's malformed URL: a 400 problem.
+ */
+export function answerFrameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  reply.header('x-request-id', request.id);
+  const problem =
+    error.code === 'FST_ERR_BAD_URL' || error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      ? new ProblemError('validation_failed', 'The URL is not valid: a path segment is malformed or too long.', {
+          errors: [{ path: '/url', message: 'has a malformed or overlong path segment' }],
+        })
+      : toProblem(error);
+  request.log.info({ code: problem.code, fastifyCode: error.code }, 'request refused before routing');
+  void sendProblem(reply, problem);
+}
+
+/**
+ * `application/json` bodies must be UTF-8 (RFC 8259 §8.1). Fastify's default parser decodes invalid bytes to
+ * U+FFFD and carries on, so a mangled prompt would be stored and sent upstream; this one refuses them, then parses
+ * with Fastify's own parser (prototype-poisoning checks included).
+ */
+export function useStrictJsonParser(app: FastifyInstance): void {
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  const utf8 = new TextDecoder('utf-8', { fatal: true });
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    let text: string;
+    try {
+      text = utf8.decode(body as Buffer);
+    } catch {
+      done(
+        new ProblemError('validation_failed', 'The request body is not valid UTF-8; JSON must be UTF-8.', {
+          errors: [{ path: '/body', message: 'is not valid UTF-8' }],
+        }),
+        undefined,
+      );
+      return;
+    }
+    parseJson(request, text, done);
+  });
+}

@@ -1,0 +1,31 @@
+/**
+ * Request-time check of `callbackUrl` on `POST /videos` (DESIGN §4.4): the gateway's switches plus the client's
+ * `allowedCallbackHosts`. Refusals are 400 `validation_failed` naming the field.
+ */
+import type { Client } from '../auth/clients.js';
+import { ProblemError } from '../http/problems.js';
+import { checkCallbackUrl } from './callback-url.js';
+
+export interface CallbackPolicyOptions {
+  /** WEBHOOK_ALLOW_HTTP */
+  allowHttp: boolean;
+  /** WEBHOOK_ALLOW_PRIVATE_NETWORKS */
+  allowPrivateNetworks: boolean;
+}
+
+/** Returns the normalised URL to store (WHATWG-serialised: host lower-cased, IPv4 spellings canonical). */
+export type CallbackUrlValidator = (url: string, client: Client) => string;
+
+export function createCallbackUrlValidator(options: CallbackPolicyOptions): CallbackUrlValidator {
+  return (url, client) => {
+    const check = checkCallbackUrl(url, {
+      allowHttp: options.allowHttp,
+      allowPrivateNetworks: options.allowPrivateNetworks,
+      allowedHosts: client.allowedCallbackHosts,
+    });
+    if (check.ok) return check.url.href;
+    throw new ProblemError('validation_failed', `callbackUrl ${check.reason}.`, {
+      errors: [{ path: '/body/callbackUrl', message: check.reason }],
+    });
+  };
+}

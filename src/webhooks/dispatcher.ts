@@ -1,0 +1,351 @@
+/**
+ * The webhook dispatcher (DESIGN §3, §4): claims due outbox rows with a lease, signs each body with the client's
+ * secret (Standard Webhooks), POSTs it through the SSRF-guarded agent, and records every attempt with its outcome
+ * in one transaction. Mirrors the poller: `tick()` for tests, a background loop for the process.
+ *
+ * Caps: `concurrency` attempts in flight overall and `perHostConcurrency` per receiver (`host[:port]`). A receiver
+ * at its cap is left out of the next claims, so a slow or dead one never holds the slots other receivers need.
+ * A crash at any instant loses nothing: an unrecorded attempt's lease expires and the row is claimed again
+ * (at least once; receivers dedupe by `webhook-id`).
+ */
+import { performance } from 'node:perf_hooks';
+import type { Dispatcher } from 'undici';
+import type { ClientRegistry } from '../auth/clients.js';
+import type { Clock, Random } from '../clock.js';
+import type { EventBus } from '../events/bus.js';
+import type { Logger } from '../lib/logger.js';
+import type { ClaimedDelivery, DeliveryNextState } from '../store/delivery-types.js';
+import type { VideoStore } from '../store/types.js';
+import { classifyResponse, networkFailure, permanentFailure, truncate, type AttemptOutcome } from './outcome.js';
+import { buildWebhookPayload, signWebhook } from './payload.js';
+import { nextAttemptAt } from './schedule.js';
+import { isForbiddenAddressError } from './ssrf.js';
+
+/** Bytes of a receiver's answer read at most (small answers are read whole, so the connection is reused). */
+export const RESPONSE_READ_LIMIT = 4096;
+/** Characters of the answer kept in the attempt log. */
+export const RESPONSE_EXCERPT_LIMIT = 1024;
+const ERROR_LIMIT = 500;
+
+export type DeliveryOutcome = DeliveryNextState['status'];
+
+export interface DispatcherOptions {
+  store: VideoStore;
+  bus: EventBus;
+  clock: Clock;
+  random: Random;
+  clients: Pick<ClientRegistry, 'get'>;
+  /** The undici dispatcher deliveries go through: the SSRF-guarded agent (tests may pass a MockAgent). */
+  agent: Dispatcher;
+  logger: Logger;
+  /** WEBHOOK_RETRY_SCHEDULE: delays after the first attempt. */
+  retryScheduleMs: readonly number[];
+  /** WEBHOOK_TIMEOUT_MS: one whole attempt (connect, answer, the bit of body we read). */
+  timeoutMs: number;
+  /** Attempts in flight at once. */
+  concurrency: number;
+  /** Attempts in flight at once toward one receiver (`host[:port]`). */
+  perHostConcurrency: number;
+  /** A claimed delivery is reclaimable after this long; longer than an attempt can take. Default 2 × timeout + 1 s. */
+  leaseMs?: number;
+  /** How often the background loop looks for due deliveries. Default 250 ms. */
+  tickMs?: number;
+  /** Measures attempt durations (monotonic). Default `performance.now`. */
+  monotonic?: () => number;
+  /** Metrics hook, called once per recorded attempt. */
+  onDelivery?: (outcome: DeliveryOutcome, durationMs: number) => void;
+}
+
+export interface WebhookDispatcher {
+  /** Claims due deliveries and attempts them; resolves when those attempts are recorded. Tests drive this. */
+  tick(): Promise<number>;
+  start(): void;
+  /**
+   * Stops claiming and waits for attempts in flight. After `graceMs` the rest are aborted and their deliveries
+   * given back (due again at once, no attempt counted), so shutdown is bounded.
+   */
+  stop(graceMs?: number): Promise<void>;
+  /** Looks for due deliveries now (a new event was written). */
+  wake(): void;
+  inFlight(): number;
+}
+
+interface Prepared {
+  url: URL;
+  secret: string;
+  body: string;
+}
+
+export function createDispatcher(options: DispatcherOptions): WebhookDispatcher {
+  const { store, bus, clock, logger, agent, timeoutMs } = options;
+  const leaseMs = options.leaseMs ?? 2 * timeoutMs + 1000;
+  const monotonic = options.monotonic ?? (() => performance.now());
+  const inFlight = new Set<Promise<void>>();
+  const inFlightByHost = new Map<string, number>();
+  /** Aborted when `stop()`'s grace runs out: ends the attempts still in flight. */
+  let shutdown = new AbortController();
+  let timer: NodeJS.Timeout | null = null;
+  let running = false;
+
+  const hostLoad = (host: string): number => inFlightByHost.get(host) ?? 0;
+  const adjustHost = (host: string, delta: number): void => {
+    const load = hostLoad(host) + delta;
+    if (load <= 0) inFlightByHost.delete(host);
+    else inFlightByHost.set(host, load);
+  };
+
+  /** The body (snapshotted at the first attempt), URL and secret; or why the event can never be sent. */
+  const prepare = async (claimed: ClaimedDelivery): Promise<Prepared | { stop: string } | null> => {
+    const client = options.clients.get(claimed.clientId);
+    if (client === undefined) return { stop: 'the client that owns this video is no longer configured' };
+    if (claimed.targetUrl === null) return { stop: 'the video has no callback URL' };
+    let body = claimed.payload;
+    if (body === null) {
+      const video = await store.getVideo(claimed.videoId);
+      if (video === undefined) return null;
+      body = await store.snapshotDeliveryPayload(claimed.messageId, buildWebhookPayload(claimed.eventType, claimed.createdAt, video));
+    }
+    return { url: new URL(claimed.targetUrl), secret: client.webhookSecret, body };
+  };
+
+  /** One POST under the attempt deadline. */
+  const send = async (prepared: Prepared, claimed: ClaimedDelivery, at: number) => {
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const signal = AbortSignal.any([deadline, shutdown.signal]);
+    try {
+      const response = await agent.request({
+        origin: prepared.url.origin,
+        // Path and query only: a fragment is never sent.
+        path: `${prepared.url.pathname}${prepared.url.search}`,
+        method: 'POST',
+        headers: { ...signWebhook(prepared.secret, claimed.messageId, at, prepared.body), 'user-agent': 'video-gateway-webhooks/1' },
+        body: prepared.body,
+        signal,
+      });
+      const excerpt = await readExcerpt(response.body);
+      const outcome = classifyResponse(
+        response.statusCode,
+        { retryAfter: response.headers['retry-after'], location: response.headers['location'] },
+        clock.now(),
+      );
+      return { outcome, responseStatus: response.statusCode, excerpt };
+    } catch (error) {
+      if (shutdown.signal.aborted) return 'interrupted' as const;
+      // Our deadline and undici's headers/body timeouts (same length) race: either way, the receiver was too slow.
+      const reason = deadline.aborted || isUndiciTimeout(error) ? `no answer within ${timeoutMs} ms` : describeNetworkError(error);
+      return { outcome: networkFailure(reason), responseStatus: null, excerpt: null };
+    }
+  };
+
+  const nextState = (outcome: AttemptOutcome, claimed: ClaimedDelivery, now: number): DeliveryNextState => {
+    if (outcome.kind === 'delivered') return { status: 'delivered', nextAttemptAt: null };
+    if (outcome.kind === 'stop') return { status: 'failed', nextAttemptAt: null };
+    const next = nextAttemptAt({
+      now,
+      failedAttempts: claimed.attemptsInSeries + 1,
+      scheduleMs: options.retryScheduleMs,
+      retryAfterMs: outcome.retryAfterMs,
+      random: options.random,
+    });
+    return next === null ? { status: 'failed', nextAttemptAt: null } : { status: 'retrying', nextAttemptAt: next };
+  };
+
+  const deliver = async (claimed: ClaimedDelivery): Promise<void> => {
+    const prepared = await prepare(claimed);
+    if (prepared === null) return; // the video is gone, and its outbox rows with it
+    const at = clock.now();
+    const started = monotonic();
+    const sent =
+      'stop' in prepared
+        ? { outcome: permanentFailure(prepared.stop), responseStatus: null, excerpt: null }
+        : await send(prepared, claimed, at);
+    if (sent === 'interrupted') {
+      await store.releaseDelivery(claimed.messageId, claimed.leaseUntil);
+      logger.info({ videoId: claimed.videoId, messageId: claimed.messageId }, 'webhook attempt interrupted by shutdown; it will be sent again');
+      return;
+    }
+    const durationMs = Math.round(monotonic() - started);
+    const now = clock.now();
+    const next = nextState(sent.outcome, claimed, now);
+    const error = sent.outcome.kind === 'delivered' ? null : sent.outcome.error;
+    const video = await store.recordDeliveryAttempt({
+      messageId: claimed.messageId,
+      leaseUntil: claimed.leaseUntil,
+      attempt: claimed.attempts + 1,
+      at,
+      durationMs,
+      responseStatus: sent.responseStatus,
+      error: error === null ? null : truncate(error, ERROR_LIMIT),
+      responseExcerpt: sent.excerpt,
+      next,
+      now,
+    });
+    const logContext = {
+      videoId: claimed.videoId,
+      messageId: claimed.messageId,
+      eventType: claimed.eventType,
+      attempt: claimed.attempts + 1,
+      host: claimed.targetHost,
+      responseStatus: sent.responseStatus,
+      durationMs,
+      outcome: next.status,
+      ...(error === null ? {} : { error }),
+      ...(next.nextAttemptAt === null ? {} : { nextAttemptAt: next.nextAttemptAt }),
+    };
+    if (next.status === 'delivered') logger.info(logContext, 'webhook delivered');
+    else logger.warn(logContext, next.status === 'failed' ? 'webhook failed for good' : 'webhook attempt failed; will retry');
+    if (video === undefined) {
+      logger.info({ videoId: claimed.videoId, messageId: claimed.messageId }, 'webhook row was taken over (redelivery); attempt logged only');
+    } else {
+      bus.publish({ video });
+    }
+    try {
+      options.onDelivery?.(next.status, durationMs);
+    } catch (hookError) {
+      logger.warn({ err: hookError }, 'onDelivery hook threw');
+    }
+  };
+
+  const launch = async (): Promise<Array<Promise<void>>> => {
+    const free = options.concurrency - inFlight.size;
+    if (free <= 0) return [];
+    const busyHosts = [...inFlightByHost].filter(([, load]) => load >= options.perHostConcurrency).map(([host]) => host);
+    const claimed = await store.claimDueDeliveries(clock.now(), {
+      limit: free,
+      leaseMs,
+      excludeHosts: busyHosts,
+      perHostLimit: options.perHostConcurrency,
+    });
+    const jobs: Array<Promise<void>> = [];
+    for (const delivery of claimed) {
+      const host = delivery.targetHost ?? '';
+      if (hostLoad(host) >= options.perHostConcurrency) {
+        // The host filled up with part of this batch: give the row back for a later claim.
+        await store.releaseDelivery(delivery.messageId, delivery.leaseUntil);
+        continue;
+      }
+      adjustHost(host, 1);
+      const job = deliver(delivery)
+        .catch((error: unknown) =>
+          logger.error({ err: error, videoId: delivery.videoId, messageId: delivery.messageId }, 'webhook attempt crashed; the lease will expire and retry'),
+        )
+        .finally(() => {
+          adjustHost(host, -1);
+          inFlight.delete(job);
+          // A slot opened: deliveries waiting for it need not wait for the next tick.
+          wake();
+        });
+      inFlight.add(job);
+      jobs.push(job);
+    }
+    return jobs;
+  };
+
+  const loop = async (): Promise<void> => {
+    timer = null;
+    if (!running) return;
+    try {
+      await launch();
+    } catch (error) {
+      logger.error({ err: error }, 'claiming due webhook deliveries failed');
+    }
+    if (running && timer === null) timer = setTimeout(() => void loop(), options.tickMs ?? 250);
+  };
+
+  function wake(): void {
+    if (!running || timer === null) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => void loop(), 0);
+  }
+
+  // A new or redelivered event shows up as a 'pending' summary on the bus: send it without waiting for the tick.
+  bus.subscribeAll(({ video }) => {
+    if (video.webhook?.status === 'pending') wake();
+  });
+
+  return {
+    async tick() {
+      const jobs = await launch();
+      await Promise.all(jobs);
+      return jobs.length;
+    },
+    start() {
+      if (running) return;
+      running = true;
+      if (shutdown.signal.aborted) shutdown = new AbortController();
+      void loop();
+    },
+    async stop(graceMs) {
+      running = false;
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+      const settled = Promise.allSettled([...inFlight]);
+      if (graceMs === undefined) {
+        await settled;
+        return;
+      }
+      let graceTimer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<'grace over'>((resolve) => {
+        graceTimer = setTimeout(() => resolve('grace over'), graceMs);
+      });
+      const first = await Promise.race([settled, graceOver]);
+      clearTimeout(graceTimer);
+      if (first === 'grace over') {
+        logger.warn({ inFlight: inFlight.size }, 'webhook attempts still running at shutdown: aborting them');
+        shutdown.abort();
+        await Promise.allSettled([...inFlight]);
+      }
+    },
+    wake,
+    inFlight: () => inFlight.size,
+  };
+}
+
+/** Reads the start of an answer (a few KB at most) as text; leaving the loop early destroys the stream. */
+async function readExcerpt(body: AsyncIterable<Buffer | Uint8Array | string>): Promise<string | null> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of body) {
+      const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk);
+      chunks.push(buffer);
+      size += buffer.length;
+      if (size >= RESPONSE_READ_LIMIT) break;
+    }
+  } catch {
+    // The status decided the attempt; a body that breaks off only shortens the excerpt.
+  }
+  if (size === 0) return null;
+  return truncate(Buffer.concat(chunks).subarray(0, RESPONSE_READ_LIMIT).toString('utf8'), RESPONSE_EXCERPT_LIMIT);
+}
+
+const NETWORK_ERRORS: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset by the receiver',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'DNS lookup failed (temporary)',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  UND_ERR_SOCKET: 'the receiver closed the connection',
+  UND_ERR_CONNECT_TIMEOUT: 'connect timeout',
+  UND_ERR_HEADERS_TIMEOUT: 'no answer in time',
+  UND_ERR_BODY_TIMEOUT: 'answer body stalled',
+};
+
+const isUndiciTimeout = (error: unknown): boolean => {
+  const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
+  return code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
+};
+
+/** A short, secret-free reason for a failure without an answer. */
+export function describeNetworkError(error: unknown): string {
+  for (let current: unknown = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
+    // The SSRF guard's message names the refused address: exactly what the partner needs to see.
+    if (isForbiddenAddressError(current)) return current.message;
+  }
+  const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
+  const known = code === undefined ? undefined : NETWORK_ERRORS[code];
+  if (known !== undefined) return `${known} (${code})`;
+  const message = error instanceof Error ? error.message : String(error);
+  return truncate(code === undefined ? message : `${code}: ${message}`, ERROR_LIMIT);
+}

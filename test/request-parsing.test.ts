@@ -1,0 +1,53 @@
+import t from 'tap';
+import { auth, startTestGateway } from './helpers/gateway.js';
+
+t.test('malformed URLs are refused before routing with a 400 problem that carries the request id', async (t) => {
+  const gw = await startTestGateway(t);
+  for (const url of ['/videos/%zz', '/videos/vid_%E0%A4%A', `/videos/${'v'.repeat(500)}`]) {
+    const response = await gw.app.inject({ method: 'GET', url, headers: { ...auth(), 'x-request-id': 'mobile-77' } });
+    t.equal(response.statusCode, 400, url.slice(0, 40));
+    t.equal(response.headers['content-type'], 'application/problem+json; charset=utf-8');
+    t.equal(response.headers['x-request-id'], 'mobile-77');
+    t.match(response.json(), { code: 'validation_failed', requestId: 'mobile-77', errors: [{ path: '/url' }] });
+  }
+});
+
+t.test('JSON bodies must be UTF-8: invalid bytes are a 400, never a mangled prompt sent upstream', async (t) => {
+  const gw = await startTestGateway(t);
+  const invalid = Buffer.concat([Buffer.from('{"prompt":"A tiger '), Buffer.from([0xff, 0xfe]), Buffer.from(' in snow"}')]);
+  const refused = await gw.app.inject({ method: 'POST', url: '/videos', headers: { ...auth(), 'content-type': 'application/json' }, payload: invalid });
+  t.equal(refused.statusCode, 400);
+  t.match(refused.json(), { code: 'validation_failed', errors: [{ path: '/body', message: 'is not valid UTF-8' }] });
+
+  // Multi-byte characters are fine, and prototype poisoning is still refused by Fastify's parser underneath.
+  const prompt = '雪の中を歩く虎 🐅';
+  const accepted = await gw.app.inject({ method: 'POST', url: '/videos', headers: { ...auth(), 'content-type': 'application/json' }, payload: Buffer.from(JSON.stringify({ prompt }), 'utf8') });
+  t.equal(accepted.statusCode, 202);
+  t.equal(accepted.json().prompt, prompt);
+  const poisoned = await gw.app.inject({ method: 'POST', url: '/videos', headers: { ...auth(), 'content-type': 'application/json' }, payload: '{"prompt":"A tiger walking","__proto__":{"x":1}}' });
+  t.equal(poisoned.statusCode, 400);
+  t.equal(gw.sandbox.stats.creates, 1);
+});
+
+t.test('inputs that used to slip through validation are refused before the upstream', async (t) => {
+  const gw = await startTestGateway(t);
+  const cases: Array<[string, object, string]> = [
+    ['a prompt of blanks', { prompt: '      \n\t   ' }, '/body/prompt'],
+    ['a prompt shorter than 3 once trimmed', { prompt: '   ab   ' }, '/body/prompt'],
+    ['an https URL without a host', { prompt: 'A tiger walking', keyframes: { start: { imageUrl: 'https://' } } }, '/body/keyframes/start/imageUrl'],
+    ['an empty metadata key', { prompt: 'A tiger walking', metadata: { '': 'v' } }, '/body/metadata'],
+    ['a metadata key over 100 characters', { prompt: 'A tiger walking', metadata: { ['k'.repeat(101)]: 'v' } }, '/body/metadata'],
+  ];
+  for (const [name, payload, path] of cases) {
+    const response = await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload });
+    t.equal(response.statusCode, 400, name);
+    t.ok(
+      response.json<{ errors: Array<{ path: string }> }>().errors.some((error) => error.path.startsWith(path)),
+      `${name}: reported at ${path}`,
+    );
+  }
+  t.equal(gw.sandbox.stats.creates, 0, 'none reached the upstream');
+  const padded = await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt: '  a b  ' } });
+  t.equal(padded.statusCode, 202, 'three characters once trimmed are enough');
+  t.equal(padded.json().prompt, 'a b');
+});
