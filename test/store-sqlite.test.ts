@@ -9,6 +9,7 @@ import { migrateToLatest } from '../src/store/migrations.js';
 import type { WebhookDeliveryRow } from '../src/store/schema.js';
 import { openSqliteStore, type SqliteStore } from '../src/store/sqlite.js';
 import type { NewVideo, VideoRecord, VideoTransition } from '../src/store/types.js';
+import { videoRequest } from './helpers/records.js';
 
 /* Every time is an explicit epoch-ms value: nothing here waits on the real clock. */
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
@@ -24,18 +25,7 @@ function newVideo(overrides: Partial<NewVideo> = {}): NewVideo {
     upstreamId: `up-${n}`,
     status: 'queued',
     upstreamState: 'pending',
-    request: {
-      prompt: 'A serene lake at sunset',
-      aspectRatio: '16:9',
-      loop: false,
-      model: null,
-      resolution: null,
-      duration: null,
-      keyframes: null,
-      callbackUrl: 'https://example.com/hooks',
-      webhookEvents: ['video.completed', 'video.failed'],
-      metadata: null,
-    },
+    request: videoRequest({ prompt: 'A serene lake at sunset', callbackUrl: 'https://example.com/hooks' }),
     estimatedWaitSeconds: null,
     result: null,
     failure: null,

@@ -3,6 +3,7 @@ import type { VideoRecord } from '../src/store/types.js';
 import { firstPollDelay, nextPollDelay } from '../src/tracking/schedule.js';
 import { decideAfterAnswer, decideAfterError, eventsFor, type DecisionContext } from '../src/tracking/transitions.js';
 import { UpstreamError, type UpstreamGeneration } from '../src/upstream/types.js';
+import { videoRequest } from './helpers/records.js';
 
 const schedule = { minMs: 2000, maxMs: 15_000 };
 const middle = () => 0.5;
@@ -30,18 +31,7 @@ const video = (overrides: Partial<VideoRecord> = {}): VideoRecord => ({
   upstreamId: 'up-1',
   status: 'queued',
   upstreamState: 'queued',
-  request: {
-    prompt: 'A tiger',
-    aspectRatio: '16:9',
-    loop: false,
-    model: null,
-    resolution: null,
-    duration: null,
-    keyframes: null,
-    callbackUrl: 'https://example.com/hook',
-    webhookEvents: ['video.processing', 'video.completed', 'video.failed'],
-    metadata: null,
-  },
+  request: videoRequest({ prompt: 'A tiger', callbackUrl: 'https://example.com/hook', webhookEvents: ['video.processing', 'video.completed', 'video.failed'] }),
   estimatedWaitSeconds: null,
   result: null,
   failure: null,

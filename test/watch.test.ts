@@ -11,6 +11,7 @@ import { etagOf, toVideo } from '../src/videos/present.js';
 import type { RenderedVideo } from '../src/videos/service.js';
 import { createVideoWatch } from '../src/videos/watch.js';
 import { auth, clientKeys, createVideo, startTestGateway, testClientsFile, type TestGateway } from './helpers/gateway.js';
+import { videoRequest } from './helpers/records.js';
 
 type VideoBody = { id: string; status: string; updatedAt: string };
 
@@ -114,18 +115,7 @@ t.test('a change published while the first read is in flight still wakes the wai
     upstreamId: 'up-1',
     status,
     upstreamState: null,
-    request: {
-      prompt: 'A tiger',
-      aspectRatio: '16:9',
-      loop: false,
-      model: null,
-      resolution: null,
-      duration: null,
-      keyframes: null,
-      callbackUrl: null,
-      webhookEvents: ['video.completed'],
-      metadata: null,
-    },
+    request: videoRequest({ prompt: 'A tiger', webhookEvents: ['video.completed'] }),
     estimatedWaitSeconds: null,
     result: null,
     failure: null,

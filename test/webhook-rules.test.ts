@@ -11,6 +11,7 @@ import { buildWebhookPayload, signWebhook } from '../src/webhooks/payload.js';
 import { MAX_RETRY_AFTER_MS, nextAttemptAt, parseRetryAfter } from '../src/webhooks/schedule.js';
 import { ForbiddenAddressError } from '../src/webhooks/ssrf.js';
 import { testClientsFile, webhookSecrets } from './helpers/gateway.js';
+import { videoRequest } from './helpers/records.js';
 
 const now = Date.parse('2026-11-29T12:00:00.000Z');
 const schedule = [5_000, 300_000, 1_800_000];
@@ -96,18 +97,7 @@ const video: VideoRecord = {
   upstreamId: 'c1b5a2f4-9d7e-4e51-a3f0-5b8f2d7e9a11',
   status: 'failed',
   upstreamState: 'failed',
-  request: {
-    prompt: 'A tiger',
-    aspectRatio: '16:9',
-    loop: false,
-    model: null,
-    resolution: null,
-    duration: null,
-    keyframes: null,
-    callbackUrl: 'https://hooks.example.com/videos',
-    webhookEvents: ['video.completed', 'video.failed'],
-    metadata: { userId: 'u_42' },
-  },
+  request: videoRequest({ prompt: 'A tiger', callbackUrl: 'https://hooks.example.com/videos', metadata: { userId: 'u_42' } }),
   estimatedWaitSeconds: null,
   result: null,
   failure: { code: 'upstream_failed', message: 'moderation' },

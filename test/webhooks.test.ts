@@ -10,6 +10,7 @@ import { createGuardedAgent } from '../src/webhooks/ssrf.js';
 import { createClientRegistry } from '../src/auth/clients.js';
 import { advanceAndPoll, auth, createVideo, startTestGateway, testClientsFile, webhookSecrets, type TestGateway } from './helpers/gateway.js';
 import { inSequence, sendText, startScriptedServer, type RecordedRequest, type ScriptedHandler, type ScriptedServer } from './helpers/scripted-server.js';
+import { videoRequest } from './helpers/records.js';
 
 type Json = Record<string, unknown>;
 interface WebhookBody {
@@ -513,18 +514,7 @@ t.test('at delivery time an internal address is refused, even when the URL got p
       upstreamId: `up-rebind-${n}`,
       status: 'processing',
       upstreamState: 'dreaming',
-      request: {
-        prompt: 'A tiger',
-        aspectRatio: '16:9',
-        loop: false,
-        model: null,
-        resolution: null,
-        duration: null,
-        keyframes: null,
-        callbackUrl,
-        webhookEvents: ['video.completed', 'video.failed'],
-        metadata: null,
-      },
+      request: videoRequest({ prompt: 'A tiger', callbackUrl }),
       estimatedWaitSeconds: null,
       result: null,
       failure: null,

@@ -1,5 +1,6 @@
 import type { Clock, Random } from '../clock.js';
 import type { EventBus } from '../events/bus.js';
+import { createClaimLoop } from '../lib/claim-loop.js';
 import type { Logger } from '../lib/logger.js';
 import type { VideoRecord, VideoStore } from '../store/types.js';
 import type { UpstreamHealth } from '../upstream/health.js';
@@ -43,8 +44,6 @@ export function createPoller(options: PollerOptions): Poller {
   const inFlight = new Set<Promise<void>>();
   /** A 429 pauses all polling until this time (the upstream asked us to slow down). */
   let pausedUntil = 0;
-  let timer: NodeJS.Timeout | null = null;
-  let running = false;
 
   const decide = async (video: VideoRecord): Promise<PollDecision> => {
     const context = { now: clock.now(), policy, random: options.random, newMessageId: options.newMessageId };
@@ -100,16 +99,11 @@ export function createPoller(options: PollerOptions): Poller {
     });
   };
 
-  const loop = async (): Promise<void> => {
-    timer = null;
-    if (!running) return;
-    try {
-      await launch();
-    } catch (error) {
-      logger.error({ err: error }, 'claiming due videos failed');
-    }
-    if (running) timer = setTimeout(() => void loop(), options.tickMs ?? 250);
-  };
+  const claimLoop = createClaimLoop({
+    launch,
+    tickMs: options.tickMs ?? 250,
+    onError: (error) => logger.error({ err: error }, 'claiming due videos failed'),
+  });
 
   return {
     async tick() {
@@ -117,22 +111,12 @@ export function createPoller(options: PollerOptions): Poller {
       await Promise.all(jobs);
       return jobs.length;
     },
-    start() {
-      if (running) return;
-      running = true;
-      void loop();
-    },
+    start: claimLoop.start,
     async stop() {
-      running = false;
-      if (timer !== null) clearTimeout(timer);
-      timer = null;
+      claimLoop.stop();
       await Promise.allSettled([...inFlight]);
     },
-    wake() {
-      if (!running || timer === null) return;
-      clearTimeout(timer);
-      timer = setTimeout(() => void loop(), 0);
-    },
+    wake: claimLoop.wake,
     inFlight: () => inFlight.size,
   };
 }

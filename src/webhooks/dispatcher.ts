@@ -13,6 +13,7 @@ import type { Dispatcher } from 'undici';
 import type { ClientRegistry } from '../auth/clients.js';
 import type { Clock, Random } from '../clock.js';
 import type { EventBus } from '../events/bus.js';
+import { createClaimLoop } from '../lib/claim-loop.js';
 import type { Logger } from '../lib/logger.js';
 import type { ClaimedDelivery, DeliveryNextState } from '../store/delivery-types.js';
 import type { VideoStore } from '../store/types.js';
@@ -84,8 +85,6 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
   const inFlightByHost = new Map<string, number>();
   /** Aborted when `stop()`'s grace runs out: ends the attempts still in flight. */
   let shutdown = new AbortController();
-  let timer: NodeJS.Timeout | null = null;
-  let running = false;
 
   const hostLoad = (host: string): number => inFlightByHost.get(host) ?? 0;
   const adjustHost = (host: string, delta: number): void => {
@@ -241,22 +240,12 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
     return jobs;
   };
 
-  const loop = async (): Promise<void> => {
-    timer = null;
-    if (!running) return;
-    try {
-      await launch();
-    } catch (error) {
-      logger.error({ err: error }, 'claiming due webhook deliveries failed');
-    }
-    if (running && timer === null) timer = setTimeout(() => void loop(), options.tickMs ?? 250);
-  };
-
-  function wake(): void {
-    if (!running || timer === null) return;
-    clearTimeout(timer);
-    timer = setTimeout(() => void loop(), 0);
-  }
+  const claimLoop = createClaimLoop({
+    launch,
+    tickMs: options.tickMs ?? 250,
+    onError: (error) => logger.error({ err: error }, 'claiming due webhook deliveries failed'),
+  });
+  const wake = (): void => claimLoop.wake();
 
   // A new or redelivered event shows up as a 'pending' summary on the bus: send it without waiting for the tick.
   bus.subscribeAll(({ video }) => {
@@ -270,15 +259,11 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
       return jobs.length;
     },
     start() {
-      if (running) return;
-      running = true;
       if (shutdown.signal.aborted) shutdown = new AbortController();
-      void loop();
+      claimLoop.start();
     },
     async stop(graceMs) {
-      running = false;
-      if (timer !== null) clearTimeout(timer);
-      timer = null;
+      claimLoop.stop();
       const settled = Promise.allSettled([...inFlight]);
       if (graceMs === undefined) {
         await settled;

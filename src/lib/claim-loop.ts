@@ -1,0 +1,57 @@
+/**
+ * The background rhythm shared by the poller and the webhook dispatcher: every `tickMs`, or at once when
+ * woken, claim due work and launch it. Launched jobs run on their own; the loop never waits for them, so
+ * one slow job cannot hold back the next claim.
+ */
+export interface ClaimLoop {
+  start(): void;
+  /** Stops scheduling claims; jobs already launched are their owner's to await. */
+  stop(): void;
+  /** Claims now instead of at the next tick (no-op while stopped or mid-claim). */
+  wake(): void;
+}
+
+export interface ClaimLoopOptions {
+  /** Claims due work and launches it; resolves once launched. */
+  launch: () => Promise<unknown>;
+  tickMs: number;
+  onError: (error: unknown) => void;
+}
+
+export function createClaimLoop(options: ClaimLoopOptions): ClaimLoop {
+  let timer: NodeJS.Timeout | null = null;
+  let running = false;
+
+  const schedule = (delayMs: number): void => {
+    timer = setTimeout(() => void loop(), delayMs);
+  };
+
+  const loop = async (): Promise<void> => {
+    timer = null;
+    if (!running) return;
+    try {
+      await options.launch();
+    } catch (error) {
+      options.onError(error);
+    }
+    if (running && timer === null) schedule(options.tickMs);
+  };
+
+  return {
+    start() {
+      if (running) return;
+      running = true;
+      void loop();
+    },
+    stop() {
+      running = false;
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+    },
+    wake() {
+      if (!running || timer === null) return;
+      clearTimeout(timer);
+      schedule(0);
+    },
+  };
+}
