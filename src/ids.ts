@@ -5,7 +5,23 @@ import type { Clock } from './clock.js';
 // clock stays injectable and ids stay time-sortable with our own prefixes.
 const alphabet = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 
-export function ulid(timeMs: number, random: Uint8Array = randomBytes(10)): string {
+// One OpenSSL call per 4 KiB instead of one per id: a request id is generated for every request, and a
+// 10-byte randomBytes() call each time showed up as ~8 % of a cached GET's CPU.
+const randomPoolSize = 4096;
+let randomPool = Buffer.alloc(0);
+let randomOffset = 0;
+
+function pooledRandomBytes(size: number): Uint8Array {
+  if (randomOffset + size > randomPool.length) {
+    randomPool = randomBytes(randomPoolSize);
+    randomOffset = 0;
+  }
+  const bytes = randomPool.subarray(randomOffset, randomOffset + size);
+  randomOffset += size;
+  return bytes;
+}
+
+export function ulid(timeMs: number, random: Uint8Array = pooledRandomBytes(10)): string {
   let time = '';
   let t = Math.max(0, Math.floor(timeMs));
   for (let i = 0; i < 10; i++) {
