@@ -178,6 +178,12 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
       const response = reply.raw;
       for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) response.setHeader(name, value);
       response.writeHead(200, sseHeaders);
+      // HEAD (Fastify serves it for every GET route) has no body: headers, then the end — no stream to keep open.
+      if (request.method === 'HEAD') {
+        stream.stop();
+        response.end();
+        return reply;
+      }
       response.write(statusEvent(stream.initial));
       if (stream.initial.terminal) {
         response.end();

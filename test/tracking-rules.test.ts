@@ -132,4 +132,7 @@ t.test('Retry-After defers the next poll; auth failures poll at the slowest pace
   const refused = decideAfterError(video(), new UpstreamError('auth', 'refused', 401), context());
   t.equal(refused.kind, 'reschedule');
   t.equal(refused.kind === 'reschedule' && refused.schedule.nextPollAt, now + 15_000);
+  // Even past TASK_TIMEOUT_MS: the video may well have finished upstream; a refused key is ours to fix, not the client's loss.
+  const refusedLate = decideAfterError(video({ createdAt: now - 7_200_000 }), new UpstreamError('auth', 'refused', 403), context());
+  t.equal(refusedLate.kind, 'reschedule', 'a refused key never fails a video, not even as timed_out');
 });

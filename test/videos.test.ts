@@ -241,3 +241,25 @@ t.test('a failed refresh still serves the stored URL', async (t) => {
   t.equal(response.statusCode, 200);
   t.equal(response.json<VideoBody>().result?.video.downloadUrl, first.result?.video.downloadUrl);
 });
+
+t.test('a refresh that cannot renew the download URL is not retried on every read', async (t) => {
+  const gw = await startTestGateway(t);
+  const created = await createVideo(gw);
+  await advanceAndPoll(gw, 15_000);
+  const first = (await gw.app.inject({ method: 'GET', url: `/videos/${created.id}`, headers: auth() })).json<VideoBody>();
+  gw.clock.set(Date.parse(first.result?.video.downloadUrlExpiresAt ?? '') - 4 * 60_000);
+  // Old generations are purged upstream: every refresh answers task_not_exist.
+  for (const id of [...gw.sandbox.tasks.keys()]) gw.sandbox.forget(id);
+  const queriesBefore = gw.sandbox.stats.queries;
+  for (let i = 0; i < 5; i++) {
+    const response = await gw.app.inject({ method: 'GET', url: `/videos/${created.id}`, headers: auth() });
+    t.equal(response.statusCode, 200);
+    t.equal(response.json<VideoBody>().result?.video.downloadUrl, first.result?.video.downloadUrl, 'the stored URL is served');
+    gw.clock.advance(1_000);
+  }
+  t.equal(gw.sandbox.stats.queries - queriesBefore, 1, 'a client polling GET does not turn into one upstream call per read');
+
+  gw.clock.advance(60_000);
+  await gw.app.inject({ method: 'GET', url: `/videos/${created.id}`, headers: auth() });
+  t.equal(gw.sandbox.stats.queries - queriesBefore, 2, 'tried again a minute later');
+});

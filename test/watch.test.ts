@@ -338,6 +338,18 @@ t.test('SSE: a terminal video gets one event and the end; an unknown one a 404 p
   t.equal(gw.timers.pending(), 0);
 });
 
+t.test('SSE: HEAD answers the stream headers and ends, holding no listener or keep-alive', async (t) => {
+  const gw = await startWatchGateway(t);
+  const created = await createVideo(gw);
+  const base = await listen(t, gw);
+  const head = await request(`${base}/videos/${created.id}/events`, { method: 'HEAD', headers: auth(), headersTimeout: 5_000, bodyTimeout: 5_000 });
+  t.equal(head.statusCode, 200);
+  t.equal(head.headers['content-type'], 'text/event-stream; charset=utf-8');
+  await head.body.dump();
+  t.equal(gw.bus.listenerCount(created.id), 0, 'no listener for a response without a body');
+  t.equal(gw.timers.pending(), 0, 'no keep-alive timer');
+});
+
 t.test('SSE: a client that disconnects mid-stream releases its listener and keep-alive', async (t) => {
   const gw = await startWatchGateway(t);
   const created = await createVideo(gw);

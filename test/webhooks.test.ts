@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import t, { type Test } from 'tap';
@@ -192,6 +193,38 @@ t.test('a completed video POSTs one signed video.completed to its callback; the 
   t.match(logged, /webhook delivered/);
   t.notMatch(logged, webhookSecrets.alice.slice(6), 'no secret in the logs');
   t.notMatch(logged, /s3cr3t-query/, 'the callback query (partners put tokens there) is not logged');
+});
+
+t.test('a change committed while a read is in flight never leaves the older body in the cache', async (t) => {
+  const store = await openSqliteStore({ path: join(t.testdir(), 'race.db') });
+  /** Runs once, between the read's database answer and its caching (a delivery recorded meanwhile). */
+  let duringNextRead: (() => Promise<unknown>) | null = null;
+  const racingStore = new Proxy(store, {
+    get(target, property) {
+      if (property === 'getVideo') {
+        return async (id: string) => {
+          const record = await target.getVideo(id);
+          const interleave = duringNextRead;
+          duringNextRead = null;
+          if (interleave !== null) await interleave();
+          return record;
+        };
+      }
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  const gw = await webhookGateway(t, {}, { gateway: { store: racingStore } });
+  const hooks = await receiver(t);
+  const created = await createVideo(gw, { prompt: 'A tiger', callbackUrl: `${hooks.url}/h` });
+  await advanceAndPoll(gw, 11_000);
+
+  duringNextRead = () => gw.dispatcher.tick();
+  const racing = await readVideo(gw, created.id);
+  t.equal(racing.webhook?.status, 'pending', 'the read answers what it read');
+  t.equal(hooks.requests.length, 1, 'the webhook was delivered meanwhile');
+  const after = await readVideo(gw, created.id);
+  t.equal(after.webhook?.status, 'delivered', 'the next read sees the delivery, not a stale cached body');
 });
 
 t.test('video.processing is sent once when subscribed, then the terminal event; video.failed for failures', async (t) => {

@@ -111,9 +111,10 @@ export function decideAfterError(video: VideoRecord, error: UpstreamError, conte
     if (timedOut(video, context)) return fail(video, 'timed_out', timeoutMessage(context), context);
     return reschedule(video, context, { notFoundSince: since });
   }
+  // Auth failures are the gateway's own misconfiguration: keep the video (never failed, not even as timed_out: it
+  // may have finished upstream long ago), poll again at the slowest pace. Once the key works, the next answer decides.
+  if (error.kind === 'auth') return reschedule(video, context, { notBefore: context.now + context.policy.schedule.maxMs });
   if (timedOut(video, context)) return fail(video, 'timed_out', timeoutMessage(context), context);
   const notBefore = error.retryAfterMs !== null ? context.now + error.retryAfterMs : undefined;
-  // Auth failures are the gateway's own misconfiguration: keep the video, poll again at the slowest pace.
-  if (error.kind === 'auth') return reschedule(video, context, { notBefore: context.now + context.policy.schedule.maxMs });
   return reschedule(video, context, notBefore === undefined ? {} : { notBefore });
 }

@@ -19,6 +19,12 @@ import { problemFromUpstream } from './upstream-problems.js';
 
 /** A download URL this close to expiry is refreshed from the upstream before it is served (DESIGN §2.3). */
 export const downloadRefreshWindowMs = 5 * 60_000;
+/**
+ * A refresh that did not renew the URL (the upstream failed, forgot the task, or handed back a URL that expires as
+ * soon) is not tried again for this video before this long: reads keep serving the stored URL meanwhile, so a client
+ * polling GET never turns into one upstream call per read.
+ */
+export const downloadRefreshRetryMs = 60_000;
 /** Upper bound of `max-age` for terminal videos: the webhook summary still moves after completion. */
 export const terminalMaxAgeSeconds = 300;
 
@@ -82,11 +88,22 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
   const { store, upstream, clock, logger } = options;
   const cache = new LRUCache<string, RenderedVideo>({ max: options.cacheMaxEntries });
   const refreshes = new Map<string, Promise<RenderedVideo>>();
+  /** When each video's download URL was last refreshed from the upstream (bounded like the cache). */
+  const lastRefreshAt = new LRUCache<string, number>({ max: options.cacheMaxEntries });
   let hits = 0;
   let misses = 0;
 
+  /**
+   * Counts published changes. A read that began before a change may hold the older row: it answers with it but
+   * must not cache it, or the cache would keep serving the older body (its invalidation already ran) until the
+   * video changes again.
+   */
+  let changesSeen = 0;
   // Any stored change (status, refreshed URL, webhook summary) invalidates the pre-serialized body.
-  options.bus.subscribeAll(({ video }) => cache.delete(video.id));
+  options.bus.subscribeAll(({ video }) => {
+    changesSeen += 1;
+    cache.delete(video.id);
+  });
 
   const render = (record: VideoRecord): RenderedVideo => {
     const video = toVideo(record);
@@ -127,15 +144,18 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
   const refreshDownloadUrl = (record: VideoRecord): Promise<RenderedVideo> => {
     const pending = refreshes.get(record.id);
     if (pending !== undefined) return pending;
+    lastRefreshAt.set(record.id, clock.now());
     const refresh = (async () => {
       try {
         const generation = await withUpstreamProblems(() => upstream.getGeneration(record.upstreamId));
         const result = toVideoResult(generation, clock.now());
+        const before = changesSeen;
         const updated = result === null ? undefined : await store.refreshResult(record.id, clock.now(), result);
         if (updated === undefined) return render(record);
+        const changedMeanwhile = changesSeen !== before;
         options.bus.publish({ video: updated });
         const rendered = render(updated);
-        cache.set(updated.id, rendered);
+        if (!changedMeanwhile) cache.set(updated.id, rendered);
         return rendered;
       } finally {
         refreshes.delete(record.id);
@@ -147,6 +167,12 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
 
   const expiresSoon = (rendered: RenderedVideo): boolean =>
     rendered.downloadUrlExpiresAt !== null && rendered.downloadUrlExpiresAt - clock.now() <= downloadRefreshWindowMs;
+
+  /** A refresh is in flight (join it) or none was tried for this video within the retry interval. */
+  const mayRefresh = (id: string): boolean => {
+    const last = lastRefreshAt.get(id);
+    return refreshes.has(id) || last === undefined || clock.now() - last >= downloadRefreshRetryMs;
+  };
 
   return {
     async create(client, body) {
@@ -182,13 +208,14 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
       if (rendered !== undefined) hits += 1;
       else {
         misses += 1;
+        const before = changesSeen;
         const record = await store.getVideo(id);
         if (record === undefined || record.clientId !== client.id) throw notFound();
         rendered = render(record);
-        if (rendered.terminal) cache.set(id, rendered);
+        if (rendered.terminal && changesSeen === before) cache.set(id, rendered);
       }
       if (rendered.clientId !== client.id) throw notFound();
-      if (rendered.video.status === 'completed' && expiresSoon(rendered)) {
+      if (rendered.video.status === 'completed' && expiresSoon(rendered) && mayRefresh(id)) {
         const record = await store.getVideo(id);
         const current = rendered;
         // A failed refresh still serves the stored URL: it is valid for a few more minutes.
