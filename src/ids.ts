@@ -49,9 +49,33 @@ export interface IdSource {
   requestId(): string;
 }
 
+/**
+ * ULIDs that also sort in creation order within one millisecond (the ULID spec's monotonic mode): the
+ * random part of the previous id is incremented instead of drawn anew. Videos list "newest first" by id.
+ */
+export function monotonicUlid(clock: Clock): () => string {
+  let lastTime = -1;
+  let lastRandom = new Uint8Array(10);
+  return () => {
+    const now = Math.floor(clock.now());
+    if (now > lastTime) {
+      lastTime = now;
+      lastRandom = Uint8Array.from(pooledRandomBytes(10));
+    } else {
+      // Same millisecond (or a clock that stepped back): keep the time, increment the 80-bit random part.
+      for (let index = lastRandom.length - 1; index >= 0; index--) {
+        lastRandom[index] = ((lastRandom[index] ?? 0) + 1) & 0xff;
+        if (lastRandom[index] !== 0) break;
+      }
+    }
+    return ulid(lastTime, lastRandom);
+  };
+}
+
 export function createIdSource(clock: Clock): IdSource {
+  const nextVideoUlid = monotonicUlid(clock);
   return {
-    videoId: () => `vid_${ulid(clock.now())}`,
+    videoId: () => `vid_${nextVideoUlid()}`,
     messageId: () => `msg_${ulid(clock.now())}`,
     requestId: () => `req_${ulid(clock.now())}`,
   };

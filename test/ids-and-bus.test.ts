@@ -17,6 +17,16 @@ t.test('ids are prefixed, 26 Crockford characters, and sort by creation time', a
   t.equal(ulid(Date.parse('2026-11-29T12:00:00.000Z'), new Uint8Array(10)).slice(0, 10), first.slice(4, 14));
 });
 
+t.test('video ids made in the same millisecond still sort in creation order', async (t) => {
+  const clock = new ManualClock(Date.parse('2026-11-29T12:00:00.000Z'));
+  const ids = createIdSource(clock);
+  const made = Array.from({ length: 1000 }, () => ids.videoId());
+  t.same([...made].sort(), made, 'sorted order is creation order');
+  t.equal(new Set(made).size, made.length, 'all distinct');
+  clock.advance(-5);
+  t.ok(ids.videoId() > (made.at(-1) ?? ''), 'a clock stepping back never yields an older id');
+});
+
 t.test('the bus delivers to the video’s listeners and to global ones, and forgets unsubscribed listeners', async (t) => {
   const bus = createInProcessBus();
   const video = { id: 'vid_a' } as VideoRecord;
