@@ -5,8 +5,11 @@
  */
 export interface ClaimLoop {
   start(): void;
-  /** Stops scheduling claims; jobs already launched are their owner's to await. */
-  stop(): void;
+  /**
+   * Stops scheduling claims; resolves once a claim under way has launched its jobs, so the owner's set of
+   * jobs in flight is complete when it awaits them (none starts against a store that is closing).
+   */
+  stop(): Promise<void>;
   /** Claims now instead of at the next tick (no-op while stopped or mid-claim). */
   wake(): void;
 }
@@ -21,6 +24,7 @@ export interface ClaimLoopOptions {
 export function createClaimLoop(options: ClaimLoopOptions): ClaimLoop {
   let timer: NodeJS.Timeout | null = null;
   let running = false;
+  let claiming: Promise<unknown> = Promise.resolve();
 
   const schedule = (delayMs: number): void => {
     timer = setTimeout(() => void loop(), delayMs);
@@ -29,11 +33,8 @@ export function createClaimLoop(options: ClaimLoopOptions): ClaimLoop {
   const loop = async (): Promise<void> => {
     timer = null;
     if (!running) return;
-    try {
-      await options.launch();
-    } catch (error) {
-      options.onError(error);
-    }
+    claiming = options.launch().catch(options.onError);
+    await claiming;
     if (running && timer === null) schedule(options.tickMs);
   };
 
@@ -43,10 +44,11 @@ export function createClaimLoop(options: ClaimLoopOptions): ClaimLoop {
       running = true;
       void loop();
     },
-    stop() {
+    async stop() {
       running = false;
       if (timer !== null) clearTimeout(timer);
       timer = null;
+      await claiming;
     },
     wake() {
       if (!running || timer === null) return;

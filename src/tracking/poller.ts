@@ -113,7 +113,7 @@ export function createPoller(options: PollerOptions): Poller {
     },
     start: claimLoop.start,
     async stop() {
-      claimLoop.stop();
+      await claimLoop.stop();
       await Promise.allSettled([...inFlight]);
     },
     wake: claimLoop.wake,

@@ -263,7 +263,7 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
       claimLoop.start();
     },
     async stop(graceMs) {
-      claimLoop.stop();
+      await claimLoop.stop();
       const settled = Promise.allSettled([...inFlight]);
       if (graceMs === undefined) {
         await settled;
