@@ -8,12 +8,14 @@ import { ManualTimers } from '../src/timers.js';
 import {
   canonicalJson,
   decideForExistingKey,
+  idempotencyInProgressTimeoutMs,
   idempotencyKeyFrom,
   isStoredOutcome,
   requestFingerprint,
 } from '../src/videos/idempotency.js';
 import { createVideoCreator } from '../src/videos/idempotent-create.js';
 import { silentLogger } from '../src/lib/logger.js';
+import { DEFAULT_MAX_CREATE_QUEUE_MS, DEFAULT_UPSTREAM_TIMEOUT_MS } from '../src/upstream/client.js';
 import { createClientRegistry } from '../src/auth/clients.js';
 import { auth, startTestGateway, testClientsFile, type TestGateway } from './helpers/gateway.js';
 
@@ -73,6 +75,10 @@ t.test('pure rules', async (t) => {
     for (const code of ['upstream_timeout', 'upstream_unavailable', 'validation_failed', 'internal_error'] as const) {
       t.notOk(isStoredOutcome(new ProblemError(code, 'x')), code);
     }
+  });
+
+  t.test('an in-progress key outlives the longest create (rate budget wait + upstream timeout) with room to spare', async (t) => {
+    t.ok(idempotencyInProgressTimeoutMs >= 2 * (DEFAULT_MAX_CREATE_QUEUE_MS + DEFAULT_UPSTREAM_TIMEOUT_MS));
   });
 });
 
@@ -172,6 +178,40 @@ t.test('while the first request runs → 409; an orphaned in-progress key is tak
   const replay = await post(gw, body, 'orphan');
   t.equal(replay.statusCode, 202);
   t.equal(replay.body, takenOver.body);
+});
+
+t.test('a crash right after the video is stored cannot leave its key open: the retry replays it, no second generation', async (t) => {
+  const sqlitePath = join(t.testdir(), 'crash.db');
+  const clock = new ManualClock(Date.parse('2026-11-29T12:00:00.000Z'));
+  // The process dies the moment the video row is written: no later write of this request reaches the store.
+  const store = await openSqliteStore({ path: sqlitePath });
+  const insertVideo = store.insertVideo.bind(store);
+  const completeIdempotentRequest = store.completeIdempotentRequest.bind(store);
+  const abandonIdempotentRequest = store.abandonIdempotentRequest.bind(store);
+  let dead = false;
+  const crashed = (): Promise<never> => Promise.reject(new Error('simulated crash: the process is gone'));
+  store.insertVideo = async (...args: Parameters<typeof insertVideo>) => {
+    const record = await insertVideo(...args);
+    dead = true;
+    return record;
+  };
+  store.completeIdempotentRequest = (...args: Parameters<typeof completeIdempotentRequest>) => (dead ? crashed() : completeIdempotentRequest(...args));
+  store.abandonIdempotentRequest = (...args: Parameters<typeof abandonIdempotentRequest>) => (dead ? crashed() : abandonIdempotentRequest(...args));
+
+  const first = await startTestGateway(t, { sqlitePath, clock, gateway: { store } });
+  const body = { prompt: 'A paid generation, interrupted by a crash' };
+  await post(first, body, 'crash-key'); // whatever it answered, the phone never got it
+  t.ok(dead, 'the crash point was reached');
+  await first.close();
+
+  const second = await startTestGateway(t, { sqlitePath, clock, sandboxInstance: first.sandbox });
+  clock.advance(idempotencyInProgressTimeoutMs);
+  const retry = await post(second, body, 'crash-key');
+  t.equal(retry.statusCode, 202);
+  t.equal(retry.headers['idempotent-replayed'], 'true', 'the stored answer of the first create');
+  t.equal(first.sandbox.stats.creates, 1, 'one paid generation');
+  t.same(await listIds(second), [retry.json().id], 'one video: the one stored before the crash');
+  t.equal(retry.headers.location, `/videos/${String(retry.json().id)}`);
 });
 
 t.test('a retryable failure releases the key: the retry runs the create again', async (t) => {

@@ -445,6 +445,43 @@ t.test('applyTransition is atomic with its outbox rows', async (t) => {
   );
 });
 
+t.test('insertVideo with an idempotency claim stores the video and completes its key in one transaction', async (t) => {
+  const store = await openStore(t, join(t.testdir(), 'gateway.db'));
+  const claimKey = async (key: string) => {
+    const begun = await store.beginIdempotentRequest({ clientId: 'client_a', key, fingerprint: 'f', now: T0, expiresAt: T0 + 86_400_000, staleBefore: T0 - 60_000 });
+    if (!begun.started) throw new Error('key not claimed');
+    return begun.claim;
+  };
+  const keyState = async (key: string) => {
+    const begun = await store.beginIdempotentRequest({ clientId: 'client_a', key, fingerprint: 'f', now: T0, expiresAt: T0 + 86_400_000, staleBefore: T0 - 60_000 });
+    return begun.started ? 'free' : begun.existing;
+  };
+  const answer = (video: VideoRecord) => ({ status: 202, body: JSON.stringify({ id: video.id }), headers: { location: `/videos/${video.id}` } });
+
+  const stored = await store.insertVideo(newVideo(), { claim: await claimKey('k1'), response: answer });
+  t.same(await store.getVideo(stored.id), stored);
+  t.match(await keyState('k1'), { state: 'completed', response: answer(stored) }, 'the key holds the answer built from the inserted record');
+
+  const refused = newVideo();
+  await t.rejects(
+    store.insertVideo(refused, {
+      claim: await claimKey('k2'),
+      response: () => {
+        throw new Error('dies before commit');
+      },
+    }),
+    /dies before commit/,
+  );
+  t.equal(await store.getVideo(refused.id), undefined, 'no video without its completed key');
+  t.match(await keyState('k2'), { state: 'in_progress' }, 'and the key is untouched');
+
+  // A claim taken over meanwhile (judged orphaned) belongs to the newer request: the video is kept, the key is not touched.
+  const lost = { ...(await claimKey('k3')), startedAt: T0 - 1 };
+  const kept = await store.insertVideo(newVideo(), { claim: lost, response: answer });
+  t.ok(await store.getVideo(kept.id));
+  t.match(await keyState('k3'), { state: 'in_progress', response: null });
+});
+
 t.test('reschedulePoll', async (t) => {
   const store = await openStore(t, join(t.testdir(), 'gateway.db'));
   const video = await store.insertVideo(newVideo({ estimatedWaitSeconds: 40 }));

@@ -482,6 +482,18 @@ t.test('RateBudget', async (t) => {
     t.equal(budget.reserve(), 500, 'the debt is paid by elapsed time');
   });
 
+  t.test('tryReserve takes a token only when the wait stays within the bound; refused, the debt is unchanged', async (t) => {
+    const clock = new ManualClock();
+    const budget = new RateBudget({ ratePerSecond: 1, clock });
+    t.same(budget.tryReserve(1000), { granted: true, waitMs: 0 });
+    t.same(budget.tryReserve(1000), { granted: true, waitMs: 1000 });
+    t.same(budget.tryReserve(1000), { granted: false, waitMs: 2000 }, 'would wait 2 s: refused');
+    t.same(budget.tryReserve(1000), { granted: false, waitMs: 2000 }, 'the refusal took nothing');
+    t.equal(budget.reserve(), 2000, 'an unbounded caller still queues, behind the granted ones only');
+    clock.advance(2000);
+    t.same(budget.tryReserve(1000), { granted: true, waitMs: 1000 });
+  });
+
   t.test('no limit', async (t) => {
     for (const ratePerSecond of [0, -1, Number.POSITIVE_INFINITY]) {
       const budget = new RateBudget({ ratePerSecond, clock: new ManualClock() });
@@ -490,6 +502,7 @@ t.test('RateBudget', async (t) => {
         Array.from({ length: 100 }, () => budget.reserve()).filter((wait) => wait > 0),
         [],
       );
+      t.same(budget.tryReserve(0), { granted: true, waitMs: 0 });
     }
   });
 });

@@ -3,7 +3,7 @@ import { ManualClock } from '../src/clock.js';
 import { startSandbox, type Sandbox } from '../src/sandbox/simulator.js';
 import { createUpstreamClient } from '../src/upstream/client.js';
 import { withCircuitBreaker, type CircuitState } from '../src/upstream/resilient-client.js';
-import { UpstreamError, type UpstreamCreateRequest } from '../src/upstream/types.js';
+import { UpstreamError, type UpstreamClient, type UpstreamCreateRequest } from '../src/upstream/types.js';
 import { advanceAndPoll, auth, createVideo, startTestGateway } from './helpers/gateway.js';
 
 const KEY = 'elk-test-key-do-not-leak';
@@ -157,6 +157,65 @@ t.test('UPSTREAM_MAX_RPS is one budget shared by creates and polls', async (t) =
   await breaker.getGeneration(created.upstreamId);
   await breaker.createGeneration(request);
   t.same(sleeps, [500, 500, 500], 'then one call every 500 ms across creates and queries');
+});
+
+t.test('gateway: a create that would wait past maxCreateQueueMs for the rate budget is refused at once (503), takes no token and frees its key', async (t) => {
+  const clock = new ManualClock(Date.parse('2026-11-29T12:00:00.000Z'));
+  const sandbox = await startSandbox({ clock, apiKey: KEY, assetBaseUrl: 'http://127.0.0.1:1/assets', random: () => 0.5 });
+  t.teardown(() => sandbox.close());
+  const sleeps: number[] = [];
+  const clients: UpstreamClient[] = [];
+  const gw = await startTestGateway(t, {
+    clock,
+    sandboxInstance: sandbox,
+    gateway: {
+      upstream: (hooks) => {
+        const client = createUpstreamClient({
+          baseUrl: sandbox.url,
+          apiKey: KEY,
+          maxRps: 1,
+          maxCreateQueueMs: 10_000,
+          timeoutMs: 2000,
+          clock,
+          random: () => 0.5,
+          // Records the budget's waits; no time passes, so the debt stays until the test moves the clock.
+          sleep: async (ms) => {
+            sleeps.push(ms);
+          },
+          ...hooks,
+        });
+        clients.push(client);
+        return client;
+      },
+    },
+  });
+  const upstream = clients[0];
+  if (upstream === undefined) throw new Error('no upstream client built');
+  const postVideo = (prompt: string, key?: string) =>
+    gw.app.inject({ method: 'POST', url: '/videos', headers: { ...auth(), ...(key === undefined ? {} : { 'idempotency-key': key }) }, payload: { prompt } });
+
+  const created = await createVideo(gw, { prompt: 'Takes the only token of the burst' });
+  const upstreamId = (await gw.store.getVideo(created.id))?.upstreamId ?? '';
+  // Polls queue however long it takes: 11 of them book the budget 11 s ahead.
+  for (let i = 0; i < 11; i++) await upstream.getGeneration(upstreamId);
+  t.same(sleeps, [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10_000, 11_000], 'queries wait past the create bound');
+
+  const refused = await postVideo('A create that would wait 12 s', 'queued-too-long');
+  t.equal(refused.statusCode, 503);
+  t.equal(refused.headers['content-type'], 'application/problem+json; charset=utf-8');
+  t.equal(refused.json().code, 'upstream_unavailable');
+  t.equal(refused.headers['retry-after'], '12', 'seconds until the booked budget is paid');
+  t.equal(sandbox.stats.creates, 1, 'the refused create never reached the upstream');
+  t.equal(sleeps.length, 11, 'and never waited');
+
+  await upstream.getGeneration(upstreamId);
+  t.equal(sleeps.at(-1), 12_000, 'the refused create took no token: the next poll waits as if it never came');
+
+  clock.advance(13_000);
+  const retried = await postVideo('A create that would wait 12 s', 'queued-too-long');
+  t.equal(retried.statusCode, 202, 'the key was released: the retry runs');
+  t.equal(retried.headers['idempotent-replayed'], undefined);
+  t.equal(sandbox.stats.creates, 2);
 });
 
 t.test('gateway: while the circuit is open POST /videos answers 503 upstream_unavailable with retry-after, and /readyz says so', async (t) => {

@@ -19,6 +19,7 @@ import type {
   BeginIdempotentResult,
   IdempotencyClaim,
   IdempotencyRecord,
+  IdempotentInsert,
   ListVideosQuery,
   StoredResponse,
   NewVideo,
@@ -178,6 +179,24 @@ export const claimDueVideoRowsSqlite: ClaimDueVideoRows = async (db, now, limit,
 // The store: dialect-neutral Kysely queries.
 // ---------------------------------------------------------------------------------------------
 
+/** Stores the final response of a claimed key; matches no row when the claim was lost. */
+async function completeIdempotencyRow(db: Kysely<Database>, claim: IdempotencyClaim, response: StoredResponse): Promise<void> {
+  await db
+    .updateTable('idempotency_keys')
+    .set({
+      state: 'completed',
+      response_status: response.status,
+      response_body: response.body,
+      response_headers_json: JSON.stringify(response.headers),
+    })
+    .where('client_id', '=', claim.clientId)
+    .where('key', '=', claim.key)
+    .where('state', '=', 'in_progress')
+    // A claim taken over after it was judged orphaned belongs to the newer request now.
+    .where('created_at', '=', claim.startedAt)
+    .execute();
+}
+
 /**
  * `VideoStore` over any Kysely dialect; the dialect only supplies how due rows are claimed.
  * (Lives here until the Postgres store arrives; then it moves to its own module.)
@@ -189,9 +208,16 @@ export class KyselyVideoStore implements VideoStore {
     private readonly claimDueDeliveryRows: deliveries.ClaimDueDeliveryRows,
   ) {}
 
-  async insertVideo(video: NewVideo): Promise<VideoRecord> {
-    const row = await this.db.insertInto('videos').values(newVideoRow(video)).returningAll().executeTakeFirstOrThrow();
-    return videoFromRow(row);
+  async insertVideo(video: NewVideo, idempotency?: IdempotentInsert): Promise<VideoRecord> {
+    const insert = async (db: Kysely<Database>): Promise<VideoRecord> =>
+      videoFromRow(await db.insertInto('videos').values(newVideoRow(video)).returningAll().executeTakeFirstOrThrow());
+    if (idempotency === undefined) return insert(this.db);
+    // The video and its key's stored answer commit together or not at all.
+    return this.db.transaction().execute(async (trx) => {
+      const record = await insert(trx);
+      await completeIdempotencyRow(trx, idempotency.claim, idempotency.response(record));
+      return record;
+    });
   }
 
   async getVideo(id: string): Promise<VideoRecord | undefined> {
@@ -365,20 +391,7 @@ export class KyselyVideoStore implements VideoStore {
   }
 
   async completeIdempotentRequest(claim: IdempotencyClaim, response: StoredResponse): Promise<void> {
-    await this.db
-      .updateTable('idempotency_keys')
-      .set({
-        state: 'completed',
-        response_status: response.status,
-        response_body: response.body,
-        response_headers_json: JSON.stringify(response.headers),
-      })
-      .where('client_id', '=', claim.clientId)
-      .where('key', '=', claim.key)
-      .where('state', '=', 'in_progress')
-      // A claim taken over after it was judged orphaned belongs to the newer request now.
-      .where('created_at', '=', claim.startedAt)
-      .execute();
+    await completeIdempotencyRow(this.db, claim, response);
   }
 
   async abandonIdempotentRequest(claim: IdempotencyClaim): Promise<void> {

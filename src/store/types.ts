@@ -111,6 +111,17 @@ export interface IdempotencyClaim {
   startedAt: number;
 }
 
+/**
+ * Completes a claimed key in the same transaction as the insert of the video that answers it: a crash leaves
+ * either both (the retry replays the video) or neither (the retry runs again), never a stored video behind a key
+ * still `in_progress`, whose retry would start a second paid generation once the key is judged orphaned.
+ */
+export interface IdempotentInsert {
+  claim: IdempotencyClaim;
+  /** The response to store, built from the inserted record. Runs inside the transaction: pure and synchronous. */
+  response: (video: VideoRecord) => StoredResponse;
+}
+
 export type BeginIdempotentResult = { started: true; claim: IdempotencyClaim } | { started: false; existing: IdempotencyRecord };
 
 export interface ListVideosQuery {
@@ -121,7 +132,8 @@ export interface ListVideosQuery {
 }
 
 export interface VideoStore extends DeliveryStore {
-  insertVideo(video: NewVideo): Promise<VideoRecord>;
+  /** Inserts a new video; with `idempotency`, also completes its claimed key in the same transaction. */
+  insertVideo(video: NewVideo, idempotency?: IdempotentInsert): Promise<VideoRecord>;
   getVideo(id: string): Promise<VideoRecord | undefined>;
   /**
    * Claims up to `limit` running videos whose `nextPollAt <= now` and whose lease is free or expired,

@@ -45,6 +45,12 @@ export interface UpstreamClientOptions {
   maxRetryAfterMs?: number;
   /** Requests per second toward the upstream, creates and queries together. Default 20; 0 or Infinity = no limit. */
   maxRps?: number;
+  /**
+   * Longest wait of a create for the rate budget. A create that would wait longer is refused at once, without
+   * taking a token, with `rate_limited` carrying `retryAfterMs` (the client gets 503 with Retry-After).
+   * Queries always wait their turn. Default 10000.
+   */
+  maxCreateQueueMs?: number;
   /** Pool connections to the upstream. Default 32. */
   connections?: number;
   /** Largest response body read, in bytes. Default 1 MiB. */
@@ -60,6 +66,12 @@ export interface UpstreamClientOptions {
 }
 
 export const GENERATIONS_PATH = '/dream-machine/v1/generations';
+
+/** Default deadline of one upstream attempt. */
+export const DEFAULT_UPSTREAM_TIMEOUT_MS = 15_000;
+/** Default longest wait of a create for the rate budget. */
+export const DEFAULT_MAX_CREATE_QUEUE_MS = 10_000;
+// A create (never retried) lasts at most these two together (25 s): keep that well under idempotencyInProgressTimeoutMs (60 s, src/videos/idempotency.ts).
 
 /** Full-jitter exponential backoff: uniform in [0, min(max, base · 2^attempt)). `attempt` starts at 0. */
 export function backoffDelayMs(attempt: number, baseMs: number, maxMs: number, random: Random): number {
@@ -127,11 +139,12 @@ function splitBaseUrl(baseUrl: string): { origin: string; pathPrefix: string } {
 }
 
 export function createUpstreamClient(options: UpstreamClientOptions): UpstreamClient {
-  const timeoutMs = options.timeoutMs ?? 15_000;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS;
   const maxRetries = options.maxRetries ?? 3;
   const retryBaseDelayMs = options.retryBaseDelayMs ?? 250;
   const retryMaxDelayMs = options.retryMaxDelayMs ?? 5_000;
   const maxRetryAfterMs = options.maxRetryAfterMs ?? 10_000;
+  const maxCreateQueueMs = options.maxCreateQueueMs ?? DEFAULT_MAX_CREATE_QUEUE_MS;
   const maxResponseBytes = options.maxResponseBytes ?? 1024 * 1024;
   const random = options.random ?? Math.random;
   const sleep = options.sleep ?? realSleep;
@@ -208,6 +221,20 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     }
   }
 
+  /**
+   * Waits for the rate budget. A create waits at most `maxCreateQueueMs`: a phone should not hang on a queue, and a
+   * create must end well within the idempotency orphan timeout. Refused, it never reaches the upstream.
+   */
+  async function waitForBudget(op: UpstreamOperation): Promise<void> {
+    if (op === 'query') return budget.acquire();
+    const { granted, waitMs } = budget.tryReserve(maxCreateQueueMs);
+    if (!granted) {
+      logger?.warn({ op, waitMs, maxCreateQueueMs }, 'create refused: the upstream rate budget (UPSTREAM_MAX_RPS) is booked too far ahead');
+      throw new UpstreamError('rate_limited', SAFE_MESSAGES.overBudget, null, waitMs);
+    }
+    if (waitMs > 0) await sleep(waitMs);
+  }
+
   /** One attempt: waits for the rate budget, exchanges, reports, logs. */
   async function attempt(
     op: UpstreamOperation,
@@ -216,7 +243,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     logContext: object,
     payload?: string,
   ): Promise<UpstreamGeneration> {
-    await budget.acquire();
+    await waitForBudget(op);
     const startedAt = clock.now();
     try {
       const generation = await exchange(method, path, payload);

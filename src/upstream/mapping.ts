@@ -313,6 +313,7 @@ export const SAFE_MESSAGES = {
   rejected: 'The upstream rejected the request',
   auth: 'The gateway could not authenticate with the upstream',
   rateLimited: 'The upstream is rate limiting requests; try again later',
+  overBudget: 'Too many requests are waiting for the upstream; try again later',
   unavailable: 'The upstream is unavailable',
   unreachable: 'The upstream could not be reached',
   timeout: 'The upstream did not answer in time',

@@ -48,10 +48,21 @@ export class RateBudget {
 
   /** Takes one token and returns how many milliseconds the caller must wait before using it (0 = go now). */
   reserve(): number {
-    if (this.unlimited) return 0;
+    return this.tryReserve(Number.POSITIVE_INFINITY).waitMs;
+  }
+
+  /**
+   * Takes one token only if the caller would wait at most `maxWaitMs` for it. Refused, it takes nothing (the
+   * bucket's debt, and so every later caller's wait, stays as it was) and `waitMs` says how long it would have been.
+   */
+  tryReserve(maxWaitMs: number): { granted: boolean; waitMs: number } {
+    if (this.unlimited) return { granted: true, waitMs: 0 };
     this.refill();
-    this.tokens -= 1;
-    return this.tokens >= 0 ? 0 : Math.ceil(-this.tokens / this.ratePerMs);
+    const after = this.tokens - 1;
+    const waitMs = after >= 0 ? 0 : Math.ceil(-after / this.ratePerMs);
+    if (waitMs > maxWaitMs) return { granted: false, waitMs };
+    this.tokens = after;
+    return { granted: true, waitMs };
   }
 
   /** Resolves when the caller may make its call. */

@@ -12,8 +12,8 @@ export const idempotencyRetentionMs = 24 * 60 * 60_000;
 
 /**
  * A key still `in_progress` this long after its request began is taken to be orphaned (the process died
- * mid-request) and the next request with it runs again. Comfortably above the longest create
- * (upstream timeout 15 s plus the outbound rate budget), so a live first request is never overtaken.
+ * mid-request) and the next request with it runs again. Comfortably above the longest create, so a live first
+ * request is never overtaken: DEFAULT_MAX_CREATE_QUEUE_MS (10 s) + DEFAULT_UPSTREAM_TIMEOUT_MS (15 s), src/upstream/client.ts.
  */
 export const idempotencyInProgressTimeoutMs = 60_000;
 

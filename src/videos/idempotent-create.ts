@@ -13,7 +13,7 @@ import {
   isStoredOutcome,
   requestFingerprint,
 } from './idempotency.js';
-import type { VideoService } from './service.js';
+import type { RenderedVideo, VideoService } from './service.js';
 
 /** An HTTP answer to a create, fresh or replayed: the route sends it as is. */
 export interface CreateAnswer extends StoredResponse {
@@ -50,16 +50,21 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
   const inProgressTimeoutMs = options.inProgressTimeoutMs ?? idempotencyInProgressTimeoutMs;
   let stopPruneTimer: CancelTimer | null = null;
 
-  const createFresh = async (client: Client, body: CreateVideoBody): Promise<StoredResponse> => {
-    const rendered = await videos.create(client, body);
-    return { status: 202, body: rendered.body, headers: { 'content-type': jsonContentType, location: `/videos/${rendered.video.id}` } };
-  };
+  const createdResponse = (rendered: RenderedVideo): StoredResponse => ({
+    status: 202,
+    body: rendered.body,
+    headers: { 'content-type': jsonContentType, location: `/videos/${rendered.video.id}` },
+  });
 
-  /** Runs the create that owns the key, then stores its final answer or releases the key. */
+  /** With a claim, the key is completed with the 202 in the same transaction that stores the video. */
+  const createFresh = async (client: Client, body: CreateVideoBody, claim?: IdempotencyClaim): Promise<StoredResponse> =>
+    createdResponse(await videos.create(client, body, claim === undefined ? undefined : { claim, response: createdResponse }));
+
+  /** Runs the create that owns the key: a stored video completes it; a failure stores its final answer or releases it. */
   const createOwningKey = async (client: Client, body: CreateVideoBody, claim: IdempotencyClaim, requestId: string): Promise<CreateAnswer> => {
     let response: StoredResponse;
     try {
-      response = await createFresh(client, body);
+      response = await createFresh(client, body, claim);
     } catch (error) {
       if (error instanceof ProblemError && isStoredOutcome(error)) {
         const problemBody = JSON.stringify(buildProblem(error, requestId));
@@ -74,10 +79,7 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
       }
       throw error;
     }
-    await store.completeIdempotentRequest(claim, response).catch((storeError: unknown) =>
-      // The video exists and is answered; only a retry within the orphan timeout would see 409 instead of the replay.
-      logger.error({ err: storeError, clientId: client.id, requestId }, 'could not store the response of an idempotent create'),
-    );
+    // Already stored under the key: the video's insert completed it in the same transaction.
     return { ...response, replayed: false };
   };
 

@@ -6,7 +6,7 @@ import type { EventBus } from '../events/bus.js';
 import { ProblemError } from '../http/problems.js';
 import type { IdSource } from '../ids.js';
 import type { Logger } from '../lib/logger.js';
-import type { VideoRecord, VideoRequest, VideoStore } from '../store/types.js';
+import type { IdempotencyClaim, StoredResponse, VideoRecord, VideoRequest, VideoStore } from '../store/types.js';
 import { firstPollDelay, type PollScheduleOptions } from '../tracking/schedule.js';
 import { terminal } from '../tracking/transitions.js';
 import type { UpstreamHealth } from '../upstream/health.js';
@@ -69,8 +69,15 @@ export interface VideoServiceOptions {
   checkCallbackUrl?: (url: string, client: Client) => string;
 }
 
+/** A create that owns an Idempotency-Key: the key is completed with `response` atomically with the video's insert. */
+export interface IdempotentCreate {
+  claim: IdempotencyClaim;
+  /** The answer to store under the key, built from the created video (pure, synchronous). */
+  response: (rendered: RenderedVideo) => StoredResponse;
+}
+
 export interface VideoService {
-  create(client: Client, body: CreateVideoBody): Promise<RenderedVideo>;
+  create(client: Client, body: CreateVideoBody, idempotency?: IdempotentCreate): Promise<RenderedVideo>;
   /** Reads a client's own video; another client's id is not found, exactly like an unknown id. */
   read(client: Client, id: string): Promise<RenderedVideo>;
   /**
@@ -175,7 +182,7 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
   };
 
   return {
-    async create(client, body) {
+    async create(client, body, idempotency) {
       const request = normalizeCreateBody(body);
       if (request.callbackUrl !== null && options.checkCallbackUrl !== undefined) {
         request.callbackUrl = options.checkCallbackUrl(request.callbackUrl, client);
@@ -184,6 +191,11 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
       const generation = await withUpstreamProblems(() => upstream.createGeneration(toUpstreamCreateRequest(request, upstreamIds)));
       options.health.markSuccess();
       const now = clock.now();
+      // Rendered once: the answer stored under the key and the one sent now are the same bytes.
+      let rendered: RenderedVideo | undefined;
+      const renderOnce = (inserted: VideoRecord): RenderedVideo => (rendered ??= render(inserted));
+      const completesKey =
+        idempotency === undefined ? undefined : { claim: idempotency.claim, response: (inserted: VideoRecord) => idempotency.response(renderOnce(inserted)) };
       const record = await store.insertVideo({
         id: options.ids.videoId(),
         clientId: client.id,
@@ -197,10 +209,10 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
         failure: null,
         createdAt: now,
         nextPollAt: now + firstPollDelay(generation.estimateWaitSeconds, options.schedule, options.random),
-      });
+      }, completesKey);
       logger.info({ videoId: record.id, upstreamId: record.upstreamId, clientId: client.id }, 'video created');
       options.onCreated?.();
-      return render(record);
+      return renderOnce(record);
     },
 
     async read(client, id) {
