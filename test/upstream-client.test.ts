@@ -8,6 +8,7 @@ import { SAFE_MESSAGES } from '../src/upstream/mapping.js';
 import { RateBudget } from '../src/upstream/rate-budget.js';
 import { UpstreamError, type UpstreamCreateRequest } from '../src/upstream/types.js';
 import { inSequence, sendJson, sendText, startScriptedServer, type ScriptedHandler } from './helpers/scripted-server.js';
+import { upstreamRejection } from './helpers/rejection.js';
 
 const API_KEY = 'sk-elk-TEST-9f8e7d6c5b4a3f2e1d0c';
 const GENERATIONS = '/dream-machine/v1/generations';
@@ -60,15 +61,6 @@ async function setup(t: Test, overrides: Partial<UpstreamClientOptions> = {}) {
   return { server, client, sleeps, logLines, calls };
 }
 
-async function rejection(promise: Promise<unknown>): Promise<UpstreamError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof UpstreamError) return error;
-    throw error;
-  }
-  throw new Error('expected the call to fail');
-}
 
 /** The key must not hide anywhere in an error: message, safe message, cause chain, inspection. */
 function assertNoKey(t: Test, error: UpstreamError, logLines: string[] = []): void {
@@ -102,7 +94,7 @@ t.test('create: 201 official shape parsed; request shape, headers and body as do
 t.test('create: a 500 is never retried', async (t) => {
   const { server, client, sleeps } = await setup(t);
   server.respond(json(500, { error: { message: 'boom' } }));
-  const error = await rejection(client.createGeneration(createRequest));
+  const error = await upstreamRejection(client.createGeneration(createRequest));
   t.equal(error.kind, 'unavailable');
   t.equal(error.httpStatus, 500);
   t.equal(server.requests.length, 1, 'exactly one request');
@@ -112,7 +104,7 @@ t.test('create: a 500 is never retried', async (t) => {
 t.test('create: a timeout is never retried either', async (t) => {
   const { server, client } = await setup(t, { timeoutMs: 100 });
   server.respond(neverAnswer);
-  const error = await rejection(client.createGeneration(createRequest));
+  const error = await upstreamRejection(client.createGeneration(createRequest));
   t.equal(error.kind, 'timeout');
   t.equal(server.requests.length, 1);
 });
@@ -120,7 +112,7 @@ t.test('create: a timeout is never retried either', async (t) => {
 t.test('create: 422 moderation refusal → rejected with the sanitised upstream message', async (t) => {
   const { server, client } = await setup(t);
   server.respond(json(422, { detail: 'Prompt flagged by moderation (request id: abc123)' }));
-  const error = await rejection(client.createGeneration(createRequest));
+  const error = await upstreamRejection(client.createGeneration(createRequest));
   t.equal(error.kind, 'rejected');
   t.equal(error.safeMessage, 'Prompt flagged by moderation');
 });
@@ -152,7 +144,7 @@ t.test('query: a 5xx burst then 200 is retried with backoff and succeeds', async
 t.test('query: gives up after maxRetries', async (t) => {
   const { server, client, sleeps } = await setup(t, { maxRetries: 2 });
   server.respond(json(503, {}));
-  const error = await rejection(client.getGeneration('abc'));
+  const error = await upstreamRejection(client.getGeneration('abc'));
   t.equal(error.kind, 'unavailable');
   t.equal(server.requests.length, 3);
   t.equal(sleeps.length, 2);
@@ -168,7 +160,7 @@ t.test('query: the id is URL-encoded; a base URL path prefix is kept', async (t)
   server.respond(json(200, fixture('query-running.json')));
   await client.getGeneration('a/b c?d');
   t.equal(server.requests[0]?.url, `/relay${GENERATIONS}/a%2Fb%20c%3Fd`);
-  const error = await rejection(client.getGeneration('  '));
+  const error = await upstreamRejection(client.getGeneration('  '));
   t.equal(error.kind, 'not_found', 'an empty id is never sent');
   t.equal(server.requests.length, 1);
 });
@@ -186,7 +178,7 @@ t.test('query: 429 with Retry-After: 2 waits at least 2000 ms, then succeeds', a
 t.test('query: a Retry-After longer than maxRetryAfterMs is handed back to the caller', async (t) => {
   const { server, client, sleeps } = await setup(t);
   server.respond(json(429, fixture('error-429.json'), { 'retry-after': '60' }));
-  const error = await rejection(client.getGeneration('x'));
+  const error = await upstreamRejection(client.getGeneration('x'));
   t.equal(error.kind, 'rate_limited');
   t.equal(error.retryAfterMs, 60_000);
   t.equal(server.requests.length, 1);
@@ -196,7 +188,7 @@ t.test('query: a Retry-After longer than maxRetryAfterMs is handed back to the c
 t.test('query: no headers within timeoutMs → timeout, retried', async (t) => {
   const { server, client, sleeps, calls } = await setup(t, { timeoutMs: 100, maxRetries: 1 });
   server.respond(neverAnswer);
-  const error = await rejection(client.getGeneration('slow'));
+  const error = await upstreamRejection(client.getGeneration('slow'));
   t.equal(error.kind, 'timeout');
   t.equal(error.safeMessage, SAFE_MESSAGES.timeout);
   t.equal(server.requests.length, 2, 'timeouts are transient: retried');
@@ -213,14 +205,14 @@ t.test('query: a body that stalls past timeoutMs → timeout', async (t) => {
     response.writeHead(200, { 'content-type': 'application/json' });
     response.write('{"id":"x","sta');
   });
-  const error = await rejection(client.getGeneration('stall'));
+  const error = await upstreamRejection(client.getGeneration('stall'));
   t.equal(error.kind, 'timeout');
 });
 
 t.test('query: malformed JSON on 200 → unavailable, not retried', async (t) => {
   const { server, client, sleeps } = await setup(t);
   server.respond(text(200, '{"id": "abc", "state": ', 'application/json'));
-  const error = await rejection(client.getGeneration('abc'));
+  const error = await upstreamRejection(client.getGeneration('abc'));
   t.equal(error.kind, 'unavailable');
   t.equal(error.httpStatus, 200);
   t.equal(error.safeMessage, SAFE_MESSAGES.unexpectedPayload);
@@ -232,7 +224,7 @@ t.test('query: 200 with JSON but no id, or an empty body → unavailable', async
   const { server, client } = await setup(t);
   server.respond(inSequence(json(200, { state: 'completed' }), text(200, '', 'application/json'), json(200, [1, 2])));
   for (let i = 0; i < 3; i++) {
-    const error = await rejection(client.getGeneration('abc'));
+    const error = await upstreamRejection(client.getGeneration('abc'));
     t.equal(error.kind, 'unavailable');
     t.equal(error.httpStatus, 200);
   }
@@ -241,7 +233,7 @@ t.test('query: 200 with JSON but no id, or an empty body → unavailable', async
 t.test('query: an HTML 502 page → unavailable, and no HTML in the message', async (t) => {
   const { server, client } = await setup(t, { maxRetries: 0 });
   server.respond(text(502, HTML_502));
-  const error = await rejection(client.getGeneration('abc'));
+  const error = await upstreamRejection(client.getGeneration('abc'));
   t.equal(error.kind, 'unavailable');
   t.equal(error.httpStatus, 502);
   t.notMatch(error.safeMessage, /</);
@@ -251,7 +243,7 @@ t.test('query: an HTML 502 page → unavailable, and no HTML in the message', as
 t.test('query: an HTML 400 page → rejected with a generic message', async (t) => {
   const { server, client } = await setup(t);
   server.respond(text(400, '<html><body><h1>400 Bad Request</h1></body></html>'));
-  const error = await rejection(client.getGeneration('abc'));
+  const error = await upstreamRejection(client.getGeneration('abc'));
   t.equal(error.kind, 'rejected');
   t.equal(error.safeMessage, SAFE_MESSAGES.rejected);
   t.equal(server.requests.length, 1);
@@ -260,7 +252,7 @@ t.test('query: an HTML 400 page → rejected with a generic message', async (t) 
 t.test('query: task_not_exist 400 → not_found, not retried', async (t) => {
   const { server, client, sleeps } = await setup(t);
   server.respond(json(400, fixture('error-task-not-exist-400.json')));
-  const error = await rejection(client.getGeneration('unknown-id'));
+  const error = await upstreamRejection(client.getGeneration('unknown-id'));
   t.equal(error.kind, 'not_found');
   t.equal(error.httpStatus, 400);
   t.equal(server.requests.length, 1);
@@ -270,7 +262,7 @@ t.test('query: task_not_exist 400 → not_found, not retried', async (t) => {
 t.test('query: task_not_exist wrapped in a 200 → not_found', async (t) => {
   const { server, client } = await setup(t);
   server.respond(json(200, fixture('error-task-not-exist-400.json')));
-  const error = await rejection(client.getGeneration('unknown-id'));
+  const error = await upstreamRejection(client.getGeneration('unknown-id'));
   t.equal(error.kind, 'not_found');
 });
 
@@ -278,7 +270,7 @@ for (const status of [401, 403]) {
   t.test(`query: ${status} → auth, not retried, logged loudly, key nowhere`, async (t) => {
     const { server, client, sleeps, logLines } = await setup(t);
     server.respond(json(status, { error: { message: `Invalid token ${API_KEY} (request id: 1)` } }));
-    const error = await rejection(client.getGeneration('abc'));
+    const error = await upstreamRejection(client.getGeneration('abc'));
     t.equal(error.kind, 'auth');
     t.equal(error.safeMessage, 'The gateway could not authenticate with the upstream');
     t.equal(server.requests.length, 1);
@@ -302,11 +294,11 @@ t.test('the upstream sees Bearer <key>; no error or log line ever carries the ke
     neverAnswer,
   ];
   server.respond(inSequence(...scripted));
-  errors.push(await rejection(client.getGeneration('a')));
-  errors.push(await rejection(client.getGeneration('b')));
-  errors.push(await rejection(client.getGeneration('c')));
-  errors.push(await rejection(client.getGeneration('d')));
-  errors.push(await rejection(client.getGeneration('e')));
+  errors.push(await upstreamRejection(client.getGeneration('a')));
+  errors.push(await upstreamRejection(client.getGeneration('b')));
+  errors.push(await upstreamRejection(client.getGeneration('c')));
+  errors.push(await upstreamRejection(client.getGeneration('d')));
+  errors.push(await upstreamRejection(client.getGeneration('e')));
   t.same(
     errors.map((error) => error.kind),
     ['unavailable', 'rejected', 'rate_limited', 'unavailable', 'timeout'],
@@ -332,7 +324,7 @@ t.test('connection refused → unavailable, retried', async (t) => {
     },
   });
   t.teardown(() => client.close());
-  const error = await rejection(client.getGeneration('abc'));
+  const error = await upstreamRejection(client.getGeneration('abc'));
   t.equal(error.kind, 'unavailable');
   t.equal(error.httpStatus, null);
   t.equal(error.safeMessage, SAFE_MESSAGES.unreachable);
@@ -351,7 +343,7 @@ t.test('sockets are reused after error answers (bodies are consumed)', async (t)
       json(200, fixture('query-running.json')),
     ),
   );
-  for (let i = 0; i < 3; i++) await rejection(client.getGeneration('abc'));
+  for (let i = 0; i < 3; i++) await upstreamRejection(client.getGeneration('abc'));
   await client.getGeneration('abc');
   const ports = new Set(server.requests.map((request) => request.remotePort));
   t.equal(server.requests.length, 4);
@@ -361,7 +353,7 @@ t.test('sockets are reused after error answers (bodies are consumed)', async (t)
 t.test('an answer larger than maxResponseBytes → unavailable', async (t) => {
   const { server, client } = await setup(t, { maxResponseBytes: 512 });
   server.respond(json(200, { ...(fixture('query-completed.json') as object), padding: 'x'.repeat(2048) }));
-  const error = await rejection(client.getGeneration('abc'));
+  const error = await upstreamRejection(client.getGeneration('abc'));
   t.equal(error.kind, 'unavailable');
   t.equal(error.httpStatus, 200);
 });
@@ -408,7 +400,7 @@ t.test('a MockAgent can replace the pool; close() leaves it to its owner', async
   const gen = await client.getGeneration('mock-id');
   t.equal(gen.status, 'failed');
   t.equal(gen.failureReason, 'Advanced prompt moderation failed');
-  const error = await rejection(client.getGeneration('mock-id'));
+  const error = await upstreamRejection(client.getGeneration('mock-id'));
   t.equal(error.kind, 'unavailable');
   await client.close();
   agent.assertNoPendingInterceptors();

@@ -3,8 +3,9 @@ import { ManualClock } from '../src/clock.js';
 import { startSandbox, type Sandbox } from '../src/sandbox/simulator.js';
 import { createUpstreamClient } from '../src/upstream/client.js';
 import { withCircuitBreaker, type CircuitState } from '../src/upstream/resilient-client.js';
-import { UpstreamError, type UpstreamClient, type UpstreamCreateRequest } from '../src/upstream/types.js';
+import type { UpstreamClient, UpstreamCreateRequest } from '../src/upstream/types.js';
 import { advanceAndPoll, auth, createVideo, startTestGateway } from './helpers/gateway.js';
+import { upstreamRejection } from './helpers/rejection.js';
 
 const KEY = 'elk-test-key-do-not-leak';
 const request: UpstreamCreateRequest = { prompt: 'A lighthouse in a storm', aspect_ratio: '16:9', loop: false };
@@ -43,85 +44,76 @@ async function setup(t: Test, options: { maxRps?: number; timeoutMs?: number } =
   return { clock, sandbox, breaker, states, shortCircuits, sleeps };
 }
 
-async function failure(promise: Promise<unknown>): Promise<UpstreamError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof UpstreamError) return error;
-    throw error;
-  }
-  throw new Error('expected the call to fail');
-}
 
 t.test('consecutive 5xx answers open the circuit; open, it refuses at once without calling the upstream', async (t) => {
   const { sandbox, breaker, states, shortCircuits, clock } = await setup(t);
   sandbox.injectFault({ op: 'create', status: 500, times: 2 });
   sandbox.injectFault({ op: 'create', html: true, status: 502, times: 1 });
-  for (let i = 0; i < 3; i++) t.equal((await failure(breaker.createGeneration(request))).kind, 'unavailable', `outage ${i + 1} passes through`);
+  for (let i = 0; i < 3; i++) t.equal((await upstreamRejection(breaker.createGeneration(request))).kind, 'unavailable', `outage ${i + 1} passes through`);
   t.equal(breaker.circuitState(), 'open');
   t.same(states, ['open']);
 
   const creates = sandbox.stats.creates;
-  const refused = await failure(breaker.createGeneration(request));
+  const refused = await upstreamRejection(breaker.createGeneration(request));
   t.equal(refused.kind, 'circuit_open');
   t.equal(refused.retryAfterMs, 10_000, 'retry after the open period');
   t.equal(sandbox.stats.creates, creates, 'the upstream was not called');
-  const queryRefused = await failure(breaker.getGeneration('anything'));
+  const queryRefused = await upstreamRejection(breaker.getGeneration('anything'));
   t.equal(queryRefused.kind, 'circuit_open', 'polls share the breaker');
   t.equal(sandbox.stats.queries, 0);
   t.same(shortCircuits, ['create', 'query']);
 
   clock.advance(4_000);
-  t.equal((await failure(breaker.createGeneration(request))).retryAfterMs, 6_000, 'retry-after counts down on the clock');
+  t.equal((await upstreamRejection(breaker.createGeneration(request))).retryAfterMs, 6_000, 'retry-after counts down on the clock');
 });
 
 t.test('network failures and timeouts count as outages too', async (t) => {
   const { sandbox, breaker } = await setup(t, { timeoutMs: 50 });
   sandbox.injectFault({ op: 'create', destroySocket: true, times: 2 });
   sandbox.injectFault({ op: 'create', delayMs: 300 });
-  t.equal((await failure(breaker.createGeneration(request))).kind, 'unavailable');
-  t.equal((await failure(breaker.createGeneration(request))).kind, 'unavailable');
-  t.equal((await failure(breaker.createGeneration(request))).kind, 'timeout');
+  t.equal((await upstreamRejection(breaker.createGeneration(request))).kind, 'unavailable');
+  t.equal((await upstreamRejection(breaker.createGeneration(request))).kind, 'unavailable');
+  t.equal((await upstreamRejection(breaker.createGeneration(request))).kind, 'timeout');
   t.equal(breaker.circuitState(), 'open');
 });
 
 t.test('refusals prove the upstream is up: moderation, auth, 429 and unknown ids never open the circuit', async (t) => {
   const { sandbox, breaker } = await setup(t);
   for (let i = 0; i < 4; i++) {
-    t.equal((await failure(breaker.createGeneration({ ...request, prompt: 'Refuse this [moderate]' }))).kind, 'rejected');
+    t.equal((await upstreamRejection(breaker.createGeneration({ ...request, prompt: 'Refuse this [moderate]' }))).kind, 'rejected');
   }
   sandbox.injectFault({ op: 'create', status: 401, body: { error: { message: 'Invalid token' } }, times: 4 });
-  for (let i = 0; i < 4; i++) t.equal((await failure(breaker.createGeneration(request))).kind, 'auth');
+  for (let i = 0; i < 4; i++) t.equal((await upstreamRejection(breaker.createGeneration(request))).kind, 'auth');
   sandbox.injectFault({ op: 'create', status: 429, body: { error: { message: 'slow down' } }, times: 4 });
-  for (let i = 0; i < 4; i++) t.equal((await failure(breaker.createGeneration(request))).kind, 'rate_limited');
-  for (let i = 0; i < 4; i++) t.equal((await failure(breaker.getGeneration('no-such-task'))).kind, 'not_found');
+  for (let i = 0; i < 4; i++) t.equal((await upstreamRejection(breaker.createGeneration(request))).kind, 'rate_limited');
+  for (let i = 0; i < 4; i++) t.equal((await upstreamRejection(breaker.getGeneration('no-such-task'))).kind, 'not_found');
   t.equal(breaker.circuitState(), 'closed');
 });
 
 t.test('any answer in between resets the count: only consecutive outages open it', async (t) => {
   const { sandbox, breaker } = await setup(t);
   sandbox.injectFault({ op: 'create', status: 503, times: 2 });
-  await failure(breaker.createGeneration(request));
-  await failure(breaker.createGeneration(request));
+  await upstreamRejection(breaker.createGeneration(request));
+  await upstreamRejection(breaker.createGeneration(request));
   await breaker.createGeneration(request);
   sandbox.injectFault({ op: 'create', status: 503, times: 2 });
-  await failure(breaker.createGeneration(request));
-  await failure(breaker.createGeneration(request));
+  await upstreamRejection(breaker.createGeneration(request));
+  await upstreamRejection(breaker.createGeneration(request));
   t.equal(breaker.circuitState(), 'closed', 'after a success');
-  t.equal((await failure(breaker.createGeneration({ ...request, prompt: 'Refuse this [moderate]' }))).kind, 'rejected');
+  t.equal((await upstreamRejection(breaker.createGeneration({ ...request, prompt: 'Refuse this [moderate]' }))).kind, 'rejected');
   sandbox.injectFault({ op: 'create', status: 503, times: 2 });
-  await failure(breaker.createGeneration(request));
-  await failure(breaker.createGeneration(request));
+  await upstreamRejection(breaker.createGeneration(request));
+  await upstreamRejection(breaker.createGeneration(request));
   t.equal(breaker.circuitState(), 'closed', 'after a refusal, which proves the upstream answers');
   sandbox.injectFault({ op: 'create', status: 503 });
-  await failure(breaker.createGeneration(request));
+  await upstreamRejection(breaker.createGeneration(request));
   t.equal(breaker.circuitState(), 'open', 'the third outage in a row opens it');
 });
 
 t.test('after the open period one probe goes through: success closes, another outage reopens', async (t) => {
   const { sandbox, breaker, clock, states } = await setup(t);
   sandbox.injectFault({ op: 'create', status: 500, times: 3 });
-  for (let i = 0; i < 3; i++) await failure(breaker.createGeneration(request));
+  for (let i = 0; i < 3; i++) await upstreamRejection(breaker.createGeneration(request));
   clock.advance(9_999);
   t.equal(breaker.circuitState(), 'open');
   clock.advance(1);
@@ -129,10 +121,10 @@ t.test('after the open period one probe goes through: success closes, another ou
 
   sandbox.injectFault({ op: 'create', status: 502 });
   const creates = sandbox.stats.creates;
-  t.equal((await failure(breaker.createGeneration(request))).kind, 'unavailable', 'the failed probe reaches the upstream');
+  t.equal((await upstreamRejection(breaker.createGeneration(request))).kind, 'unavailable', 'the failed probe reaches the upstream');
   t.equal(sandbox.stats.creates, creates + 1);
   t.equal(breaker.circuitState(), 'open', 'a failed probe reopens at once');
-  t.equal((await failure(breaker.createGeneration(request))).retryAfterMs, 10_000, 'for a whole new open period');
+  t.equal((await upstreamRejection(breaker.createGeneration(request))).retryAfterMs, 10_000, 'for a whole new open period');
 
   clock.advance(10_000);
   // Concurrent callers while the probe runs wait for it instead of all hitting a sick upstream.
