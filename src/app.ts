@@ -92,17 +92,6 @@ const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/;
 const WEBHOOK_CONCURRENCY = 32;
 const WEBHOOK_PER_HOST_CONCURRENCY = 4;
 
-/** Waits for `work` at most `graceMs`; shutdown goes on either way. */
-async function withinGrace(work: Promise<void>, graceMs: number, logger: Logger): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((resolve) => {
-    timer = setTimeout(() => resolve('late'), graceMs);
-  });
-  const outcome = await Promise.race([work.then(() => 'done' as const), late]);
-  clearTimeout(timer);
-  if (outcome === 'late') logger.warn({ graceMs }, 'polls still running at shutdown: their leases will expire and they run again');
-}
-
 export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const { config } = options;
   const clock = options.clock ?? systemClock;
@@ -275,7 +264,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       // Stop claiming; let polls and webhook attempts in flight finish, within a bound (an unfinished poll's
       // lease simply expires; an aborted webhook attempt is given back and sent again after restart).
       const graceMs = options.shutdownGraceMs ?? 5_000;
-      await Promise.all([withinGrace(poller.stop(), graceMs, logger), dispatcher.stop(graceMs)]);
+      await Promise.all([poller.stop(graceMs), dispatcher.stop(graceMs)]);
       if (options.webhookAgent === undefined) await webhookAgent.close();
       await app.close();
       await upstream.close();

@@ -1,6 +1,7 @@
 import type { Clock, Random } from '../clock.js';
 import type { EventBus } from '../events/bus.js';
 import { createClaimLoop } from '../lib/claim-loop.js';
+import { settledWithin } from '../lib/grace.js';
 import type { Logger } from '../lib/logger.js';
 import type { VideoRecord, VideoStore } from '../store/types.js';
 import type { UpstreamHealth } from '../upstream/health.js';
@@ -32,8 +33,11 @@ export interface Poller {
   tick(): Promise<number>;
   /** Starts the background loop. */
   start(): void;
-  /** Stops claiming; waits for polls in flight. */
-  stop(): Promise<void>;
+  /**
+   * Stops claiming; waits for polls in flight, at most `graceMs` when given (an unfinished poll's lease simply
+   * expires and it runs again after restart).
+   */
+  stop(graceMs?: number): Promise<void>;
   /** Looks for due work now (after a create). */
   wake(): void;
   inFlight(): number;
@@ -112,9 +116,13 @@ export function createPoller(options: PollerOptions): Poller {
       return jobs.length;
     },
     start: claimLoop.start,
-    async stop() {
+    async stop(graceMs) {
       await claimLoop.stop();
-      await Promise.allSettled([...inFlight]);
+      const settled = Promise.allSettled([...inFlight]);
+      if (graceMs === undefined) await settled;
+      else if (!(await settledWithin(settled, graceMs))) {
+        logger.warn({ graceMs, inFlight: inFlight.size }, 'polls still running at shutdown: their leases will expire and they run again');
+      }
     },
     wake: claimLoop.wake,
     inFlight: () => inFlight.size,

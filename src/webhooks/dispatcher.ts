@@ -14,6 +14,7 @@ import type { ClientRegistry } from '../auth/clients.js';
 import type { Clock, Random } from '../clock.js';
 import type { EventBus } from '../events/bus.js';
 import { createClaimLoop } from '../lib/claim-loop.js';
+import { settledWithin } from '../lib/grace.js';
 import type { Logger } from '../lib/logger.js';
 import type { ClaimedDelivery, DeliveryNextState } from '../store/delivery-types.js';
 import type { VideoStore } from '../store/types.js';
@@ -269,13 +270,7 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
         await settled;
         return;
       }
-      let graceTimer: NodeJS.Timeout | undefined;
-      const graceOver = new Promise<'grace over'>((resolve) => {
-        graceTimer = setTimeout(() => resolve('grace over'), graceMs);
-      });
-      const first = await Promise.race([settled, graceOver]);
-      clearTimeout(graceTimer);
-      if (first === 'grace over') {
+      if (!(await settledWithin(settled, graceMs))) {
         logger.warn({ inFlight: inFlight.size }, 'webhook attempts still running at shutdown: aborting them');
         shutdown.abort();
         await Promise.allSettled([...inFlight]);
