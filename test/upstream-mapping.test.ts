@@ -9,12 +9,12 @@ import {
   isTaskNotExist,
   mapUpstreamState,
   parseGeneration,
-  parseRetryAfter,
   parseSigningDate,
   sanitizeUpstreamMessage,
   toVideoResult,
 } from '../src/upstream/mapping.js';
 import { UpstreamError } from '../src/upstream/types.js';
+import { parseRetryAfter as parseLenient } from '../src/http/retry-after.js';
 
 const fixturesDir = new URL('./fixtures/upstream/', import.meta.url);
 const fixture = (name: string): unknown => JSON.parse(readFileSync(new URL(name, fixturesDir), 'utf8')) as unknown;
@@ -298,7 +298,8 @@ t.test('sanitizeUpstreamMessage', async (t) => {
   }
 });
 
-t.test('parseRetryAfter', async (t) => {
+t.test('parseRetryAfter, lenient as for upstream relays', async (t) => {
+  const parseRetryAfter = (value: string | string[] | null | undefined, at: number) => parseLenient(value, at, { lenient: true });
   const now = Date.parse('2026-01-01T00:00:00.000Z');
   t.equal(parseRetryAfter('2', now), 2000);
   t.equal(parseRetryAfter(' 0 ', now), 0);

@@ -14,6 +14,7 @@ import {
   type UpstreamHeaders,
   type UpstreamVideoAsset,
 } from './types.js';
+import { parseRetryAfter } from '../http/retry-after.js';
 
 type JsonObject = Record<string, unknown>;
 
@@ -339,21 +340,6 @@ function headerValue(headers: UpstreamHeaders, name: string): string | null {
 }
 
 /**
- * `Retry-After` → milliseconds from `nowMs`: delta-seconds or an HTTP-date (a date in the past gives 0).
- * Null when absent or unreadable.
- */
-export function parseRetryAfter(value: string | readonly string[] | null | undefined, nowMs: number): number | null {
-  const raw = typeof value === 'string' ? value : value?.[0];
-  if (raw === undefined) return null;
-  const text = raw.trim();
-  if (/^\d+(?:\.\d+)?$/.test(text)) return Math.round(Number(text) * 1000);
-  // HTTP-date in any of its three forms starts with a day name ("Sun, 06 Nov 1994 08:49:37 GMT").
-  if (!/^[A-Za-z]{3,9},?\s/.test(text)) return null;
-  const dateMs = Date.parse(text);
-  return Number.isFinite(dateMs) ? Math.max(0, dateMs - nowMs) : null;
-}
-
-/**
  * Maps an upstream error answer onto an `UpstreamError` (DESIGN §2.6, ELKAPI.md "Errors").
  * `body` is the parsed JSON body, or undefined when the answer was not JSON (then only the status counts).
  */
@@ -363,7 +349,8 @@ export function classifyUpstreamError(
   headers: UpstreamHeaders,
   nowMs: number = Date.now(),
 ): UpstreamError {
-  const retryAfterMs = parseRetryAfter(headerValue(headers, 'retry-after'), nowMs);
+  // Relays drift: read their Retry-After leniently.
+  const retryAfterMs = parseRetryAfter(headerValue(headers, 'retry-after'), nowMs, { lenient: true });
   if (status >= 400 && status < 500 && isTaskNotExist(body)) {
     return new UpstreamError('not_found', SAFE_MESSAGES.notFound, status, retryAfterMs);
   }

@@ -30,18 +30,3 @@ export function nextAttemptAt(input: RetryInput): number | null {
   const asked = input.retryAfterMs === null ? 0 : Math.min(Math.max(0, input.retryAfterMs), MAX_RETRY_AFTER_MS);
   return input.now + Math.max(jittered, asked);
 }
-
-/**
- * `Retry-After` (RFC 9110 §10.2.3) as milliseconds from `now`: delay-seconds or an HTTP-date. Null when absent or
- * unreadable (the schedule applies).
- */
-export function parseRetryAfter(value: string | string[] | undefined, now: number): number | null {
-  const header = Array.isArray(value) ? value[0] : value;
-  if (header === undefined) return null;
-  const text = header.trim();
-  if (/^\d+$/.test(text)) return Number(text) * 1000;
-  // Only an HTTP-date, not anything Date.parse happens to accept ("1", "soon").
-  if (!/^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(text)) return null;
-  const at = Date.parse(text);
-  return Number.isNaN(at) ? null : Math.max(0, at - now);
-}
