@@ -133,14 +133,16 @@ const ms = (env: EnvVarName, minimum: number) =>
 
 const nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 
-/** The converted configuration; `Static<typeof ConfigValues>` is checked against `Config` in src/config.ts. */
+/** The converted configuration: its static type is `Config` (src/config.ts), so schema and type cannot drift. */
 export const ConfigValues = Type.Object({
   port: Type.Integer({ minimum: 0, maximum: 65535, env: 'PORT', expected: 'a port from 0 to 65535' }),
   host: Type.String({ minLength: 1, env: 'HOST' }),
   elkapiApiKey: nullable(Type.String({ minLength: 1, env: 'ELKAPI_API_KEY' })),
   elkapiBaseUrl: Type.String({ env: 'ELKAPI_BASE_URL' }),
   databaseUrl: Type.String({ env: 'DATABASE_URL' }),
+  /** Path of the SQLite file (from `DATABASE_URL=sqlite:<path>`), or `:memory:`. */
   sqlitePath: Type.String({ minLength: 1, env: 'DATABASE_URL' }),
+  /** null → `data/clients.json`, created with one `default` client on first start. */
   clientsFile: nullable(Type.String({ minLength: 1, env: 'CLIENTS_FILE' })),
   cacheMaxEntries: Type.Integer({
     minimum: 1,

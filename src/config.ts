@@ -2,17 +2,12 @@ import type { TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Value } from '@sinclair/typebox/value';
 import { ConfigValues, EnvVars, type EnvVarName } from '../schemas/config.js';
-import type { Config } from './config-types.js';
 import { parseDuration } from './duration.js';
 
-export type { Config } from './config-types.js';
+/** The validated, typed configuration the app is built from (DESIGN §5); durations in milliseconds, `elkapiApiKey` null in sandbox mode. */
+export type Config = ConfigValues;
 
 export type LoadConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
-
-// The schema and the hand-written interface must describe the same object.
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-const schemaMatchesConfig: Same<ConfigValues, Config> = true;
-void schemaMatchesConfig;
 
 const envCheck = TypeCompiler.Compile(EnvVars);
 const valuesCheck = TypeCompiler.Compile(ConfigValues);
