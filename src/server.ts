@@ -3,7 +3,8 @@ import { networkInterfaces } from 'node:os';
 import { resolve } from 'node:path';
 import { buildGateway } from './app.js';
 import { loadClientRegistry } from './auth/clients.js';
-import { formatConfigProblems, loadConfig, type Config } from './config.js';
+import { formatConfigProblems, loadConfig, redactConfig, sandboxEnabled, type Config } from './config.js';
+import { formatDuration } from './duration.js';
 import { startSandbox, type Sandbox } from './sandbox/simulator.js';
 
 /** The host a phone on the same network can reach when we listen on every interface. */
@@ -22,7 +23,7 @@ function sandboxBanner(config: Config, sandbox: Sandbox, publicBaseUrl: string):
     line,
     ' SANDBOX MODE: ELKAPI_API_KEY is not set, so no real videos are generated.',
     ` The built-in ElkAPI simulator answers at ${sandbox.url}; videos complete after`,
-    ` ~${Math.round(config.sandbox.durationMs / 1000)} s (a prompt containing [fail] fails) with a sample clip from ${publicBaseUrl}/sandbox/assets.`,
+    ` ~${formatDuration(config.sandbox.durationMs)} (a prompt containing [fail] fails) with a sample clip from ${publicBaseUrl}/sandbox/assets.`,
     ' Set ELKAPI_API_KEY to use the real ElkAPI; nothing else changes.',
     line,
   ].join('\n');
@@ -42,7 +43,7 @@ async function main(): Promise<void> {
     log: (line) => process.stdout.write(`${line}\n`),
   });
 
-  const sandboxMode = config.elkapiApiKey === null;
+  const sandboxMode = sandboxEnabled(config);
   let sandbox: Sandbox | null = null;
   const publicBaseUrl = `http://${reachableHost(config.host)}:${config.port}`;
   if (sandboxMode) {
@@ -66,6 +67,8 @@ async function main(): Promise<void> {
     await sandbox?.close();
   });
 
+  // What the process runs with, for operators; the upstream key is shown as "(hidden)".
+  gateway.app.log.info({ config: redactConfig(config) }, 'configuration');
   const address = await gateway.app.listen({ port: config.port, host: config.host });
   gateway.startWorkers();
   if (sandbox !== null) process.stdout.write(`${sandboxBanner(config, sandbox, publicBaseUrl)}\n`);
