@@ -15,7 +15,7 @@ import t from 'tap';
 import { request } from 'undici';
 import { Webhook } from 'standardwebhooks';
 import { startSandbox } from '../src/sandbox/simulator.js';
-import { startChildGateway, writeClientsFile } from './helpers/child-gateway.js';
+import { startChildGateway, until, writeClientsFile } from './helpers/child-gateway.js';
 import { clientKeys, webhookSecrets } from './helpers/gateway.js';
 import { sendText, startScriptedServer, type RecordedRequest, type ScriptedServer } from './helpers/scripted-server.js';
 
@@ -27,14 +27,6 @@ const upstreamKey = 'elk-crash-test-key';
 const flatHeaders = (headers: IncomingHttpHeaders): Record<string, string> =>
   Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, Array.isArray(value) ? value.join(', ') : (value ?? '')]));
 
-/** Polls something only a real process can make true; the bound turns a hang into a failure with a reason. */
-async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs: number, everyMs = 25): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, everyMs));
-  }
-}
 
 interface OutboxRow {
   message_id: string;

@@ -8,19 +8,11 @@ import type { ServerResponse } from 'node:http';
 import BetterSqlite3 from 'better-sqlite3';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
-import { startChildGateway, writeClientsFile } from './helpers/child-gateway.js';
+import { startChildGateway, until, writeClientsFile } from './helpers/child-gateway.js';
 import { clientKeys } from './helpers/gateway.js';
 import { sendText, startScriptedServer, type ScriptedServer } from './helpers/scripted-server.js';
 
 t.setTimeout(180_000);
-
-async function until(condition: () => boolean, what: string, timeoutMs: number, everyMs = 20): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, everyMs));
-  }
-}
 
 async function holdingReceiver(t: Test): Promise<{ server: ScriptedServer; held: ServerResponse[] }> {
   const server = await startScriptedServer();
