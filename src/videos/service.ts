@@ -217,18 +217,20 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
 
     async read(client, id) {
       let rendered = cache.get(id);
+      /** The stored row, when this read had to fetch it (a cache hit holds only the rendered body). */
+      let record: VideoRecord | undefined;
       if (rendered !== undefined) hits += 1;
       else {
         misses += 1;
         const before = changesSeen;
-        const record = await store.getVideo(id);
+        record = await store.getVideo(id);
         if (record === undefined || record.clientId !== client.id) throw notFound();
         rendered = render(record);
         if (rendered.terminal && changesSeen === before) cache.set(id, rendered);
       }
       if (rendered.clientId !== client.id) throw notFound();
       if (rendered.video.status === 'completed' && expiresSoon(rendered) && mayRefresh(id)) {
-        const record = await store.getVideo(id);
+        record ??= await store.getVideo(id);
         const current = rendered;
         // A failed refresh still serves the stored URL: it is valid for a few more minutes.
         if (record !== undefined) {
@@ -261,7 +263,7 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
       return { data, nextCursor, body };
     },
 
-    present: (record) => render(record),
+    present: render,
 
     cacheControl(rendered) {
       if (!rendered.terminal) return 'private, no-cache';
