@@ -57,3 +57,16 @@ export function createClaimLoop(options: ClaimLoopOptions): ClaimLoop {
     },
   };
 }
+
+/** A background worker built on a claim loop: the poller and the webhook dispatcher. */
+export interface ClaimingWorker {
+  /** Claims due work and runs it; resolves when that work is done. Tests drive this directly. */
+  tick(): Promise<number>;
+  /** Starts the background loop. */
+  start(): void;
+  /** Stops claiming and waits for work in flight, at most `graceMs` when given. */
+  stop(graceMs?: number): Promise<void>;
+  /** Looks for due work now instead of at the next tick. */
+  wake(): void;
+  inFlight(): number;
+}

@@ -1,6 +1,6 @@
 import type { Clock, Random } from '../clock.js';
 import type { EventBus } from '../events/bus.js';
-import { createClaimLoop } from '../lib/claim-loop.js';
+import { createClaimLoop, type ClaimingWorker } from '../lib/claim-loop.js';
 import { settledWithin } from '../lib/grace.js';
 import type { Logger } from '../lib/logger.js';
 import type { VideoRecord, VideoStore } from '../store/types.js';
@@ -28,20 +28,10 @@ export interface PollerOptions {
   onTransition?: (video: VideoRecord) => void;
 }
 
-export interface Poller {
-  /** Claims due videos and polls them; resolves when those polls are done. Tests drive this directly. */
-  tick(): Promise<number>;
-  /** Starts the background loop. */
-  start(): void;
-  /**
-   * Stops claiming; waits for polls in flight, at most `graceMs` when given (an unfinished poll's lease simply
-   * expires and it runs again after restart).
-   */
-  stop(graceMs?: number): Promise<void>;
-  /** Looks for due work now (after a create). */
-  wake(): void;
-  inFlight(): number;
-}
+/**
+ * Polls running videos. `stop(graceMs)`: an unfinished poll's lease simply expires and it runs again after restart.
+ */
+export type Poller = ClaimingWorker;
 
 export function createPoller(options: PollerOptions): Poller {
   const { store, upstream, bus, clock, logger, policy } = options;

@@ -13,7 +13,7 @@ import type { Dispatcher } from 'undici';
 import type { ClientRegistry } from '../auth/clients.js';
 import type { Clock, Random } from '../clock.js';
 import type { EventBus } from '../events/bus.js';
-import { createClaimLoop } from '../lib/claim-loop.js';
+import { createClaimLoop, type ClaimingWorker } from '../lib/claim-loop.js';
 import { settledWithin } from '../lib/grace.js';
 import type { Logger } from '../lib/logger.js';
 import type { ClaimedDelivery, DeliveryNextState } from '../store/delivery-types.js';
@@ -58,19 +58,11 @@ export interface DispatcherOptions {
   onDelivery?: (outcome: DeliveryOutcome, durationMs: number) => void;
 }
 
-export interface WebhookDispatcher {
-  /** Claims due deliveries and attempts them; resolves when those attempts are recorded. Tests drive this. */
-  tick(): Promise<number>;
-  start(): void;
-  /**
-   * Stops claiming and waits for attempts in flight. After `graceMs` the rest are aborted and their deliveries
-   * given back (due again at once, no attempt counted), so shutdown is bounded.
-   */
-  stop(graceMs?: number): Promise<void>;
-  /** Looks for due deliveries now (a new event was written). */
-  wake(): void;
-  inFlight(): number;
-}
+/**
+ * Sends due webhook deliveries. `stop(graceMs)`: after the grace the attempts still running are aborted and their
+ * deliveries given back (due again at once, no attempt counted), so shutdown is bounded.
+ */
+export type WebhookDispatcher = ClaimingWorker;
 
 interface Prepared {
   url: URL;
