@@ -1,0 +1,55 @@
+import type { ProblemCode } from '../schemas/problem.js';
+
+/*
+ * Errors of the domain (videos, webhooks, tracking): what went wrong, in the API's stable vocabulary, without
+ * HTTP. The HTTP layer (src/http/problems.ts) is the one place that turns them (and `UpstreamError`s) into
+ * statuses, headers and RFC 9457 bodies.
+ */
+
+/** One offending field: a JSON pointer into the request (`/body/prompt`) and what is wrong with it. */
+export interface FieldError {
+  path: string;
+  message: string;
+}
+
+/** The problem codes a domain rule can end with; the HTTP layer owns the others (auth, parsing, limits). */
+export type DomainErrorCode = Extract<
+  ProblemCode,
+  'validation_failed' | 'not_found' | 'idempotency_key_in_use' | 'idempotency_key_reused' | 'video_not_terminal'
+>;
+
+export class DomainError extends Error {
+  override readonly name: string = 'DomainError';
+  constructor(
+    readonly code: DomainErrorCode,
+    /** Safe to show the caller as is. */
+    readonly detail: string,
+    readonly options: { fieldErrors?: FieldError[]; retryAfterSeconds?: number; cause?: unknown } = {},
+  ) {
+    super(`${code}: ${detail}`, { cause: options.cause });
+  }
+
+  get fieldErrors(): FieldError[] | undefined {
+    return this.options.fieldErrors;
+  }
+
+  get retryAfterSeconds(): number | undefined {
+    return this.options.retryAfterSeconds;
+  }
+}
+
+/** An unknown id, or one the caller does not own: the two are indistinguishable on purpose. */
+export class VideoNotFound extends DomainError {
+  override readonly name = 'VideoNotFound';
+  constructor(detail = 'No video with this id.') {
+    super('not_found', detail);
+  }
+}
+
+/** A request the rules refuse, naming the fields. */
+export class ValidationFailed extends DomainError {
+  override readonly name = 'ValidationFailed';
+  constructor(detail: string, fieldErrors: FieldError[]) {
+    super('validation_failed', detail, { fieldErrors });
+  }
+}
