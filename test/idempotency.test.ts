@@ -1,10 +1,9 @@
 import { join } from 'node:path';
 import t from 'tap';
-import { ManualClock } from '../src/clock.js';
+import { ManualClock, ManualTimers } from './helpers/manual-time.js';
 import { ProblemError } from '../src/http/problems.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
 import type { IdempotencyRecord } from '../src/store/types.js';
-import { ManualTimers } from '../src/timers.js';
 import {
   canonicalJson,
   decideForExistingKey,

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ManualClock } from '../src/clock.js';
+import { ManualClock } from './helpers/manual-time.js';
 import { createInProcessBus } from '../src/events/bus.js';
 import { createIdSource, ulid } from '../src/ids.js';
 import type { VideoRecord } from '../src/store/types.js';

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { ManualClock } from '../src/clock.js';
+import { ManualClock } from './helpers/manual-time.js';
 import { startSandbox, type Sandbox } from '../src/sandbox/simulator.js';
 import { createUpstreamClient } from '../src/upstream/client.js';
 import { withCircuitBreaker, type CircuitState } from '../src/upstream/resilient-client.js';

@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import t, { type Test } from 'tap';
 import { Webhook } from 'standardwebhooks';
-import { ManualClock } from '../src/clock.js';
+import { ManualClock } from './helpers/manual-time.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
 import type { VideoRecord } from '../src/store/types.js';
 import { createDispatcher } from '../src/webhooks/dispatcher.js';
