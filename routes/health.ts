@@ -1,11 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Liveness, Readiness } from '../schemas/health.js';
-import type { VideoStore } from '../src/store/types.js';
+import type { Store } from '../src/store/repositories.js';
 import type { UpstreamHealth } from '../src/upstream/health.js';
 import type { CircuitState } from '../src/upstream/resilient-client.js';
 
 export interface HealthRoutesOptions {
-  store: VideoStore;
+  store: Pick<Store, 'ping'>;
   health: UpstreamHealth;
   circuitState: () => CircuitState;
 }

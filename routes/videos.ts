@@ -6,9 +6,9 @@ import { CreateVideoBody, GetVideoQuery, Video, VideoParams } from '../schemas/v
 import type { ClientRateLimits } from '../src/http/client-rate-limits.js';
 import { whenClientLeaves } from '../src/http/connection.js';
 import { formatSseEvent, sseHeaders, sseKeepAlive } from '../src/http/sse.js';
-import type { VideoCreator } from '../src/videos/idempotent-create.js';
-import type { RenderedVideo, VideoService } from '../src/videos/service.js';
-import { ifNoneMatchHits } from '../src/videos/present.js';
+import type { VideoCreator } from '../src/videos/create.js';
+import { ifNoneMatchHits, type RenderedVideo } from '../src/videos/present.js';
+import type { VideoService } from '../src/videos/service.js';
 import type { VideoWatch } from '../src/videos/watch.js';
 import { clientOf, requireClient, type Authenticate } from './auth.js';
 import { bearerSecurity, jsonResponse, problemsFor } from './responses.js';

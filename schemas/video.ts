@@ -5,7 +5,6 @@ export const resolutions = ['540p', '720p', '1080p', '4k'] as const;
 export const durations = ['5s', '9s'] as const;
 export const webhookEventTypes = ['video.processing', 'video.completed', 'video.failed'] as const;
 export const videoStatuses = ['queued', 'processing', 'completed', 'failed'] as const;
-export const terminalStatuses = ['completed', 'failed'] as const;
 
 /** A string enum: validates like a union of literals, documents as a plain OpenAPI `enum`. */
 export const literals = <T extends readonly string[]>(values: T, description?: string) =>

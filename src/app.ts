@@ -13,7 +13,7 @@ import type { ClientRegistry } from './auth/clients.js';
 import { systemClock, type Clock, type Random } from './clock.js';
 import type { Config } from './config.js';
 import { createInProcessBus, type EventBus } from './events/bus.js';
-import { errorHandler, ProblemError, sendProblem } from './http/problems.js';
+import { errorHandler, ProblemError, problemResponse, sendProblem } from './http/problems.js';
 import { openapiOptions } from './http/openapi.js';
 import { answerFrameworkError, useStrictJsonParser } from './http/request-parsing.js';
 import { apiHelmetOptions, docsContentSecurityPolicy } from './http/security-headers.js';
@@ -23,8 +23,8 @@ import { createSecretScrubber, withRedaction } from './lib/log-redaction.js';
 import type { Logger } from './lib/logger.js';
 import { createMetrics, type GatewayMetrics } from './metrics.js';
 import { registerSandboxAssets } from './sandbox/assets.js';
+import type { Store } from './store/repositories.js';
 import { openSqliteStore } from './store/sqlite.js';
-import type { VideoStore } from './store/types.js';
 import { createPoller, type Poller } from './tracking/poller.js';
 import { createUpstreamClient, type UpstreamClientOptions } from './upstream/client.js';
 import { createUpstreamHealth, type UpstreamHealth } from './upstream/health.js';
@@ -32,7 +32,9 @@ import { withCircuitBreaker, type CircuitBreakerOptions, type CircuitState } fro
 import type { UpstreamClient } from './upstream/types.js';
 import { systemTimers, type Timers } from './timers.js';
 import { createClientRateLimits } from './http/client-rate-limits.js';
-import { createVideoCreator } from './videos/idempotent-create.js';
+import { firstPollAt } from './tracking/schedule.js';
+import { createVideoCreator } from './videos/create.js';
+import { createIdempotencyKeyPruner } from './videos/idempotency-pruner.js';
 import { createVideoService, type VideoService } from './videos/service.js';
 import { createCallbackUrlValidator } from './webhooks/callback-policy.js';
 import { createDeliveryService } from './webhooks/delivery-service.js';
@@ -53,7 +55,7 @@ export interface GatewayOptions {
   upstream?: UpstreamClient | ((hooks: UpstreamHooks) => UpstreamClient);
   /** Circuit breaker over upstream calls; defaults: 5 consecutive outages, 30 s open. */
   circuit?: Omit<CircuitBreakerOptions, 'clock' | 'onStateChange' | 'onShortCircuit'>;
-  store?: VideoStore;
+  store?: Store;
   /** Where webhooks are sent through; default the SSRF-guarded undici agent (tests may pass a MockAgent). */
   webhookAgent?: HttpDispatcher;
   /** How long `close()` lets poll and webhook attempts in flight finish before it aborts them. Default 5 s. */
@@ -66,7 +68,7 @@ export interface GatewayOptions {
 
 export interface Gateway {
   app: FastifyInstance;
-  store: VideoStore;
+  store: Store;
   bus: EventBus;
   videos: VideoService;
   poller: Poller;
@@ -151,7 +153,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const schedule = { minMs: config.pollIntervalMinMs, maxMs: config.pollIntervalMaxMs };
 
   const poller = createPoller({
-    store,
+    videos: store.videos,
     upstream,
     bus,
     clock,
@@ -173,7 +175,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       connections: WEBHOOK_PER_HOST_CONCURRENCY,
     });
   const dispatcher = createDispatcher({
-    store,
+    deliveries: store.deliveries,
+    videos: store.videos,
     bus,
     clock,
     random,
@@ -186,18 +189,18 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     perHostConcurrency: WEBHOOK_PER_HOST_CONCURRENCY,
     onDelivery: (outcome, durationMs) => metrics.recordWebhookDelivery(outcome, durationMs),
   });
-  const deliveries = createDeliveryService({ store, bus, clock, logger });
-  const videos = createVideoService({
-    store,
+  const deliveries = createDeliveryService({ videos: store.videos, deliveries: store.deliveries, bus, clock, logger });
+  const videos = createVideoService({ videos: store.videos, upstream, bus, clock, health, logger, cacheMaxEntries: config.cacheMaxEntries });
+  const creator = createVideoCreator({
+    videos: store.videos,
+    keys: store.idempotencyKeys,
     upstream,
-    bus,
     clock,
-    random,
     ids,
     health,
     logger,
-    schedule,
-    cacheMaxEntries: config.cacheMaxEntries,
+    firstPollAt: firstPollAt(schedule, random),
+    renderRefusal: problemResponse,
     onCreated: () => poller.wake(),
     checkCallbackUrl: createCallbackUrlValidator({
       allowHttp: config.webhookAllowHttp,
@@ -205,7 +208,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     }),
   });
   const timers = options.timers ?? systemTimers;
-  const creator = createVideoCreator({ videos, store, clock, timers, logger });
+  const keyPruner = createIdempotencyKeyPruner({ keys: store.idempotencyKeys, clock, timers, logger });
   const watch = createVideoWatch({ bus, videos, timers });
   // Open long-polls and streams would hold the server's close for up to their full length.
   app.addHook('preClose', async () => watch.closeAll());
@@ -238,7 +241,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   await app.register(deliveryRoutes, { deliveries, rateLimits, authenticate: (header) => options.clients.authenticate(header) });
   await app.register(healthRoutes, { store, health, circuitState: upstream.circuitState });
   await app.register(metricsRoutes, { metrics });
-  metrics.attach({ videosInFlight: () => store.countRunning(), cacheStats: () => videos.cacheStats(), circuitState: upstream.circuitState });
+  metrics.attach({ videosInFlight: () => store.videos.countRunning(), cacheStats: () => videos.cacheStats(), circuitState: upstream.circuitState });
   if (options.serveSandboxAssets === true) await app.register(registerSandboxAssets);
 
   let closed = false;
@@ -255,12 +258,12 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     startWorkers: () => {
       poller.start();
       dispatcher.start();
-      creator.startPruning();
+      keyPruner.start();
     },
     async close() {
       if (closed) return;
       closed = true;
-      creator.stopPruning();
+      keyPruner.stop();
       // Stop claiming; let polls and webhook attempts in flight finish, within a bound (an unfinished poll's
       // lease simply expires; an aborted webhook attempt is given back and sent again after restart).
       const graceMs = options.shutdownGraceMs ?? 5_000;

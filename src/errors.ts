@@ -53,3 +53,39 @@ export class ValidationFailed extends DomainError {
     super('validation_failed', detail, { fieldErrors });
   }
 }
+
+/** The first request with this Idempotency-Key still runs: its answer is ready soon. */
+export class IdempotencyKeyInUse extends DomainError {
+  override readonly name = 'IdempotencyKeyInUse';
+  constructor(retryAfterSeconds: number) {
+    super('idempotency_key_in_use', 'A request with this Idempotency-Key is still running; retry shortly to get its response.', {
+      retryAfterSeconds,
+    });
+  }
+}
+
+/** An Idempotency-Key sent again with another request body. */
+export class IdempotencyKeyReused extends DomainError {
+  override readonly name = 'IdempotencyKeyReused';
+  constructor() {
+    super('idempotency_key_reused', 'This Idempotency-Key was already used with a different request body; use a new key for a new request.', {
+      fieldErrors: [{ path: '/headers/idempotency-key', message: 'was already used with a different request body' }],
+    });
+  }
+}
+
+/** Only a terminal video's event is redelivered. */
+export class VideoNotTerminal extends DomainError {
+  override readonly name = 'VideoNotTerminal';
+  constructor() {
+    super('video_not_terminal', 'Only the terminal event is redelivered: wait until the video is completed or failed.');
+  }
+}
+
+/** A video without a delivery of its terminal event (no callback URL, or the event is not subscribed). */
+export class NoWebhookToRedeliver extends DomainError {
+  override readonly name = 'NoWebhookToRedeliver';
+  constructor() {
+    super('not_found', 'This video has no webhook to redeliver: it has no callbackUrl, or its terminal event is not in webhookEvents.');
+  }
+}

@@ -4,7 +4,8 @@
  * levels (videos in flight, cache, circuit) are read from their owners at scrape time.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { VideoRecord } from './store/types.js';
+import { isTerminal } from './lifecycle.js';
+import type { VideoRecord } from './store/records.js';
 import type { UpstreamCallOutcome, UpstreamOperation } from './upstream/client.js';
 import type { CircuitState } from './upstream/resilient-client.js';
 
@@ -162,7 +163,7 @@ export function createMetrics(options: MetricsOptions = {}): GatewayMetrics {
       if (state === 'open') circuitOpens.inc();
     },
     recordTransition(video) {
-      if (video.completedAt === null || (video.status !== 'completed' && video.status !== 'failed')) return;
+      if (video.completedAt === null || !isTerminal(video.status)) return;
       timeToTerminal.observe({ status: video.status }, seconds(video.completedAt - video.createdAt));
     },
     recordWebhookDelivery(outcome, durationMs) {

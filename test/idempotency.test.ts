@@ -1,10 +1,8 @@
 import { join } from 'node:path';
 import t from 'tap';
-import { ManualClock } from '../src/clock.js';
-import { ProblemError } from '../src/http/problems.js';
+import { ManualClock, ManualTimers } from './helpers/manual-time.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
-import type { IdempotencyRecord } from '../src/store/types.js';
-import { ManualTimers } from '../src/timers.js';
+import type { IdempotencyRecord } from '../src/store/records.js';
 import {
   canonicalJson,
   decideForExistingKey,
@@ -13,9 +11,10 @@ import {
   isStoredOutcome,
   requestFingerprint,
 } from '../src/videos/idempotency.js';
-import { createVideoCreator } from '../src/videos/idempotent-create.js';
+import { createIdempotencyKeyPruner } from '../src/videos/idempotency-pruner.js';
 import { silentLogger } from '../src/lib/logger.js';
 import { DEFAULT_MAX_CREATE_QUEUE_MS, DEFAULT_UPSTREAM_TIMEOUT_MS } from '../src/upstream/client.js';
+import { UpstreamError } from '../src/upstream/types.js';
 import { createClientRegistry } from '../src/auth/clients.js';
 import { auth, startTestGateway, testClientsFile, type TestGateway } from './helpers/gateway.js';
 
@@ -71,9 +70,9 @@ t.test('pure rules', async (t) => {
   });
 
   t.test('only the upstream’s own refusal is a stored outcome', async (t) => {
-    t.ok(isStoredOutcome(new ProblemError('upstream_rejected', 'moderated')));
-    for (const code of ['upstream_timeout', 'upstream_unavailable', 'validation_failed', 'internal_error'] as const) {
-      t.notOk(isStoredOutcome(new ProblemError(code, 'x')), code);
+    t.ok(isStoredOutcome(new UpstreamError('rejected', 'moderated', 400)));
+    for (const kind of ['timeout', 'unavailable', 'rate_limited', 'circuit_open', 'auth', 'not_found'] as const) {
+      t.notOk(isStoredOutcome(new UpstreamError(kind, 'x')), kind);
     }
   });
 
@@ -152,7 +151,7 @@ t.test('while the first request runs → 409; an orphaned in-progress key is tak
   const gw = await startTestGateway(t);
   const body = { prompt: 'A lighthouse in a storm' };
   // A request that began and never finished (its process died mid-create).
-  const begun = await gw.store.beginIdempotentRequest({
+  const begun = await gw.store.idempotencyKeys.begin({
     clientId: 'alice',
     key: 'orphan',
     fingerprint: requestFingerprint('POST', '/videos', body),
@@ -174,7 +173,7 @@ t.test('while the first request runs → 409; an orphaned in-progress key is tak
   t.equal(gw.sandbox.stats.creates, 1);
 
   // The orphan's late completion must not overwrite the new owner's answer.
-  if (begun.started) await gw.store.completeIdempotentRequest(begun.claim, { status: 500, body: 'stale', headers: {} });
+  if (begun.started) await gw.store.idempotencyKeys.complete(begun.claim, { status: 500, body: 'stale', headers: {} });
   const replay = await post(gw, body, 'orphan');
   t.equal(replay.statusCode, 202);
   t.equal(replay.body, takenOver.body);
@@ -185,18 +184,18 @@ t.test('a crash right after the video is stored cannot leave its key open: the r
   const clock = new ManualClock(Date.parse('2026-11-29T12:00:00.000Z'));
   // The process dies the moment the video row is written: no later write of this request reaches the store.
   const store = await openSqliteStore({ path: sqlitePath });
-  const insertVideo = store.insertVideo.bind(store);
-  const completeIdempotentRequest = store.completeIdempotentRequest.bind(store);
-  const abandonIdempotentRequest = store.abandonIdempotentRequest.bind(store);
+  const insertVideo = store.videos.insert.bind(store);
+  const completeIdempotentRequest = store.idempotencyKeys.complete.bind(store);
+  const abandonIdempotentRequest = store.idempotencyKeys.abandon.bind(store);
   let dead = false;
   const crashed = (): Promise<never> => Promise.reject(new Error('simulated crash: the process is gone'));
-  store.insertVideo = async (...args: Parameters<typeof insertVideo>) => {
+  store.videos.insert = async (...args: Parameters<typeof insertVideo>) => {
     const record = await insertVideo(...args);
     dead = true;
     return record;
   };
-  store.completeIdempotentRequest = (...args: Parameters<typeof completeIdempotentRequest>) => (dead ? crashed() : completeIdempotentRequest(...args));
-  store.abandonIdempotentRequest = (...args: Parameters<typeof abandonIdempotentRequest>) => (dead ? crashed() : abandonIdempotentRequest(...args));
+  store.idempotencyKeys.complete = (...args: Parameters<typeof completeIdempotentRequest>) => (dead ? crashed() : completeIdempotentRequest(...args));
+  store.idempotencyKeys.abandon = (...args: Parameters<typeof abandonIdempotentRequest>) => (dead ? crashed() : abandonIdempotentRequest(...args));
 
   const first = await startTestGateway(t, { sqlitePath, clock, gateway: { store } });
   const body = { prompt: 'A paid generation, interrupted by a crash' };
@@ -285,8 +284,8 @@ t.test('keys are kept 24 h: then the key is free again and pruned', async (t) =>
 
   t.equal((await post(gw, { prompt: 'Another' }, 'other')).statusCode, 202);
   gw.clock.advance(DAY_MS);
-  t.equal(await gw.store.pruneIdempotencyKeys(gw.clock.now()), 2, 'both expired keys deleted');
-  t.equal(await gw.store.pruneIdempotencyKeys(gw.clock.now()), 0);
+  t.equal(await gw.store.idempotencyKeys.prune(gw.clock.now()), 2, 'both expired keys deleted');
+  t.equal(await gw.store.idempotencyKeys.prune(gw.clock.now()), 0);
 });
 
 t.test('expired keys are pruned on a timer while workers run', async (t) => {
@@ -294,24 +293,17 @@ t.test('expired keys are pruned on a timer while workers run', async (t) => {
   const timers = new ManualTimers(clock);
   const store = await openSqliteStore({ path: join(t.testdir(), 'prune.db') });
   t.teardown(() => store.close());
-  const creator = createVideoCreator({
-    videos: { create: () => Promise.reject(new Error('not used')) },
-    store,
-    clock,
-    timers,
-    logger: silentLogger,
-    pruneEveryMs: 10 * 60_000,
-  });
-  await store.beginIdempotentRequest({ clientId: 'alice', key: 'old', fingerprint: 'f', now: clock.now(), expiresAt: clock.now() + DAY_MS, staleBefore: 0 });
-  creator.startPruning();
-  creator.startPruning();
+  const pruner = createIdempotencyKeyPruner({ keys: store.idempotencyKeys, clock, timers, logger: silentLogger, everyMs: 10 * 60_000 });
+  await store.idempotencyKeys.begin({ clientId: 'alice', key: 'old', fingerprint: 'f', now: clock.now(), expiresAt: clock.now() + DAY_MS, staleBefore: 0 });
+  pruner.start();
+  pruner.start();
   t.equal(timers.pending(), 1, 'one pruning timer');
   timers.advance(DAY_MS + 10 * 60_000);
   await new Promise((resolve) => setImmediate(resolve));
-  const again = await store.beginIdempotentRequest({ clientId: 'alice', key: 'old', fingerprint: 'g', now: clock.now(), expiresAt: clock.now() + DAY_MS, staleBefore: 0 });
+  const again = await store.idempotencyKeys.begin({ clientId: 'alice', key: 'old', fingerprint: 'g', now: clock.now(), expiresAt: clock.now() + DAY_MS, staleBefore: 0 });
   t.ok(again.started, 'the expired row is gone');
-  t.equal(await store.pruneIdempotencyKeys(clock.now()), 0);
-  creator.stopPruning();
+  t.equal(await store.idempotencyKeys.prune(clock.now()), 0);
+  pruner.stop();
   t.equal(timers.pending(), 0, 'stopping leaves no timer');
 });
 

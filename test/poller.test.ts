@@ -33,7 +33,7 @@ t.test('a claimed video whose poll crashed is claimed again once its lease expir
   const gw = await startTestGateway(t);
   const created = await createVideo(gw);
   gw.clock.advance(2500);
-  const claimed = await gw.store.claimDueVideos(gw.clock.now(), 10, 60_000); // a poller that then died
+  const claimed = await gw.store.videos.claimDue(gw.clock.now(), 10, 60_000); // a poller that then died
   t.equal(claimed.length, 1);
   await advanceAndPoll(gw, 30_000, 5000);
   t.equal((await read(gw, created.id)).status, 'queued', 'not polled while the dead lease holds');
@@ -87,13 +87,13 @@ t.test('terminal states never change: a late contradictory answer is ignored', a
   const created = await createVideo(gw);
   const claimedEarly = await (async () => {
     gw.clock.advance(2500);
-    return gw.store.claimDueVideos(gw.clock.now(), 1, 1); // stale snapshot held by a slow poller
+    return gw.store.videos.claimDue(gw.clock.now(), 1, 1); // stale snapshot held by a slow poller
   })();
   await advanceAndPoll(gw, 15_000);
   t.equal((await read(gw, created.id)).status, 'completed');
   const stale = claimedEarly[0];
   if (stale === undefined) throw new Error('expected a claim');
-  const applied = await gw.store.applyTransition(
+  const applied = await gw.store.videos.applyTransition(
     stale.id,
     gw.clock.now(),
     { status: 'failed', upstreamState: 'failed', estimatedWaitSeconds: null, result: null, failure: { code: 'upstream_failed', message: 'late' } },
@@ -174,12 +174,12 @@ t.test('the first poll honours the upstream estimate, polls back off ×1.5 up to
 t.test('two pollers racing on one video emit its processing event once', async (t) => {
   const gw = await startTestGateway(t);
   const created = await createVideo(gw, { prompt: 'Race me', callbackUrl: 'https://example.com/hook', webhookEvents: ['video.processing'] });
-  const stale = await gw.store.getVideo(created.id);
+  const stale = await gw.store.videos.get(created.id);
   if (stale === undefined) throw new Error('missing');
   const transition = { status: 'processing' as const, upstreamState: 'dreaming', estimatedWaitSeconds: 5, result: null, failure: null };
   const now = gw.clock.now();
-  const first = await gw.store.applyTransition(created.id, now, transition, now + 1000, [{ messageId: 'msg_A', eventType: 'video.processing' }], 'queued');
-  const second = await gw.store.applyTransition(created.id, now, transition, now + 1000, [{ messageId: 'msg_B', eventType: 'video.processing' }], 'queued');
+  const first = await gw.store.videos.applyTransition(created.id, now, transition, now + 1000, [{ messageId: 'msg_A', eventType: 'video.processing' }], 'queued');
+  const second = await gw.store.videos.applyTransition(created.id, now, transition, now + 1000, [{ messageId: 'msg_B', eventType: 'video.processing' }], 'queued');
   t.equal(first?.status, 'processing');
   t.equal(second, undefined, 'the second poller saw a stale status: nothing applied');
 });

@@ -6,7 +6,7 @@ import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import t from 'tap';
 import { Client, request } from 'undici';
-import { ManualClock } from '../src/clock.js';
+import { ManualClock } from './helpers/manual-time.js';
 import { parseByteRange, registerSandboxAssets, sandboxAssetsDir } from '../src/sandbox/assets.js';
 import { startSandbox, type Sandbox, type SandboxOptions } from '../src/sandbox/simulator.js';
 

@@ -1,5 +1,5 @@
 import t from 'tap';
-import type { VideoRecord } from '../src/store/types.js';
+import type { VideoRecord } from '../src/store/records.js';
 import { firstPollDelay, nextPollDelay } from '../src/tracking/schedule.js';
 import { decideAfterAnswer, decideAfterError, eventsFor, type DecisionContext } from '../src/tracking/transitions.js';
 import { UpstreamError, type UpstreamGeneration } from '../src/upstream/types.js';

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { inspect } from 'node:util';
 import t, { type Test } from 'tap';
 import { MockAgent } from 'undici';
-import { ManualClock } from '../src/clock.js';
+import { ManualClock } from './helpers/manual-time.js';
 import { backoffDelayMs, createUpstreamClient, isRetryable, type UpstreamClientOptions } from '../src/upstream/client.js';
 import { SAFE_MESSAGES } from '../src/upstream/mapping.js';
 import { RateBudget } from '../src/upstream/rate-budget.js';

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { ManualClock } from '../src/clock.js';
+import { ManualClock } from './helpers/manual-time.js';
 import { startSandbox, type Sandbox } from '../src/sandbox/simulator.js';
 import { createUpstreamClient } from '../src/upstream/client.js';
 import { withCircuitBreaker, type CircuitState } from '../src/upstream/resilient-client.js';
@@ -187,7 +187,7 @@ t.test('gateway: a create that would wait past maxCreateQueueMs for the rate bud
     gw.app.inject({ method: 'POST', url: '/videos', headers: { ...auth(), ...(key === undefined ? {} : { 'idempotency-key': key }) }, payload: { prompt } });
 
   const created = await createVideo(gw, { prompt: 'Takes the only token of the burst' });
-  const upstreamId = (await gw.store.getVideo(created.id))?.upstreamId ?? '';
+  const upstreamId = (await gw.store.videos.get(created.id))?.upstreamId ?? '';
   // Polls queue however long it takes: 11 of them book the budget 11 s ahead.
   for (let i = 0; i < 11; i++) await upstream.getGeneration(upstreamId);
   t.same(sleeps, [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10_000, 11_000], 'queries wait past the create bound');

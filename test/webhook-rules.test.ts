@@ -1,9 +1,10 @@
 import t from 'tap';
 import { Webhook } from 'standardwebhooks';
 import { createClientRegistry } from '../src/auth/clients.js';
-import { ProblemError } from '../src/http/problems.js';
-import { webhookSummaryFromRow } from '../src/store/deliveries.js';
-import type { VideoRecord } from '../src/store/types.js';
+import { ValidationFailed } from '../src/errors.js';
+import { toProblem } from '../src/http/problems.js';
+import type { VideoRecord } from '../src/store/records.js';
+import { toWebhookSummary } from '../src/videos/present.js';
 import { createCallbackUrlValidator } from '../src/webhooks/callback-policy.js';
 import { describeNetworkError } from '../src/webhooks/dispatcher.js';
 import { classifyResponse } from '../src/webhooks/outcome.js';
@@ -143,19 +144,19 @@ t.test('signatures verify with standardwebhooks; the id is the event, the timest
 // Summary and request-time policy
 // ---------------------------------------------------------------------------------------------------------------
 
-t.test('the webhook summary maps the outbox row to the public shape', async (t) => {
-  const row = { status: 'retrying' as const, attempts: 2, last_attempt_at: now, next_attempt_at: now + 5_000, last_response_status: 500 };
-  t.same(webhookSummaryFromRow(row), {
+t.test('the webhook summary maps the stored delivery state to the public shape', async (t) => {
+  const state = { status: 'retrying' as const, attempts: 2, lastAttemptAt: now, nextAttemptAt: now + 5_000, lastResponseStatus: 500 };
+  t.same(toWebhookSummary(state), {
     status: 'retrying',
     attempts: 2,
     lastAttemptAt: '2026-11-29T12:00:00.000Z',
     nextAttemptAt: '2026-11-29T12:00:05.000Z',
     lastResponseStatus: 500,
   });
-  t.equal(webhookSummaryFromRow({ ...row, status: 'delivered', next_attempt_at: null, last_response_status: 204 }).nextAttemptAt, null);
-  t.equal(webhookSummaryFromRow({ ...row, status: 'failed' }).nextAttemptAt, null, 'nothing is due once failed');
-  t.equal(webhookSummaryFromRow({ ...row, status: 'delivering', attempts: 0 }).status, 'pending');
-  t.equal(webhookSummaryFromRow({ ...row, status: 'delivering', attempts: 3 }).status, 'retrying');
+  t.equal(toWebhookSummary({ ...state, status: 'delivered', nextAttemptAt: null, lastResponseStatus: 204 }).nextAttemptAt, null);
+  t.equal(toWebhookSummary({ ...state, status: 'failed' }).nextAttemptAt, null, 'nothing is due once failed');
+  t.equal(toWebhookSummary({ ...state, status: 'delivering', attempts: 0 }).status, 'pending');
+  t.equal(toWebhookSummary({ ...state, status: 'delivering', attempts: 3 }).status, 'retrying');
 });
 
 t.test('the request-time validator returns the normalised URL or a 400 naming callbackUrl', async (t) => {
@@ -167,11 +168,11 @@ t.test('the request-time validator returns the normalised URL or a 400 naming ca
   const strict = createCallbackUrlValidator({ allowHttp: false, allowPrivateNetworks: false });
   t.equal(strict('https://Hooks.Example.COM:443/v1/videos?x=1', alice), 'https://hooks.example.com/v1/videos?x=1');
 
-  const refusal = (fn: () => unknown): ProblemError => {
+  const refusal = (fn: () => unknown): ValidationFailed => {
     try {
       fn();
     } catch (error) {
-      if (error instanceof ProblemError) return error;
+      if (error instanceof ValidationFailed) return error;
       throw error;
     }
     throw new Error('expected a refusal');
@@ -183,12 +184,12 @@ t.test('the request-time validator returns the normalised URL or a 400 naming ca
     ['https://metadata.google.internal/x', 'points to a local or internal host name'],
     ['/relative', 'must be an absolute URL'],
   ] as const) {
-    const problem = refusal(() => strict(url, alice));
-    t.equal(problem.code, 'validation_failed', url);
-    t.equal(problem.status, 400);
-    t.same(problem.options.errors, [{ path: '/body/callbackUrl', message: reason }]);
+    const refused = refusal(() => strict(url, alice));
+    t.equal(refused.code, 'validation_failed', url);
+    t.equal(toProblem(refused).status, 400);
+    t.same(refused.fieldErrors, [{ path: '/body/callbackUrl', message: reason }]);
   }
-  t.same(refusal(() => strict('https://hooks.example.com/x', partner)).options.errors, [
+  t.same(refusal(() => strict('https://hooks.example.com/x', partner)).fieldErrors, [
     { path: '/body/callbackUrl', message: "host is not in this client's allowedCallbackHosts" },
   ]);
   t.equal(strict('https://hooks.partner.example/x', partner), 'https://hooks.partner.example/x');

@@ -3,9 +3,10 @@ import { Writable } from 'node:stream';
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import t, { type Test } from 'tap';
 import { Webhook } from 'standardwebhooks';
-import { ManualClock } from '../src/clock.js';
+import { ManualClock } from './helpers/manual-time.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
-import type { VideoRecord } from '../src/store/types.js';
+import type { VideoRecord } from '../src/store/records.js';
+import type { Store } from '../src/store/repositories.js';
 import { createDispatcher } from '../src/webhooks/dispatcher.js';
 import { createGuardedAgent } from '../src/webhooks/ssrf.js';
 import { createClientRegistry } from '../src/auth/clients.js';
@@ -199,21 +200,19 @@ t.test('a change committed while a read is in flight never leaves the older body
   const store = await openSqliteStore({ path: join(t.testdir(), 'race.db') });
   /** Runs once, between the read's database answer and its caching (a delivery recorded meanwhile). */
   let duringNextRead: (() => Promise<unknown>) | null = null;
-  const racingStore = new Proxy(store, {
-    get(target, property) {
-      if (property === 'getVideo') {
-        return async (id: string) => {
-          const record = await target.getVideo(id);
-          const interleave = duringNextRead;
-          duringNextRead = null;
-          if (interleave !== null) await interleave();
-          return record;
-        };
-      }
-      const value: unknown = Reflect.get(target, property, target);
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+  const racingStore: Store = {
+    ...store,
+    videos: {
+      ...store.videos,
+      async get(id) {
+        const record = await store.videos.get(id);
+        const interleave = duringNextRead;
+        duringNextRead = null;
+        if (interleave !== null) await interleave();
+        return record;
+      },
     },
-  });
+  };
   const gw = await webhookGateway(t, {}, { gateway: { store: racingStore } });
   const hooks = await receiver(t);
   const created = await createVideo(gw, { prompt: 'A tiger', callbackUrl: `${hooks.url}/h` });
@@ -386,7 +385,8 @@ t.test('an event whose client was removed from the registry fails at once, witho
   const created = await createVideo(gw, { prompt: 'A tiger', callbackUrl: `${hooks.url}/h` });
   await advanceAndPoll(gw, 11_000);
   const withoutAlice = createDispatcher({
-    store: gw.store,
+    deliveries: gw.store.deliveries,
+    videos: gw.store.videos,
     bus: gw.bus,
     clock: gw.clock,
     random: () => 0.5,
@@ -427,7 +427,8 @@ t.test('a receiver that never answers takes at most its per-host share: other re
     // The slow receiver's three events are older than the fast one's, so they come first in every claim.
     await completeVideos(gw, [`${slow.url}/a`, `${slow.url}/b`, `${slow.url}/c`, `${fast.url}/d`]);
     const dispatcher = createDispatcher({
-      store: gw.store,
+      deliveries: gw.store.deliveries,
+      videos: gw.store.videos,
       bus: gw.bus,
       clock: gw.clock,
       random: () => 0.5,
@@ -541,7 +542,7 @@ t.test('at delivery time an internal address is refused, even when the URL got p
   // As if DNS changed after the check (rebinding), or the row predates a policy change: written straight to the store.
   const now = gw.clock.now();
   const stored = async (n: number, callbackUrl: string): Promise<VideoRecord> => {
-    const video = await gw.store.insertVideo({
+    const video = await gw.store.videos.insert({
       id: `vid_01JDXYZ8M6X1ZP3V9R4QK7T2H${n}`,
       clientId: 'alice',
       upstreamId: `up-rebind-${n}`,
@@ -554,7 +555,7 @@ t.test('at delivery time an internal address is refused, even when the URL got p
       createdAt: now,
       nextPollAt: now + 60_000,
     });
-    await gw.store.applyTransition(
+    await gw.store.videos.applyTransition(
       video.id,
       now,
       { status: 'failed', upstreamState: 'failed', estimatedWaitSeconds: null, result: null, failure: { code: 'upstream_failed', message: 'x' } },
@@ -585,19 +586,19 @@ t.test('claims never hand one delivery to two dispatchers; an expired lease is c
   t.teardown(() => other.close());
   const now = gw.clock.now();
   const [mine, theirs] = await Promise.all([
-    gw.store.claimDueDeliveries(now, { limit: 2, leaseMs: 10_000 }),
-    other.claimDueDeliveries(now, { limit: 2, leaseMs: 10_000 }),
+    gw.store.deliveries.claimDue(now, { limit: 2, leaseMs: 10_000 }),
+    other.deliveries.claimDue(now, { limit: 2, leaseMs: 10_000 }),
   ]);
   const ids = [...(mine ?? []), ...(theirs ?? [])].map((delivery) => delivery.messageId);
   t.equal(ids.length, 3, 'every due delivery claimed once');
   t.equal(new Set(ids).size, 3, 'no delivery claimed twice');
-  t.same(await gw.store.claimDueDeliveries(now + 9_999, { limit: 10, leaseMs: 10_000 }), [], 'leases hold');
+  t.same(await gw.store.deliveries.claimDue(now + 9_999, { limit: 10, leaseMs: 10_000 }), [], 'leases hold');
 
-  const reclaimed = await other.claimDueDeliveries(now + 10_000, { limit: 10, leaseMs: 10_000 });
+  const reclaimed = await other.deliveries.claimDue(now + 10_000, { limit: 10, leaseMs: 10_000 });
   t.equal(reclaimed.length, 3, 'expired leases are claimed again (a crashed dispatcher)');
   const stale = [...(mine ?? []), ...(theirs ?? [])][0];
   if (stale === undefined) return;
-  const written = await gw.store.recordDeliveryAttempt({
+  const written = await gw.store.deliveries.recordAttempt({
     messageId: stale.messageId,
     leaseUntil: stale.leaseUntil,
     attempt: 1,
@@ -610,7 +611,7 @@ t.test('claims never hand one delivery to two dispatchers; an expired lease is c
     now,
   });
   t.equal(written, undefined, 'the old claim no longer owns the row');
-  const video = await gw.store.getVideo(stale.videoId);
+  const video = await gw.store.videos.get(stale.videoId);
   t.equal(video?.webhook?.status, 'pending', 'its outcome was not applied');
-  t.equal((await gw.store.listDeliveryAttempts(stale.videoId, 10)).length, 1, 'but the attempt is in the log');
+  t.equal((await gw.store.deliveries.listAttempts(stale.videoId, 10)).length, 1, 'but the attempt is in the log');
 });

@@ -1,4 +1,4 @@
-import type { VideoRecord } from '../store/types.js';
+import type { VideoRecord } from '../store/records.js';
 
 /** A stored change of a video (status, result, webhook summary), published after its transaction commits. */
 export interface VideoChanged {

@@ -1,5 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { problemCodes, type Problem, type ProblemCode, type ProblemFieldError } from '../../schemas/problem.js';
+import { DomainError } from '../errors.js';
+import { UpstreamError } from '../upstream/types.js';
 
 const titles: Record<ProblemCode, string> = {
   validation_failed: 'Validation failed',
@@ -89,9 +91,44 @@ export function validationErrors(context: string | undefined, details: readonly 
   return errors.slice(0, 20);
 }
 
+/** A domain refusal as a problem: its code, field errors and retry hint. Pure. */
+export function problemFromDomain(error: DomainError): ProblemError {
+  return new ProblemError(error.code, error.detail, {
+    ...(error.fieldErrors === undefined ? {} : { errors: error.fieldErrors }),
+    ...(error.retryAfterSeconds === undefined ? {} : { headers: { 'retry-after': String(error.retryAfterSeconds) } }),
+    cause: error,
+  });
+}
+
+const unavailable = 'The video service is temporarily unavailable; try again later.';
+
+/** How an upstream failure during a client request reads to that client (DESIGN §2.6). Pure. */
+export function problemFromUpstream(error: UpstreamError): ProblemError {
+  const retryAfter =
+    error.retryAfterMs !== null ? { 'retry-after': String(Math.max(1, Math.ceil(error.retryAfterMs / 1000))) } : undefined;
+  switch (error.kind) {
+    case 'rejected':
+      return new ProblemError('upstream_rejected', error.safeMessage, { cause: error });
+    case 'timeout':
+      return new ProblemError('upstream_timeout', 'The video service did not answer in time; try again later.', { cause: error });
+    case 'rate_limited':
+    // Our breaker is open after repeated upstream outages: its retry-after says when it probes again.
+    case 'circuit_open':
+      return new ProblemError('upstream_unavailable', unavailable, { status: 503, headers: retryAfter ?? { 'retry-after': '5' }, cause: error });
+    case 'auth':
+      // Our own key was refused: never a 401 to the client, whose key is fine.
+      return new ProblemError('upstream_unavailable', unavailable, { status: 503, cause: error });
+    case 'not_found':
+    case 'unavailable':
+      return new ProblemError('upstream_unavailable', unavailable, { status: 502, ...(retryAfter ? { headers: retryAfter } : {}), cause: error });
+  }
+}
+
 /** Maps anything thrown into a ProblemError; unknown errors become a 500 without internals. */
 export function toProblem(error: unknown): ProblemError {
   if (error instanceof ProblemError) return error;
+  if (error instanceof DomainError) return problemFromDomain(error);
+  if (error instanceof UpstreamError) return problemFromUpstream(error);
   const fastifyError = error as Partial<FastifyError> & { validation?: AjvLikeError[]; validationContext?: string };
   if (Array.isArray(fastifyError.validation)) {
     const errors = validationErrors(fastifyError.validationContext, fastifyError.validation);
@@ -120,6 +157,16 @@ export function toProblem(error: unknown): ProblemError {
   if (status === 404) return new ProblemError('not_found', 'Not found.');
   if (status >= 400 && status < 500) return new ProblemError('validation_failed', 'The request is not valid.', { status });
   return new ProblemError('internal_error', 'Something went wrong on our side; try again later.', { cause: error });
+}
+
+/** An error as a complete problem response (a refusal stored under an Idempotency-Key and replayed as is). */
+export function problemResponse(error: unknown, requestId: string): { status: number; headers: Record<string, string>; body: string } {
+  const problem = toProblem(error);
+  return {
+    status: problem.status,
+    headers: { 'content-type': `${problemContentType}; charset=utf-8` },
+    body: JSON.stringify(buildProblem(problem, requestId)),
+  };
 }
 
 export function errorHandler(this: unknown, error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {

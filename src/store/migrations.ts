@@ -147,10 +147,49 @@ const webhookDelivery: Migration = {
   },
 };
 
+/**
+ * The store keeps facts, not the public API's shapes: `videos.webhook_json` (a public `WebhookSummary`, ISO times)
+ * becomes raw columns copied from the latest outbox row (status as stored, epoch ms), so an API change never needs
+ * a data migration. Existing summaries are converted, then the JSON column is dropped. Schema builder and plain
+ * statements only (`bigint` for epoch ms: INTEGER in SQLite, int8 in Postgres), so this runs on any dialect.
+ */
+const rawWebhookState: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await db.schema.alterTable('videos').addColumn('webhook_status', 'text').execute();
+    await db.schema.alterTable('videos').addColumn('webhook_attempts', 'integer').execute();
+    await db.schema.alterTable('videos').addColumn('webhook_last_attempt_at', 'bigint').execute();
+    await db.schema.alterTable('videos').addColumn('webhook_next_attempt_at', 'bigint').execute();
+    await db.schema.alterTable('videos').addColumn('webhook_last_response_status', 'integer').execute();
+
+    const summaries = await sql<{ id: string; webhook_json: string }>`
+      select id, webhook_json from videos where webhook_json is not null`.execute(db);
+    for (const { id, webhook_json } of summaries.rows) {
+      // The 0002-era shape, written only by the store from typed values.
+      const summary = JSON.parse(webhook_json) as {
+        status: string;
+        attempts: number;
+        lastAttemptAt: string | null;
+        nextAttemptAt: string | null;
+        lastResponseStatus: number | null;
+      };
+      const epochMs = (iso: string | null): number | null => (iso === null ? null : Date.parse(iso));
+      await sql`update videos set
+          webhook_status = ${summary.status},
+          webhook_attempts = ${summary.attempts},
+          webhook_last_attempt_at = ${epochMs(summary.lastAttemptAt)},
+          webhook_next_attempt_at = ${epochMs(summary.nextAttemptAt)},
+          webhook_last_response_status = ${summary.lastResponseStatus}
+        where id = ${id}`.execute(db);
+    }
+    await db.schema.alterTable('videos').dropColumn('webhook_json').execute();
+  },
+};
+
 /** Every migration, old and new, by versioned name. */
 export const migrations: Readonly<Record<string, Migration>> = {
   '0001_initial': initial,
   '0002_webhook_delivery': webhookDelivery,
+  '0003_raw_webhook_state': rawWebhookState,
 };
 
 export const migrationProvider: MigrationProvider = {

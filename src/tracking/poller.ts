@@ -3,13 +3,14 @@ import type { EventBus } from '../events/bus.js';
 import { createClaimLoop, type ClaimingWorker } from '../lib/claim-loop.js';
 import { settledWithin } from '../lib/grace.js';
 import type { Logger } from '../lib/logger.js';
-import type { VideoRecord, VideoStore } from '../store/types.js';
+import type { VideoRecord } from '../store/records.js';
+import type { VideoRepository } from '../store/repositories.js';
 import type { UpstreamHealth } from '../upstream/health.js';
 import { UpstreamError, type UpstreamClient } from '../upstream/types.js';
 import { decideAfterAnswer, decideAfterError, type PollDecision, type TrackingPolicy } from './transitions.js';
 
 export interface PollerOptions {
-  store: VideoStore;
+  videos: Pick<VideoRepository, 'claimDue' | 'applyTransition' | 'reschedulePoll'>;
   upstream: UpstreamClient;
   bus: EventBus;
   clock: Clock;
@@ -34,7 +35,7 @@ export interface PollerOptions {
 export type Poller = ClaimingWorker;
 
 export function createPoller(options: PollerOptions): Poller {
-  const { store, upstream, bus, clock, logger, policy } = options;
+  const { videos, upstream, bus, clock, logger, policy } = options;
   const inFlight = new Set<Promise<void>>();
   /** A 429 pauses all polling until this time (the upstream asked us to slow down). */
   let pausedUntil = 0;
@@ -67,10 +68,10 @@ export function createPoller(options: PollerOptions): Poller {
   const pollOne = async (video: VideoRecord): Promise<void> => {
     const decision = await decide(video);
     if (decision.kind === 'reschedule') {
-      await store.reschedulePoll(video.id, clock.now(), decision.schedule);
+      await videos.reschedulePoll(video.id, clock.now(), decision.schedule);
       return;
     }
-    const updated = await store.applyTransition(video.id, clock.now(), decision.transition, decision.nextPollAt, decision.events, video.status);
+    const updated = await videos.applyTransition(video.id, clock.now(), decision.transition, decision.nextPollAt, decision.events, video.status);
     if (updated === undefined) {
       logger.info({ videoId: video.id }, 'ignored an upstream answer for a video that is already terminal');
       return;
@@ -83,7 +84,7 @@ export function createPoller(options: PollerOptions): Poller {
   const launch = async (): Promise<Array<Promise<void>>> => {
     const free = options.concurrency - inFlight.size;
     if (free <= 0 || clock.now() < pausedUntil) return [];
-    const due = await store.claimDueVideos(clock.now(), free, options.leaseMs);
+    const due = await videos.claimDue(clock.now(), free, options.leaseMs);
     return due.map((video) => {
       const job = pollOne(video)
         .catch((error: unknown) => logger.error({ err: error, videoId: video.id }, 'poll crashed; the lease will expire and retry'))

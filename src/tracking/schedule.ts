@@ -33,3 +33,11 @@ export function nextPollDelay(
 export function firstPollDelay(estimateWaitSeconds: number | null, options: PollScheduleOptions, random: Random): number {
   return nextPollDelay(0, estimateWaitSeconds, options, random);
 }
+
+/** When a video created at `now` is first polled: what creates ask the tracking side for. */
+export type FirstPollAt = (now: number, estimateWaitSeconds: number | null) => number;
+
+export const firstPollAt =
+  (options: PollScheduleOptions, random: Random): FirstPollAt =>
+  (now, estimateWaitSeconds) =>
+    now + firstPollDelay(estimateWaitSeconds, options, random);

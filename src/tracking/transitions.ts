@@ -1,11 +1,10 @@
-import type { VideoStatus, WebhookEventType } from '../../schemas/video.js';
-import type { OutboxEvent, PollReschedule, VideoRecord, VideoTransition } from '../store/types.js';
+import type { VideoStatus } from '../../schemas/video.js';
+import type { Random } from '../clock.js';
+import { eventForStatus, isTerminal } from '../lifecycle.js';
+import type { OutboxEvent, PollReschedule, VideoRecord, VideoTransition } from '../store/records.js';
 import { sanitizeUpstreamMessage, toVideoResult } from '../upstream/mapping.js';
 import type { UpstreamError, UpstreamGeneration } from '../upstream/types.js';
 import { nextPollDelay, type PollScheduleOptions } from './schedule.js';
-import type { Random } from '../clock.js';
-
-export const terminal = (status: VideoStatus): boolean => status === 'completed' || status === 'failed';
 
 export interface TrackingPolicy {
   schedule: PollScheduleOptions;
@@ -29,15 +28,13 @@ export interface DecisionContext {
 /** Outbox rows for a status change, for the events the video subscribed to (only with a callback URL). */
 export function eventsFor(video: VideoRecord, status: VideoStatus, newMessageId: () => string): OutboxEvent[] {
   if (video.request.callbackUrl === null || status === video.status) return [];
-  const eventType: WebhookEventType | null =
-    status === 'processing' ? 'video.processing' : status === 'completed' ? 'video.completed' : status === 'failed' ? 'video.failed' : null;
+  const eventType = eventForStatus[status];
   if (eventType === null || !video.request.webhookEvents.includes(eventType)) return [];
   return [{ messageId: newMessageId(), eventType }];
 }
 
 function transitionTo(video: VideoRecord, transition: VideoTransition, context: DecisionContext): PollDecision {
-  const isTerminal = terminal(transition.status);
-  const nextPollAt = isTerminal
+  const nextPollAt = isTerminal(transition.status)
     ? null
     : context.now + nextPollDelay(video.pollAttempts + 1, transition.estimatedWaitSeconds, context.policy.schedule, context.random);
   return { kind: 'transition', transition, nextPollAt, events: eventsFor(video, transition.status, context.newMessageId) };

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import type { ProblemError } from '../http/problems.js';
-import type { IdempotencyRecord, StoredResponse } from '../store/types.js';
+import type { IdempotencyRecord, StoredResponse } from '../store/records.js';
+import type { UpstreamError } from '../upstream/types.js';
 
 /*
  * Idempotency-Key on POST /videos (DESIGN §2.1, after the IETF httpapi "Idempotency-Key" draft). Pure rules;
- * the store keeps the keys and src/videos/idempotent-create.ts runs the protocol around a create.
+ * the store keeps the keys and src/videos/create.ts runs the protocol around a create.
  */
 
 /** Keys (and their stored responses) are kept this long, then a key may be used again. */
@@ -63,11 +63,11 @@ export function decideForExistingKey(existing: IdempotencyRecord, fingerprint: s
 }
 
 /**
- * Which failed creates are final answers, stored and replayed under their key. Only the upstream's own refusal
- * of this exact request (`upstream_rejected`, e.g. moderation): a retry would be refused again. Everything else
- * releases the key so a retry can run: 5xx / 503 / 504 may well succeed later, and the gateway's own 400s
+ * Which failed creates are final answers, stored and replayed under their key. Only the upstream's own refusal of
+ * this exact request (`rejected`: 422 `upstream_rejected`, e.g. moderation): a retry would be refused again. Every
+ * other failure releases the key so a retry can run: 5xx / 503 / 504 may well succeed later, and the gateway's own 400s
  * (an unusable keyframe video, a refused callback host) never reached the upstream. A 504 may have started a
  * paid generation that the gateway never heard of; the upstream offers no idempotency of its own, so a retry
  * may start a second one. That is the price of not leaving the client without any way to retry.
  */
-export const isStoredOutcome = (problem: ProblemError): boolean => problem.code === 'upstream_rejected';
+export const isStoredOutcome = (error: UpstreamError): boolean => error.kind === 'rejected';

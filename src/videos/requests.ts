@@ -1,5 +1,5 @@
 import type { CreateVideoBody, Keyframe, WebhookEventType } from '../../schemas/video.js';
-import type { VideoRequest } from '../store/types.js';
+import type { VideoRequest } from '../store/records.js';
 import type { UpstreamCreateRequest, UpstreamFrame } from '../upstream/types.js';
 
 export const defaultWebhookEvents: WebhookEventType[] = ['video.completed', 'video.failed'];

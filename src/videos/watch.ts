@@ -1,9 +1,9 @@
 import type { Client } from '../auth/clients.js';
 import type { EventBus } from '../events/bus.js';
-import type { VideoRecord } from '../store/types.js';
+import type { VideoRecord } from '../store/records.js';
 import type { CancelTimer, Timers } from '../timers.js';
-import { ifNoneMatchHits } from './present.js';
-import type { RenderedVideo, VideoService } from './service.js';
+import { ifNoneMatchHits, type RenderedVideo } from './present.js';
+import type { VideoService } from './service.js';
 
 /*
  * Long-poll (`GET /videos/{id}?wait=N`) and SSE (`GET /videos/{id}/events`) on the event bus the store's state
@@ -50,15 +50,13 @@ export interface StatusStream {
 export interface VideoWatch {
   /**
    * Resolves as soon as the video's status changes or it is terminal, else after `waitMs` with its current
-   * state. Not found (or another client's) is a `not_found` ProblemError, as for a plain read.
+   * state. Not found (or another client's) is `VideoNotFound`, as for a plain read.
    */
   waitForChange(client: Client, id: string, request: WaitRequest): Promise<RenderedVideo>;
   /** The current video, then every status change until it is terminal. */
   watch(client: Client, id: string): Promise<StatusStream>;
   /** Shutdown: answers every long-poll now and ends every stream, so the server can close without waiting. */
   closeAll(): void;
-  /** Long-polls and streams open right now. */
-  openCount(): number;
 }
 
 /**
@@ -181,7 +179,5 @@ export function createVideoWatch(options: VideoWatchOptions): VideoWatch {
     closeAll() {
       for (const end of [...open]) end();
     },
-
-    openCount: () => open.size,
   };
 }

@@ -1,9 +1,9 @@
 /**
  * Request-time check of `callbackUrl` on `POST /videos` (DESIGN §4.4): the gateway's switches plus the client's
- * `allowedCallbackHosts`. Refusals are 400 `validation_failed` naming the field.
+ * `allowedCallbackHosts`. A refusal is `ValidationFailed` naming the field.
  */
 import type { Client } from '../auth/clients.js';
-import { ProblemError } from '../http/problems.js';
+import { ValidationFailed } from '../errors.js';
 import { checkCallbackUrl } from './callback-url.js';
 
 export interface CallbackPolicyOptions {
@@ -24,8 +24,6 @@ export function createCallbackUrlValidator(options: CallbackPolicyOptions): Call
       allowedHosts: client.allowedCallbackHosts,
     });
     if (check.ok) return check.url.href;
-    throw new ProblemError('validation_failed', `callbackUrl ${check.reason}.`, {
-      errors: [{ path: '/body/callbackUrl', message: check.reason }],
-    });
+    throw new ValidationFailed(`callbackUrl ${check.reason}.`, [{ path: '/body/callbackUrl', message: check.reason }]);
   };
 }

@@ -1,20 +1,21 @@
 /**
  * The client-facing side of webhooks: a video's delivery log and redelivery (DESIGN §2.4). Routes call this;
- * it holds the rules (ownership, terminal-only redelivery) and maps store answers to problems.
+ * it holds the rules (ownership, terminal-only redelivery) and turns store answers into domain errors.
  */
 import type { DeliveryAttempt, RedeliveryAccepted } from '../../schemas/deliveries.js';
 import type { Client } from '../auth/clients.js';
 import { toIso, type Clock } from '../clock.js';
+import { NoWebhookToRedeliver, VideoNotFound, VideoNotTerminal } from '../errors.js';
 import type { EventBus } from '../events/bus.js';
-import { ProblemError } from '../http/problems.js';
 import type { Logger } from '../lib/logger.js';
-import type { VideoStore } from '../store/types.js';
+import type { DeliveryRepository, VideoRepository } from '../store/repositories.js';
 
 /** `GET /videos/{id}/deliveries` lists at most this many attempts (the newest). */
 export const DELIVERY_LOG_LIMIT = 100;
 
 export interface DeliveryServiceOptions {
-  store: VideoStore;
+  videos: Pick<VideoRepository, 'get'>;
+  deliveries: Pick<DeliveryRepository, 'listAttempts' | 'redeliver'>;
   bus: EventBus;
   clock: Clock;
   logger: Logger;
@@ -26,20 +27,19 @@ export interface DeliveryService {
 }
 
 export function createDeliveryService(options: DeliveryServiceOptions): DeliveryService {
-  const { store, bus, clock, logger } = options;
-  const notFound = (): ProblemError => new ProblemError('not_found', 'No video with this id.');
+  const { videos, deliveries, bus, clock, logger } = options;
 
   /** Another client's video is not found, exactly like an unknown id. */
   const ownVideo = async (client: Client, videoId: string) => {
-    const video = await store.getVideo(videoId);
-    if (video === undefined || video.clientId !== client.id) throw notFound();
+    const video = await videos.get(videoId);
+    if (video === undefined || video.clientId !== client.id) throw new VideoNotFound();
     return video;
   };
 
   return {
     async list(client, videoId) {
       await ownVideo(client, videoId);
-      const attempts = await store.listDeliveryAttempts(videoId, DELIVERY_LOG_LIMIT);
+      const attempts = await deliveries.listAttempts(videoId, DELIVERY_LOG_LIMIT);
       return attempts.map((entry) => ({
         messageId: entry.messageId,
         eventType: entry.eventType,
@@ -53,20 +53,17 @@ export function createDeliveryService(options: DeliveryServiceOptions): Delivery
 
     async redeliver(client, videoId) {
       await ownVideo(client, videoId);
-      const result = await store.redeliver(videoId, clock.now());
+      const result = await deliveries.redeliver(videoId, clock.now());
       switch (result.kind) {
         case 'not_found':
-          throw notFound();
+          throw new VideoNotFound();
         case 'not_terminal':
-          throw new ProblemError('video_not_terminal', 'Only the terminal event is redelivered: wait until the video is completed or failed.');
+          throw new VideoNotTerminal();
         case 'no_webhook':
-          throw new ProblemError(
-            'not_found',
-            'This video has no webhook to redeliver: it has no callbackUrl, or its terminal event is not in webhookEvents.',
-          );
+          throw new NoWebhookToRedeliver();
         case 'enqueued':
           logger.info({ videoId, messageId: result.messageId, eventType: result.eventType }, 'webhook redelivery enqueued');
-          // The summary is 'pending' again: caches drop the old body, listeners see it, the dispatcher wakes.
+          // The webhook state is 'pending' again: caches drop the old body, listeners see it, the dispatcher wakes.
           bus.publish({ video: result.video });
           return { messageId: result.messageId, eventType: result.eventType, status: 'pending' };
       }

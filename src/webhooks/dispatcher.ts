@@ -16,8 +16,8 @@ import type { EventBus } from '../events/bus.js';
 import { createClaimLoop, type ClaimingWorker } from '../lib/claim-loop.js';
 import { settledWithin } from '../lib/grace.js';
 import type { Logger } from '../lib/logger.js';
-import type { ClaimedDelivery, DeliveryNextState } from '../store/delivery-types.js';
-import type { VideoStore } from '../store/types.js';
+import type { ClaimedDelivery, DeliveryNextState } from '../store/records.js';
+import type { DeliveryRepository, VideoRepository } from '../store/repositories.js';
 import { classifyResponse, networkFailure, permanentFailure, truncate, type AttemptOutcome } from './outcome.js';
 import { buildWebhookPayload, signWebhook } from './payload.js';
 import { nextAttemptAt } from './schedule.js';
@@ -32,7 +32,9 @@ const ERROR_LIMIT = 500;
 export type DeliveryOutcome = DeliveryNextState['status'];
 
 export interface DispatcherOptions {
-  store: VideoStore;
+  deliveries: Pick<DeliveryRepository, 'claimDue' | 'snapshotPayload' | 'recordAttempt' | 'release'>;
+  /** The video a first attempt's body is built from. */
+  videos: Pick<VideoRepository, 'get'>;
   bus: EventBus;
   clock: Clock;
   random: Random;
@@ -71,7 +73,7 @@ interface Prepared {
 }
 
 export function createDispatcher(options: DispatcherOptions): WebhookDispatcher {
-  const { store, bus, clock, logger, agent, timeoutMs } = options;
+  const { deliveries, videos, bus, clock, logger, agent, timeoutMs } = options;
   const leaseMs = options.leaseMs ?? 2 * timeoutMs + 1000;
   const monotonic = options.monotonic ?? (() => performance.now());
   const inFlight = new Set<Promise<void>>();
@@ -93,9 +95,9 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
     if (claimed.targetUrl === null) return { stop: 'the video has no callback URL' };
     let body = claimed.payload;
     if (body === null) {
-      const video = await store.getVideo(claimed.videoId);
+      const video = await videos.get(claimed.videoId);
       if (video === undefined) return null;
-      body = await store.snapshotDeliveryPayload(claimed.messageId, buildWebhookPayload(claimed.eventType, claimed.createdAt, video));
+      body = await deliveries.snapshotPayload(claimed.messageId, buildWebhookPayload(claimed.eventType, claimed.createdAt, video));
     }
     return { url: new URL(claimed.targetUrl), secret: client.webhookSecret, body };
   };
@@ -152,7 +154,7 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
         ? { outcome: permanentFailure(prepared.stop), responseStatus: null, excerpt: null }
         : await send(prepared, claimed, at);
     if (sent === 'interrupted') {
-      await store.releaseDelivery(claimed.messageId, claimed.leaseUntil);
+      await deliveries.release(claimed.messageId, claimed.leaseUntil);
       logger.info({ videoId: claimed.videoId, messageId: claimed.messageId }, 'webhook attempt interrupted by shutdown; it will be sent again');
       return;
     }
@@ -160,7 +162,7 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
     const now = clock.now();
     const next = nextState(sent.outcome, claimed, now);
     const error = sent.outcome.kind === 'delivered' ? null : sent.outcome.error;
-    const video = await store.recordDeliveryAttempt({
+    const video = await deliveries.recordAttempt({
       messageId: claimed.messageId,
       leaseUntil: claimed.leaseUntil,
       attempt: claimed.attempts + 1,
@@ -202,7 +204,7 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
     const free = options.concurrency - inFlight.size;
     if (free <= 0) return [];
     const busyHosts = [...inFlightByHost].filter(([, load]) => load >= options.perHostConcurrency).map(([host]) => host);
-    const claimed = await store.claimDueDeliveries(clock.now(), {
+    const claimed = await deliveries.claimDue(clock.now(), {
       limit: free,
       leaseMs,
       excludeHosts: busyHosts,
@@ -213,7 +215,7 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
       const host = delivery.targetHost ?? '';
       if (hostLoad(host) >= options.perHostConcurrency) {
         // The host filled up with part of this batch: give the row back for a later claim.
-        await store.releaseDelivery(delivery.messageId, delivery.leaseUntil);
+        await deliveries.release(delivery.messageId, delivery.leaseUntil);
         continue;
       }
       adjustHost(host, 1);
@@ -240,7 +242,7 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
   });
   const wake = (): void => claimLoop.wake();
 
-  // A new or redelivered event shows up as a 'pending' summary on the bus: send it without waiting for the tick.
+  // A new or redelivered event shows up as a 'pending' webhook state on the bus: send it without waiting for the tick.
   bus.subscribeAll(({ video }) => {
     if (video.webhook?.status === 'pending') wake();
   });

@@ -5,7 +5,7 @@ import { Webhook } from 'standardwebhooks';
 import type { WebhookEventType } from '../../schemas/video.js';
 import type { WebhookEvent } from '../../schemas/deliveries.js';
 import { toIso } from '../clock.js';
-import type { VideoRecord } from '../store/types.js';
+import type { VideoRecord } from '../store/records.js';
 import { toVideo } from '../videos/present.js';
 
 /**

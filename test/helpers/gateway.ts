@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Test } from 'tap';
 import { buildGateway, type Gateway, type GatewayOptions } from '../../src/app.js';
 import { createClientRegistry } from '../../src/auth/clients.js';
-import { ManualClock } from '../../src/clock.js';
+import { ManualClock } from './manual-time.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { startSandbox, type Sandbox, type SandboxOptions } from '../../src/sandbox/simulator.js';
 import { createUpstreamClient } from '../../src/upstream/client.js';

@@ -1,4 +1,4 @@
-import type { VideoRequest } from '../../src/store/types.js';
+import type { VideoRequest } from '../../src/store/records.js';
 
 /** A normalised create request as the store keeps it; tests override what they exercise. */
 export const videoRequest = (overrides: Partial<VideoRequest> = {}): VideoRequest => ({

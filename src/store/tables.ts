@@ -1,11 +1,10 @@
-import type { Generated, Insertable, Selectable } from 'kysely';
+import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
 import type { VideoStatus, WebhookEventType } from '../../schemas/video.js';
-import type { IdempotencyState, WebhookDeliveryStatus } from './types.js';
+import type { IdempotencyState, WebhookDeliveryStatus } from './records.js';
 
 /**
  * The Kysely view of the database: one interface per table, column names as stored (snake_case).
- * Times are epoch milliseconds (INTEGER); JSON columns (`*_json`) hold serialised text and are
- * parsed only by the row mappers in `sqlite.ts`.
+ * Times are epoch milliseconds (integers).
  */
 export interface Database {
   videos: VideosTable;
@@ -14,6 +13,13 @@ export interface Database {
   idempotency_keys: IdempotencyKeysTable;
 }
 
+/**
+ * A JSON column (`*_json`): written as JSON text; read back as text (SQLite) or already parsed (a jsonb dialect).
+ * Only the row mappers' `JsonCodec` (kysely/row-mappers.ts) reads or writes one.
+ */
+export type JsonColumn = ColumnType<unknown, string, string>;
+export type NullableJsonColumn = ColumnType<unknown, string | null, string | null>;
+
 export interface VideosTable {
   id: string;
   client_id: string;
@@ -21,11 +27,11 @@ export interface VideosTable {
   status: VideoStatus;
   upstream_state: string | null;
   /** `VideoRequest` as JSON. */
-  request_json: string;
+  request_json: JsonColumn;
   /** `VideoResult` as JSON, once completed. */
-  result_json: string | null;
+  result_json: NullableJsonColumn;
   /** `VideoFailure` as JSON, once failed. */
-  failure_json: string | null;
+  failure_json: NullableJsonColumn;
   estimated_wait_seconds: number | null;
   created_at: number;
   updated_at: number;
@@ -36,8 +42,15 @@ export interface VideosTable {
   lease_until: number | null;
   /** Row revision, bumped on every update. */
   version: number;
-  /** The public `WebhookSummary` of the video's latest webhook event, as JSON; null when it has none. */
-  webhook_json: string | null;
+  /**
+   * The delivery state of the video's latest webhook event, copied from its outbox row in the transactions that
+   * change it, so every read of a video carries it without a join; all null while the video has no event.
+   */
+  webhook_status: WebhookDeliveryStatus | null;
+  webhook_attempts: number | null;
+  webhook_last_attempt_at: number | null;
+  webhook_next_attempt_at: number | null;
+  webhook_last_response_status: number | null;
 }
 
 /** The transactional outbox: one row per webhook event, written with the state change that caused it. */
@@ -87,7 +100,7 @@ export interface IdempotencyKeysTable {
   state: IdempotencyState;
   response_status: number | null;
   response_body: string | null;
-  response_headers_json: string | null;
+  response_headers_json: NullableJsonColumn;
   created_at: number;
   expires_at: number;
 }
@@ -98,3 +111,4 @@ export type WebhookDeliveryRow = Selectable<WebhookDeliveriesTable>;
 export type NewWebhookDeliveryRow = Insertable<WebhookDeliveriesTable>;
 export type DeliveryAttemptRow = Selectable<DeliveryAttemptsTable>;
 export type IdempotencyKeyRow = Selectable<IdempotencyKeysTable>;
+export type NewIdempotencyKeyRow = Insertable<IdempotencyKeysTable>;

@@ -1,0 +1,81 @@
+import type { Kysely } from 'kysely';
+import type { BeginIdempotentResult, IdempotencyClaim, StoredResponse } from '../records.js';
+import type { IdempotencyRepository } from '../repositories.js';
+import type { Database } from '../tables.js';
+import type { StoreDialect } from './dialect.js';
+import type { RowMappers } from './row-mappers.js';
+
+/** Stores the final response of a claimed key; matches no row when the claim was lost. Takes a transaction too. */
+export async function completeIdempotencyRow(
+  db: Kysely<Database>,
+  mappers: RowMappers,
+  claim: IdempotencyClaim,
+  response: StoredResponse,
+): Promise<void> {
+  await db
+    .updateTable('idempotency_keys')
+    .set({
+      state: 'completed',
+      response_status: response.status,
+      response_body: response.body,
+      response_headers_json: mappers.toJson(response.headers),
+    })
+    .where('client_id', '=', claim.clientId)
+    .where('key', '=', claim.key)
+    .where('state', '=', 'in_progress')
+    // A claim taken over after it was judged orphaned belongs to the newer request now.
+    .where('created_at', '=', claim.startedAt)
+    .execute();
+}
+
+export function createIdempotencyRepository(db: Kysely<Database>, dialect: StoreDialect, mappers: RowMappers): IdempotencyRepository {
+  return {
+    async begin(request): Promise<BeginIdempotentResult> {
+      const { clientId, key, now, staleBefore } = request;
+      // Two attempts: a row seen as present by the claim can be deleted (abandoned, pruned) before it is read.
+      for (let attempt = 0; attempt < 2; attempt += 1) {
+        const startedAt = await dialect.claimIdempotencyKey(
+          db,
+          {
+            client_id: clientId,
+            key,
+            fingerprint: request.fingerprint,
+            state: 'in_progress',
+            response_status: null,
+            response_body: null,
+            response_headers_json: null,
+            created_at: now,
+            expires_at: request.expiresAt,
+          },
+          { now, staleBefore },
+        );
+        if (startedAt !== undefined) return { started: true, claim: { clientId, key, startedAt } };
+        const existing = await db
+          .selectFrom('idempotency_keys')
+          .selectAll()
+          .where('client_id', '=', clientId)
+          .where('key', '=', key)
+          .executeTakeFirst();
+        if (existing !== undefined) return { started: false, existing: mappers.idempotencyRecordFromRow(existing) };
+      }
+      throw new Error('idempotency key kept changing under a request; giving up');
+    },
+
+    complete: (claim, response) => completeIdempotencyRow(db, mappers, claim, response),
+
+    async abandon(claim) {
+      await db
+        .deleteFrom('idempotency_keys')
+        .where('client_id', '=', claim.clientId)
+        .where('key', '=', claim.key)
+        .where('state', '=', 'in_progress')
+        .where('created_at', '=', claim.startedAt)
+        .execute();
+    },
+
+    async prune(now) {
+      const result = await db.deleteFrom('idempotency_keys').where('expires_at', '<=', now).executeTakeFirst();
+      return Number(result.numDeletedRows);
+    },
+  };
+}

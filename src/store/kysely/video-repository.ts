@@ -1,0 +1,165 @@
+import { sql, type Kysely } from 'kysely';
+import { isTerminal, runningStatuses } from '../../lifecycle.js';
+import type { VideoRecord } from '../records.js';
+import type { VideoRepository } from '../repositories.js';
+import type { Database } from '../tables.js';
+import { refreshWebhookState } from './delivery-repository.js';
+import type { StoreDialect } from './dialect.js';
+import { completeIdempotencyRow } from './idempotency-repository.js';
+import { newDeliveryRow, type RowMappers } from './row-mappers.js';
+
+/**
+ * `status in ('queued', 'processing')` with the statuses inlined as SQL literals, not bound parameters: only then
+ * can SQLite prove a query matches the partial index `videos_due_idx` (it does not compare parameters inside an IN
+ * list against the index's WHERE clause). The values are constants; other dialects do not mind.
+ */
+export const runningStatusLiterals = runningStatuses.map((status) => sql.lit(status));
+
+export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialect, mappers: RowMappers): VideoRepository {
+  const { videoFromRow } = mappers;
+
+  return {
+    async insert(video, completesKey) {
+      const insert = async (trx: Kysely<Database>): Promise<VideoRecord> =>
+        videoFromRow(await trx.insertInto('videos').values(mappers.newVideoRow(video)).returningAll().executeTakeFirstOrThrow());
+      if (completesKey === undefined) return insert(db);
+      // The video and its key's stored answer commit together or not at all.
+      return db.transaction().execute(async (trx) => {
+        const record = await insert(trx);
+        await completeIdempotencyRow(trx, mappers, completesKey.claim, completesKey.response);
+        return record;
+      });
+    },
+
+    async get(id) {
+      const row = await db.selectFrom('videos').selectAll().where('id', '=', id).executeTakeFirst();
+      return row === undefined ? undefined : videoFromRow(row);
+    },
+
+    async list(clientId, query) {
+      const { status, beforeId } = query;
+      // Served by videos_client_id_idx (client_id, id desc).
+      const rows = await db
+        .selectFrom('videos')
+        .selectAll()
+        .where('client_id', '=', clientId)
+        .$if(status !== undefined, (select) => select.where('status', '=', status ?? 'queued'))
+        .$if(beforeId !== undefined, (select) => select.where('id', '<', beforeId ?? ''))
+        .orderBy('id', 'desc')
+        .limit(Math.max(0, Math.floor(query.limit)))
+        .execute();
+      return rows.map(videoFromRow);
+    },
+
+    async upstreamIdForClient(clientId, videoId) {
+      const row = await db
+        .selectFrom('videos')
+        .select('upstream_id')
+        .where('id', '=', videoId)
+        .where('client_id', '=', clientId)
+        .executeTakeFirst();
+      return row?.upstream_id;
+    },
+
+    async claimDue(now, limit, leaseMs) {
+      if (limit <= 0) return [];
+      const rows = await dialect.claimDueVideoRows(db, now, Math.floor(limit), leaseMs);
+      return rows.map(videoFromRow);
+    },
+
+    async applyTransition(id, now, transition, nextPollAt, events, expectedStatus) {
+      const terminal = isTerminal(transition.status);
+      if (!terminal && nextPollAt === null) {
+        // A running video without a next poll would never be looked at again.
+        throw new TypeError(`applyTransition(${id}): a ${transition.status} video needs a nextPollAt`);
+      }
+      // The state change and its outbox rows commit together or not at all (transactional outbox).
+      return db.transaction().execute(async (trx) => {
+        const row = await trx
+          .updateTable('videos')
+          .set((eb) => ({
+            status: transition.status,
+            upstream_state: transition.upstreamState,
+            estimated_wait_seconds: transition.estimatedWaitSeconds,
+            result_json: mappers.toNullableJson(transition.result),
+            failure_json: mappers.toNullableJson(transition.failure),
+            updated_at: now,
+            completed_at: terminal ? now : null,
+            next_poll_at: terminal ? null : nextPollAt,
+            lease_until: null,
+            poll_attempts: eb('poll_attempts', '+', 1),
+            not_found_since: null,
+            version: eb('version', '+', 1),
+          }))
+          .where('id', '=', id)
+          // Terminal states never change: a late or contradictory answer matches no row.
+          .where('status', 'in', runningStatuses)
+          // Compare-and-set on the status the caller saw: two pollers racing on one video emit its event once.
+          .$if(expectedStatus !== undefined, (query) => query.where('status', '=', expectedStatus ?? 'queued'))
+          .returningAll()
+          .executeTakeFirst();
+        if (row === undefined) return undefined;
+        const updated = videoFromRow(row);
+        if (events.length === 0) return updated;
+        await trx
+          .insertInto('webhook_deliveries')
+          .values(events.map((event) => newDeliveryRow(updated, event, now)))
+          .execute();
+        // The video's webhook state now describes the new event ('pending').
+        const refreshed = await refreshWebhookState(trx, id);
+        return refreshed === undefined ? updated : videoFromRow(refreshed);
+      });
+    },
+
+    async reschedulePoll(id, now, schedule) {
+      const { estimatedWaitSeconds, upstreamState } = schedule;
+      await db
+        .updateTable('videos')
+        .set((eb) => ({
+          next_poll_at: schedule.nextPollAt,
+          poll_attempts: schedule.pollAttempts,
+          not_found_since: schedule.notFoundSince,
+          lease_until: null,
+          version: eb('version', '+', 1),
+          ...(upstreamState === undefined ? {} : { upstream_state: upstreamState }),
+          ...(estimatedWaitSeconds === undefined
+            ? {}
+            : {
+                estimated_wait_seconds: estimatedWaitSeconds,
+                // updated_at tracks what clients can see: it moves only when the estimate really changed.
+                // (SET expressions read the row's old values.)
+                updated_at: eb
+                  .case()
+                  .when('estimated_wait_seconds', 'is distinct from', estimatedWaitSeconds)
+                  .then(now)
+                  .else(eb.ref('updated_at'))
+                  .end(),
+              }),
+        }))
+        .where('id', '=', id)
+        .where('status', 'in', runningStatuses)
+        .execute();
+    },
+
+    async refreshResult(id, now, result) {
+      const row = await db
+        .updateTable('videos')
+        .set((eb) => ({ result_json: mappers.toJson(result), updated_at: now, version: eb('version', '+', 1) }))
+        .where('id', '=', id)
+        .where('status', '=', 'completed')
+        .returningAll()
+        .executeTakeFirst();
+      return row === undefined ? undefined : videoFromRow(row);
+    },
+
+    async countRunning() {
+      const { count } = await db
+        .selectFrom('videos')
+        .select((eb) => eb.fn.countAll().as('count'))
+        .where('status', 'in', runningStatusLiterals)
+        .executeTakeFirstOrThrow();
+      // SQLite answers a number, Postgres a bigint string.
+      return Number(count);
+    },
+  };
+}

@@ -1,0 +1,231 @@
+import type { Video, VideoFailure, VideoResult, VideoStatus, WebhookEventType } from '../../schemas/video.js';
+
+/*
+ * What the store holds, as plain records. Times are epoch milliseconds; nothing here is a public API shape
+ * (src/videos/present.ts formats those).
+ */
+
+/** What the client asked for, normalised (defaults applied, prompt trimmed): the request fields of the public Video. */
+export type VideoRequest = Pick<
+  Video,
+  'prompt' | 'aspectRatio' | 'loop' | 'model' | 'resolution' | 'duration' | 'keyframes' | 'callbackUrl' | 'webhookEvents' | 'metadata'
+>;
+
+/**
+ * Lifecycle of one outbox row (`webhook_deliveries.status`). A claimed row keeps its status and carries a lease
+ * (`lease_until`); `delivering` is allowed by the schema but not written (read as pending/retrying).
+ */
+export type WebhookDeliveryStatus = 'pending' | 'delivering' | 'retrying' | 'delivered' | 'failed';
+
+/** The delivery state of a video's latest webhook event, as its outbox row holds it. */
+export interface WebhookDeliveryState {
+  status: WebhookDeliveryStatus;
+  attempts: number;
+  lastAttemptAt: number | null;
+  nextAttemptAt: number | null;
+  lastResponseStatus: number | null;
+}
+
+/** A stored video. */
+export interface VideoRecord {
+  id: string;
+  clientId: string;
+  /** Never leaves the gateway except in logs. */
+  upstreamId: string;
+  status: VideoStatus;
+  /** The last raw upstream state string, for operators. */
+  upstreamState: string | null;
+  request: VideoRequest;
+  estimatedWaitSeconds: number | null;
+  result: VideoResult | null;
+  failure: VideoFailure | null;
+  createdAt: number;
+  updatedAt: number;
+  completedAt: number | null;
+  /** Polling bookkeeping. `nextPollAt` is null once terminal. */
+  nextPollAt: number | null;
+  pollAttempts: number;
+  /** First time the upstream answered task_not_exist (grace window), null otherwise. */
+  notFoundSince: number | null;
+  leaseUntil: number | null;
+  /** Delivery state of the video's latest webhook event; absent while it has none. */
+  webhook?: WebhookDeliveryState;
+}
+
+export type NewVideo = Omit<VideoRecord, 'leaseUntil' | 'notFoundSince' | 'pollAttempts' | 'updatedAt' | 'completedAt' | 'webhook'>;
+
+/** The record a new video is stored as: unpolled, unleased, unchanged since creation, no webhook yet. */
+export const initialRecord = (video: NewVideo): VideoRecord => ({
+  ...video,
+  updatedAt: video.createdAt,
+  completedAt: null,
+  pollAttempts: 0,
+  notFoundSince: null,
+  leaseUntil: null,
+});
+
+/** A state change computed by the poller; applied atomically (with its outbox rows). */
+export interface VideoTransition {
+  status: VideoStatus;
+  upstreamState: string | null;
+  estimatedWaitSeconds: number | null;
+  result: VideoResult | null;
+  failure: VideoFailure | null;
+}
+
+/** An event written in the same transaction as the state change that caused it (transactional outbox). */
+export interface OutboxEvent {
+  messageId: string;
+  eventType: WebhookEventType;
+}
+
+export interface PollReschedule {
+  nextPollAt: number;
+  pollAttempts: number;
+  notFoundSince: number | null;
+  estimatedWaitSeconds?: number | null;
+  upstreamState?: string | null;
+}
+
+export interface ListVideosQuery {
+  status?: VideoStatus;
+  /** Only videos with a smaller (older) id: keyset pagination. */
+  beforeId?: string;
+  limit: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idempotency keys
+// ---------------------------------------------------------------------------------------------
+
+/** An idempotency key is `in_progress` while its first request runs, then `completed` with the stored response. */
+export type IdempotencyState = 'in_progress' | 'completed';
+
+/** A response kept under an idempotency key and replayed byte for byte. */
+export interface StoredResponse {
+  status: number;
+  body: string;
+  /** Lower-case names: `content-type`, and `location` for a created video. */
+  headers: Record<string, string>;
+}
+
+export interface IdempotencyRecord {
+  clientId: string;
+  key: string;
+  fingerprint: string;
+  state: IdempotencyState;
+  /** Set once `completed`. */
+  response: StoredResponse | null;
+  createdAt: number;
+  expiresAt: number;
+}
+
+export interface BeginIdempotentRequest {
+  clientId: string;
+  key: string;
+  fingerprint: string;
+  now: number;
+  expiresAt: number;
+  /** An `in_progress` key begun at or before this time is orphaned and may be taken over. */
+  staleBefore: number;
+}
+
+/** The handle of a request that owns its key; completing or abandoning it needs the exact claim. */
+export interface IdempotencyClaim {
+  clientId: string;
+  key: string;
+  startedAt: number;
+}
+
+export type BeginIdempotentResult = { started: true; claim: IdempotencyClaim } | { started: false; existing: IdempotencyRecord };
+
+/**
+ * A claimed key completed in the same transaction as the insert of the video that answers it: a crash leaves
+ * either both (the retry replays the video) or neither (the retry runs again), never a stored video behind a key
+ * still `in_progress`, whose retry would start a second paid generation once the key is judged orphaned.
+ */
+export interface KeyCompletion {
+  claim: IdempotencyClaim;
+  response: StoredResponse;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhook deliveries (the outbox)
+// ---------------------------------------------------------------------------------------------
+
+/** How much one claim of due deliveries may take. */
+export interface ClaimDeliveriesOptions {
+  limit: number;
+  /** A claimed delivery is reclaimable after this long, so a crash mid-attempt never strands it. */
+  leaseMs: number;
+  /** Receivers (`host[:port]`) already at their concurrency cap: none of their deliveries is claimed. */
+  excludeHosts?: readonly string[];
+  /** At most this many deliveries per receiver in one claim, so one busy receiver cannot fill the batch. */
+  perHostLimit?: number;
+}
+
+/** An outbox row the dispatcher holds a lease on. */
+export interface ClaimedDelivery {
+  /** `msg_…`, the `webhook-id`. */
+  messageId: string;
+  videoId: string;
+  clientId: string;
+  eventType: WebhookEventType;
+  /** The video's callback URL; null only for rows that somehow lost it (then the delivery fails). */
+  targetUrl: string | null;
+  /** `host[:port]` of `targetUrl`: the per-host cap's key. */
+  targetHost: string | null;
+  /** Attempts made so far, over every series. */
+  attempts: number;
+  /** Attempts made in the current retry series (a redelivery starts a new one); indexes the retry schedule. */
+  attemptsInSeries: number;
+  /** The body sent at the first attempt; null before it. */
+  payload: string | null;
+  /** When the event happened (the outbox row was written): the body's `timestamp`. */
+  createdAt: number;
+  /** The lease this claim holds; an attempt is recorded on the row only while the row still carries it. */
+  leaseUntil: number;
+}
+
+/** What became of an outbox row after an attempt. */
+export interface DeliveryNextState {
+  status: 'delivered' | 'retrying' | 'failed';
+  /** When to try again; null unless `retrying`. */
+  nextAttemptAt: number | null;
+}
+
+/** One HTTP attempt and its consequence for the outbox row. */
+export interface DeliveryAttemptResult {
+  messageId: string;
+  /** `ClaimedDelivery.leaseUntil` of the claim that made the attempt (fencing token). */
+  leaseUntil: number;
+  /** 1-based number of this attempt over every series. */
+  attempt: number;
+  /** Start of the attempt. */
+  at: number;
+  durationMs: number;
+  responseStatus: number | null;
+  error: string | null;
+  /** The start of the receiver's answer, for operators; never shown to clients. */
+  responseExcerpt: string | null;
+  next: DeliveryNextState;
+  now: number;
+}
+
+/** A row of `GET /videos/{id}/deliveries`. */
+export interface DeliveryAttemptEntry {
+  messageId: string;
+  eventType: WebhookEventType;
+  attempt: number;
+  at: number;
+  durationMs: number;
+  responseStatus: number | null;
+  error: string | null;
+}
+
+export type RedeliverResult =
+  | { kind: 'enqueued'; video: VideoRecord; messageId: string; eventType: WebhookEventType }
+  | { kind: 'not_found' }
+  | { kind: 'not_terminal' }
+  /** The video has no delivery of its terminal event (no callback URL, or the event is not subscribed). */
+  | { kind: 'no_webhook' };

@@ -1,0 +1,117 @@
+import type { VideoResult, VideoStatus } from '../../schemas/video.js';
+import type {
+  BeginIdempotentRequest,
+  BeginIdempotentResult,
+  ClaimDeliveriesOptions,
+  ClaimedDelivery,
+  DeliveryAttemptEntry,
+  DeliveryAttemptResult,
+  IdempotencyClaim,
+  KeyCompletion,
+  ListVideosQuery,
+  NewVideo,
+  OutboxEvent,
+  PollReschedule,
+  RedeliverResult,
+  StoredResponse,
+  VideoRecord,
+  VideoTransition,
+} from './records.js';
+
+/*
+ * The store, one repository per job (DESIGN §4). Asynchronous and dialect-neutral: services take the one
+ * repository they use, or a `Pick<>` of it. Every time is passed in by the caller (epoch ms).
+ */
+
+/** Videos: creation, reads, and the poller's claims and state changes. */
+export interface VideoRepository {
+  /**
+   * Stores a new video as `initialRecord(video)` and returns it; with `completesKey`, also completes that claimed
+   * idempotency key with its answer in the same transaction (a lost claim is left alone; the video is kept).
+   */
+  insert(video: NewVideo, completesKey?: KeyCompletion): Promise<VideoRecord>;
+  get(id: string): Promise<VideoRecord | undefined>;
+  /** A client's videos, newest first (ids are time-sortable). */
+  list(clientId: string, query: ListVideosQuery): Promise<VideoRecord[]>;
+  /**
+   * The upstream id of one of the caller's own videos (keyframe `videoId` → upstream `generation` id);
+   * undefined when the video is unknown or belongs to another client.
+   */
+  upstreamIdForClient(clientId: string, videoId: string): Promise<string | undefined>;
+  /**
+   * Claims up to `limit` running videos whose `nextPollAt <= now` and whose lease is free or expired,
+   * setting `leaseUntil = now + leaseMs`; most overdue first. Two pollers never claim the same row.
+   */
+  claimDue(now: number, limit: number, leaseMs: number): Promise<VideoRecord[]>;
+  /**
+   * Applies a transition to a running video and writes its outbox events in one transaction; releases the lease.
+   * Returns the updated record, or undefined when the video was already terminal (terminal states never change).
+   */
+  applyTransition(
+    id: string,
+    now: number,
+    transition: VideoTransition,
+    nextPollAt: number | null,
+    events: OutboxEvent[],
+    /** When given, the change applies only if the video still has this status (compare-and-set). */
+    expectedStatus?: VideoStatus,
+  ): Promise<VideoRecord | undefined>;
+  /** Records a poll that changed nothing visible; releases the lease. */
+  reschedulePoll(id: string, now: number, schedule: PollReschedule): Promise<void>;
+  /** Replaces the result of a completed video (fresh signed download URL). */
+  refreshResult(id: string, now: number, result: VideoResult): Promise<VideoRecord | undefined>;
+  /** Number of videos still running (queued or processing), for metrics. */
+  countRunning(): Promise<number>;
+}
+
+/** The outbox (DESIGN §3): the dispatcher's claims and records, the delivery log, redelivery. */
+export interface DeliveryRepository {
+  /**
+   * Claims deliveries that are due (`pending` or `retrying`, `next_attempt_at <= now`, lease free or expired),
+   * most overdue first, and leases them until `now + leaseMs`. Two dispatchers never claim the same row.
+   */
+  claimDue(now: number, options: ClaimDeliveriesOptions): Promise<ClaimedDelivery[]>;
+  /** Stores the body of a delivery's first attempt unless one is stored already; returns the stored body. */
+  snapshotPayload(messageId: string, payload: string): Promise<string>;
+  /**
+   * Logs the attempt and, while the row still carries the claim's lease, applies its outcome and refreshes the
+   * video's webhook state, all in one transaction. Returns the updated video, or undefined when the lease was
+   * lost (a redelivery or another dispatcher took the row over: only the log entry is written).
+   */
+  recordAttempt(result: DeliveryAttemptResult): Promise<VideoRecord | undefined>;
+  /** Gives a claimed delivery back without an attempt (shutdown): due again at once. */
+  release(messageId: string, leaseUntil: number): Promise<void>;
+  /** A video's attempts, newest first. */
+  listAttempts(videoId: string, limit: number): Promise<DeliveryAttemptEntry[]>;
+  /**
+   * Enqueues the terminal event of a terminal video again (same message id, same body, a fresh retry series),
+   * due at `now`.
+   */
+  redeliver(videoId: string, now: number): Promise<RedeliverResult>;
+}
+
+/** Idempotency keys of `POST /videos` (DESIGN §2.1). */
+export interface IdempotencyRepository {
+  /**
+   * Atomically claims `(clientId, key)` for a new request: inserts an `in_progress` row, or takes over a row
+   * that expired or whose request was orphaned. Otherwise returns the existing row untouched.
+   */
+  begin(request: BeginIdempotentRequest): Promise<BeginIdempotentResult>;
+  /** Stores the final response of a claimed key (no-op when the claim was lost). */
+  complete(claim: IdempotencyClaim, response: StoredResponse): Promise<void>;
+  /** Releases a claimed key without a stored response, so a retry runs again. */
+  abandon(claim: IdempotencyClaim): Promise<void>;
+  /** Deletes keys whose retention ended; returns how many. */
+  prune(now: number): Promise<number>;
+}
+
+/** One database: its repositories, a liveness check and its lifetime. */
+export interface Store {
+  readonly videos: VideoRepository;
+  readonly deliveries: DeliveryRepository;
+  readonly idempotencyKeys: IdempotencyRepository;
+  /** Cheap liveness check for /readyz. */
+  ping(): Promise<void>;
+  /** Idempotent. */
+  close(): Promise<void>;
+}
