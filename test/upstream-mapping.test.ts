@@ -14,7 +14,7 @@ import {
   toVideoResult,
 } from '../src/upstream/mapping.js';
 import { UpstreamError } from '../src/upstream/types.js';
-import { parseRetryAfter as parseLenient } from '../src/http/retry-after.js';
+import { parseRetryAfter as parseLenient } from '../src/lib/retry-after.js';
 
 const fixturesDir = new URL('./fixtures/upstream/', import.meta.url);
 const fixture = (name: string): unknown => JSON.parse(readFileSync(new URL(name, fixturesDir), 'utf8')) as unknown;

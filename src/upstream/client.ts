@@ -5,6 +5,7 @@
  */
 import { Pool, type Dispatcher } from 'undici';
 import { systemClock, type Clock, type Random } from '../clock.js';
+import { errorCode } from '../lib/error-code.js';
 import { SAFE_MESSAGES, classifyUpstreamError, isTaskNotExist, parseGeneration, unexpectedPayload } from './mapping.js';
 import { RateBudget, realSleep, type Sleep } from './rate-budget.js';
 import {
@@ -88,11 +89,6 @@ export function isRetryable(error: UpstreamError): boolean {
 }
 
 const TIMEOUT_ERROR_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
-
-function errorCode(error: unknown): string | null {
-  if (typeof error !== 'object' || error === null || !('code' in error)) return null;
-  return typeof error.code === 'string' ? error.code : null;
-}
 
 /**
  * Any failure of an attempt as an UpstreamError. Transport errors carry the URL at most, never request

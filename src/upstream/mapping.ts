@@ -14,7 +14,7 @@ import {
   type UpstreamHeaders,
   type UpstreamVideoAsset,
 } from './types.js';
-import { parseRetryAfter } from '../http/retry-after.js';
+import { parseRetryAfter } from '../lib/retry-after.js';
 
 type JsonObject = Record<string, unknown>;
 
