@@ -1,18 +1,8 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import t from 'tap';
-import {
-  DEFAULT_DOWNLOAD_URL_TTL_MS,
-  GENERIC_UPSTREAM_MESSAGE,
-  SAFE_MESSAGES,
-  classifyUpstreamError,
-  downloadUrlExpiresAtMs,
-  isTaskNotExist,
-  mapUpstreamState,
-  parseGeneration,
-  parseSigningDate,
-  sanitizeUpstreamMessage,
-  toVideoResult,
-} from '../src/upstream/mapping.js';
+import { GENERIC_UPSTREAM_MESSAGE, SAFE_MESSAGES, classifyUpstreamError, isTaskNotExist, sanitizeUpstreamMessage } from '../src/upstream/failures.js';
+import { mapUpstreamState, parseGeneration, toVideoResult } from '../src/upstream/generation.js';
+import { DEFAULT_DOWNLOAD_URL_TTL_MS, downloadUrlExpiresAtMs, parseSigningDate } from '../src/upstream/signed-url.js';
 import { UpstreamError } from '../src/upstream/types.js';
 import { parseRetryAfter as parseLenient } from '../src/lib/retry-after.js';
 

@@ -1,6 +1,7 @@
 import type { VideoStatus, WebhookEventType } from '../../schemas/video.js';
 import type { OutboxEvent, PollReschedule, VideoRecord, VideoTransition } from '../store/types.js';
-import { sanitizeUpstreamMessage, toVideoResult } from '../upstream/mapping.js';
+import { sanitizeUpstreamMessage } from '../upstream/failures.js';
+import { toVideoResult } from '../upstream/generation.js';
 import type { UpstreamError, UpstreamGeneration } from '../upstream/types.js';
 import { nextPollDelay, type PollScheduleOptions } from './schedule.js';
 import type { Random } from '../clock.js';

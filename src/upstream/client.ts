@@ -6,7 +6,8 @@
 import { Pool, type Dispatcher } from 'undici';
 import { systemClock, type Clock, type Random } from '../clock.js';
 import { errorCode } from '../lib/error-code.js';
-import { SAFE_MESSAGES, classifyUpstreamError, isTaskNotExist, parseGeneration, unexpectedPayload } from './mapping.js';
+import { SAFE_MESSAGES, classifyUpstreamError, isTaskNotExist, unexpectedPayload } from './failures.js';
+import { parseGeneration } from './generation.js';
 import { RateBudget, realSleep, type Sleep } from './rate-budget.js';
 import {
   UpstreamError,

@@ -10,7 +10,7 @@ import type { IdempotencyClaim, StoredResponse, VideoRecord, VideoRequest, Video
 import { firstPollDelay, type PollScheduleOptions } from '../tracking/schedule.js';
 import { terminal } from '../tracking/transitions.js';
 import type { UpstreamHealth } from '../upstream/health.js';
-import { toVideoResult } from '../upstream/mapping.js';
+import { toVideoResult } from '../upstream/generation.js';
 import { UpstreamError, type UpstreamClient } from '../upstream/types.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { etagOf, toVideo } from './present.js';
