@@ -27,8 +27,8 @@ import { openSqliteStore } from './store/sqlite.js';
 import type { VideoStore } from './store/types.js';
 import { createPoller, type Poller } from './tracking/poller.js';
 import { createUpstreamClient, type UpstreamClientOptions } from './upstream/client.js';
-import { createUpstreamHealth, type UpstreamHealth } from './upstream/health.js';
-import { withCircuitBreaker, type CircuitBreakerOptions, type CircuitState } from './upstream/resilient-client.js';
+import { createUpstreamHealth, withHealthTracking, type UpstreamHealth } from './upstream/health.js';
+import { withCircuitBreaker, type CircuitBreakerOptions, type CircuitState } from './upstream/circuit-breaker.js';
 import type { UpstreamClient } from './upstream/types.js';
 import { systemTimers, type Timers } from './timers.js';
 import { createClientRateLimits } from './http/client-rate-limits.js';
@@ -135,8 +135,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       : typeof givenUpstream === 'function'
         ? givenUpstream(upstreamHooks)
         : givenUpstream;
-  // One breaker for creates and polls alike.
-  const upstream = withCircuitBreaker(rawUpstream, {
+  const health = createUpstreamHealth(clock);
+  // One breaker for creates and polls alike; health sees only calls that reached the upstream.
+  const upstream = withCircuitBreaker(withHealthTracking(rawUpstream, health), {
     ...options.circuit,
     clock,
     onShortCircuit: metrics.recordShortCircuit,
@@ -147,7 +148,6 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     },
   });
   const bus = createInProcessBus();
-  const health = createUpstreamHealth(clock);
   const schedule = { minMs: config.pollIntervalMinMs, maxMs: config.pollIntervalMaxMs };
 
   const poller = createPoller({
@@ -157,7 +157,6 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     clock,
     random,
     newMessageId: ids.messageId,
-    health,
     logger,
     policy: { schedule, taskTimeoutMs: config.taskTimeoutMs, notFoundGraceMs: 60_000 },
     concurrency: config.pollConcurrency,
@@ -194,7 +193,6 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     clock,
     random,
     ids,
-    health,
     logger,
     schedule,
     cacheMaxEntries: config.cacheMaxEntries,

@@ -9,7 +9,6 @@ import type { Logger } from '../lib/logger.js';
 import type { IdempotencyClaim, StoredResponse, VideoRecord, VideoRequest, VideoStore } from '../store/types.js';
 import { firstPollDelay, type PollScheduleOptions } from '../tracking/schedule.js';
 import { terminal } from '../tracking/transitions.js';
-import type { UpstreamHealth } from '../upstream/health.js';
 import { toVideoResult } from '../upstream/generation.js';
 import { UpstreamError, type UpstreamClient } from '../upstream/types.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
@@ -59,7 +58,6 @@ export interface VideoServiceOptions {
   clock: Clock;
   random: Random;
   ids: IdSource;
-  health: UpstreamHealth;
   logger: Logger;
   schedule: PollScheduleOptions;
   cacheMaxEntries: number;
@@ -141,8 +139,6 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
       return await operation();
     } catch (error) {
       if (!(error instanceof UpstreamError)) throw error;
-      // The upstream client has already logged the refusal loudly; readiness reports it until a call succeeds.
-      if (error.kind === 'auth') options.health.markAuthFailure();
       throw problemFromUpstream(error);
     }
   };
@@ -189,7 +185,6 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
       }
       const upstreamIds = await resolveKeyframes(client, request);
       const generation = await withUpstreamProblems(() => upstream.createGeneration(toUpstreamCreateRequest(request, upstreamIds)));
-      options.health.markSuccess();
       const now = clock.now();
       // Rendered once: the answer stored under the key and the one sent now are the same bytes.
       let rendered: RenderedVideo | undefined;
