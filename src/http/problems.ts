@@ -1,5 +1,12 @@
+/*
+ * The one place where failures become RFC 9457 problems: the HTTP layer's own refusals (`ProblemError`: auth,
+ * parsing, rate limits), domain errors (`DomainError`, src/errors.ts), upstream failures (`UpstreamError`) and
+ * Fastify's framework errors. Only this file knows their statuses, headers and bodies.
+ */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { problemCodes, type Problem, type ProblemCode, type ProblemFieldError } from '../../schemas/problem.js';
+import { DomainError } from '../errors.js';
+import { UpstreamError } from '../upstream/types.js';
 
 const titles: Record<ProblemCode, string> = {
   validation_failed: 'Validation failed',
@@ -20,7 +27,7 @@ const titles: Record<ProblemCode, string> = {
 export const problemContentType = 'application/problem+json';
 export const problemTypeUri = (code: ProblemCode): string => `urn:problem:video-gateway:${code}`;
 
-/** A failure the client should see as an RFC 9457 problem; thrown anywhere, rendered by the error handler. */
+/** A problem the HTTP layer raises itself (auth, parsing, rate limits); domain code throws `DomainError`s. */
 export class ProblemError extends Error {
   override readonly name = 'ProblemError';
   constructor(
@@ -38,6 +45,42 @@ export class ProblemError extends Error {
 
   get status(): number {
     return this.options.status ?? problemCodes[this.code];
+  }
+}
+
+/** Seconds for a `Retry-After` header: whole, at least 1. */
+const retryAfterHeader = (seconds: number): Record<string, string> => ({ 'retry-after': String(Math.max(1, Math.ceil(seconds))) });
+
+/** A domain rule's refusal: its code decides the status; field errors and a retry hint come along. */
+export function problemFromDomain(error: DomainError): ProblemError {
+  const { fieldErrors, retryAfterSeconds } = error;
+  return new ProblemError(error.code, error.detail, {
+    ...(fieldErrors === undefined ? {} : { errors: fieldErrors }),
+    ...(retryAfterSeconds === undefined ? {} : { headers: retryAfterHeader(retryAfterSeconds) }),
+    cause: error,
+  });
+}
+
+const upstreamUnavailable = 'The video service is temporarily unavailable; try again later.';
+
+/** How an upstream failure during a client request reads to that client (DESIGN §2.6). */
+export function problemFromUpstream(error: UpstreamError): ProblemError {
+  const retryAfter = error.retryAfterMs === null ? undefined : retryAfterHeader(error.retryAfterMs / 1000);
+  switch (error.kind) {
+    case 'rejected':
+      return new ProblemError('upstream_rejected', error.safeMessage, { cause: error });
+    case 'timeout':
+      return new ProblemError('upstream_timeout', 'The video service did not answer in time; try again later.', { cause: error });
+    case 'rate_limited':
+    // Our breaker is open after repeated upstream outages: its retry-after says when it probes again.
+    case 'circuit_open':
+      return new ProblemError('upstream_unavailable', upstreamUnavailable, { status: 503, headers: retryAfter ?? { 'retry-after': '5' }, cause: error });
+    case 'auth':
+      // Our own key was refused: never a 401 to the client, whose key is fine.
+      return new ProblemError('upstream_unavailable', upstreamUnavailable, { status: 503, cause: error });
+    case 'not_found':
+    case 'unavailable':
+      return new ProblemError('upstream_unavailable', upstreamUnavailable, { status: 502, ...(retryAfter ? { headers: retryAfter } : {}), cause: error });
   }
 }
 
@@ -92,6 +135,8 @@ export function validationErrors(context: string | undefined, details: readonly 
 /** Maps anything thrown into a ProblemError; unknown errors become a 500 without internals. */
 export function toProblem(error: unknown): ProblemError {
   if (error instanceof ProblemError) return error;
+  if (error instanceof DomainError) return problemFromDomain(error);
+  if (error instanceof UpstreamError) return problemFromUpstream(error);
   const fastifyError = error as Partial<FastifyError> & { validation?: AjvLikeError[]; validationContext?: string };
   if (Array.isArray(fastifyError.validation)) {
     const errors = validationErrors(fastifyError.validationContext, fastifyError.validation);

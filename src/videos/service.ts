@@ -14,7 +14,7 @@ import { UpstreamError, type UpstreamClient } from '../upstream/types.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { etagOf, toVideo } from './present.js';
 import { normalizeCreateBody, referencedVideoIds, toUpstreamCreateRequest } from './requests.js';
-import { problemFromUpstream } from './upstream-problems.js';
+import { problemFromUpstream } from '../http/problems.js';
 
 /** A download URL this close to expiry is refreshed from the upstream before it is served (DESIGN §2.3). */
 export const downloadRefreshWindowMs = 5 * 60_000;
