@@ -8,7 +8,7 @@ import { healthRoutes } from '../../routes/health.js';
 import { metricsRoutes } from '../../routes/metrics.js';
 import { videoRoutes } from '../../routes/videos.js';
 import { sharedSchemas } from '../../schemas/index.js';
-import { registerSandboxAssets } from '../sandbox/assets.js';
+import { sandboxAssets } from '../sandbox/assets.js';
 import type { Services } from '../services.js';
 import type { Authenticate } from './auth.js';
 import { createClientRateLimits } from './client-rate-limits.js';
@@ -64,7 +64,7 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { se
   await app.register(deliveryRoutes, { deliveries, rateLimits, authenticate });
   await app.register(healthRoutes, { readiness });
   await app.register(metricsRoutes, { metrics });
-  if (serveSandboxAssets) registerSandboxAssets(app);
+  if (serveSandboxAssets) await app.register(sandboxAssets);
 };
 
 export const gatewayApp = fp(gatewayAppPlugin, { name: 'video-gateway', fastify: '5.x' });

@@ -6,6 +6,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { problemCodes, type Problem, type ProblemCode, type ProblemFieldError } from '../../schemas/problem.js';
 import { DomainError } from '../errors.js';
+import { isJsonObject } from '../lib/json.js';
 import { UpstreamError } from '../upstream/types.js';
 
 const titles: Record<ProblemCode, string> = {
@@ -132,6 +133,14 @@ export function validationErrors(context: string | undefined, details: readonly 
   return errors.slice(0, 20);
 }
 
+/** A header an http-errors error (`@fastify/send`) carries for its answer, by case-insensitive name. */
+function headerOf(error: unknown, name: string): string | undefined {
+  const headers = isJsonObject(error) ? error['headers'] : undefined;
+  if (!isJsonObject(headers)) return undefined;
+  const value = Object.entries(headers).find(([key]) => key.toLowerCase() === name)?.[1];
+  return typeof value === 'string' ? value : undefined;
+}
+
 /** Maps anything thrown into a ProblemError; unknown errors become a 500 without internals. */
 export function toProblem(error: unknown): ProblemError {
   if (error instanceof ProblemError) return error;
@@ -163,6 +172,14 @@ export function toProblem(error: unknown): ProblemError {
   if (error instanceof SyntaxError) return new ProblemError('validation_failed', 'The request body is not valid JSON.');
   const status = typeof fastifyError.statusCode === 'number' ? fastifyError.statusCode : 500;
   if (status === 404) return new ProblemError('not_found', 'Not found.');
+  // @fastify/static refuses a range past the end of a file; `content-range` tells the file's length.
+  if (status === 416) {
+    const contentRange = headerOf(error, 'content-range');
+    return new ProblemError('validation_failed', 'The requested byte range is not satisfiable.', {
+      status,
+      ...(contentRange === undefined ? {} : { headers: { 'content-range': contentRange } }),
+    });
+  }
   if (status >= 400 && status < 500) return new ProblemError('validation_failed', 'The request is not valid.', { status });
   return new ProblemError('internal_error', 'Something went wrong on our side; try again later.', { cause: error });
 }
