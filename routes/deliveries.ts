@@ -3,8 +3,8 @@ import { DeliveryList, RedeliveryAccepted } from '../schemas/deliveries.js';
 import { VideoParams } from '../schemas/video.js';
 import type { ClientRateLimits } from '../src/http/client-rate-limits.js';
 import type { DeliveryService } from '../src/webhooks/delivery-service.js';
-import { clientOf, requireClient, type Authenticate } from './auth.js';
-import { bearerSecurity, jsonResponse, problemsFor } from './responses.js';
+import { clientOf, requireClient, type Authenticate } from '../src/http/auth.js';
+import { bearerSecurity, jsonResponse, problemsFor } from '../src/http/responses.js';
 
 export interface DeliveryRoutesOptions {
   deliveries: DeliveryService;

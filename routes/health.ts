@@ -1,16 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Liveness, Readiness } from '../schemas/health.js';
-import type { Store } from '../src/store/repositories.js';
-import type { UpstreamHealth } from '../src/upstream/health.js';
-import type { CircuitState } from '../src/upstream/resilient-client.js';
+import type { ReadinessCheck } from '../src/readiness.js';
 
 export interface HealthRoutesOptions {
-  store: Pick<Store, 'ping'>;
-  health: UpstreamHealth;
-  circuitState: () => CircuitState;
+  readiness: ReadinessCheck;
 }
 
-export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (app, { store, health, circuitState }) => {
+export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (app, { readiness }) => {
   app.get(
     '/healthz',
     {
@@ -40,15 +36,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = asyn
       },
     },
     async (_request, reply) => {
-      const storeOk = await store.ping().then(
-        () => true,
-        () => false,
-      );
-      const authOk = health.authFailingSince() === null;
-      const body: Readiness = {
-        status: storeOk && authOk ? 'ready' : 'not_ready',
-        checks: { store: storeOk ? 'ok' : 'failing', upstreamAuth: authOk ? 'ok' : 'refused', upstreamCircuit: circuitState() },
-      };
+      const body = await readiness.check();
       return reply.code(body.status === 'ready' ? 200 : 503).send(body);
     },
   );

@@ -10,8 +10,8 @@ import type { VideoCreator } from '../src/videos/create.js';
 import { ifNoneMatchHits, type RenderedVideo } from '../src/videos/present.js';
 import type { VideoService } from '../src/videos/service.js';
 import type { VideoWatch } from '../src/videos/watch.js';
-import { clientOf, requireClient, type Authenticate } from './auth.js';
-import { bearerSecurity, jsonResponse, problemsFor } from './responses.js';
+import { clientOf, requireClient, type Authenticate } from '../src/http/auth.js';
+import { bearerSecurity, jsonResponse, problemsFor } from '../src/http/responses.js';
 
 export interface VideoRoutesOptions {
   videos: VideoService;

@@ -1,5 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { decimalPattern, durationWithUnitPattern } from '../src/duration.js';
+import { decimalPattern, durationWithUnitPattern } from './duration-patterns.js';
 
 /*
  * Configuration schemas (DESIGN §5), in two steps:

@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { Nullable, Timestamp } from './common.js';
 import { Video, WebhookEventType } from './video.js';
 
-const Timestamp = Type.String({ format: 'date-time', description: 'ISO 8601, UTC.' });
 const MessageId = Type.String({ pattern: '^msg_', description: 'The `webhook-id` header: stable across retries and redeliveries of one event.' });
 
 /** The body of every webhook request (DESIGN §3). */
@@ -29,8 +29,8 @@ export const DeliveryAttempt = Type.Object(
     attempt: Type.Integer({ minimum: 1, description: 'Attempt number for this event (redeliveries continue the count).' }),
     at: { ...Timestamp, description: 'When the attempt started.' },
     durationMs: Type.Integer({ minimum: 0 }),
-    responseStatus: Type.Union([Type.Integer(), Type.Null()], { description: "The receiver's HTTP status; null when it gave none." }),
-    error: Type.Union([Type.String(), Type.Null()], {
+    responseStatus: Nullable(Type.Integer(), { description: "The receiver's HTTP status; null when it gave none." }),
+    error: Nullable(Type.String(), {
       description: 'Why the attempt failed when the status alone does not say (network error, timeout, refused address, redirect, 410).',
     }),
   },

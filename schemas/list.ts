@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { Nullable } from './common.js';
 import { literals, videoStatuses } from './video.js';
 
 export const defaultListLimit = 20;
@@ -23,7 +24,7 @@ export type ListVideosQuery = Static<typeof ListVideosQuery>;
 export const VideoList = Type.Object(
   {
     data: Type.Array(Type.Ref('Video'), { description: 'Your videos, newest first.' }),
-    nextCursor: Type.Union([Type.String(), Type.Null()], {
+    nextCursor: Nullable(Type.String(), {
       description: 'Pass as `cursor` to get the next page; null on the last page.',
     }),
   },

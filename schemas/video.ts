@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { Nullable, Timestamp } from './common.js';
 
 export const aspectRatios = ['16:9', '9:16', '1:1', '4:3', '3:4', '21:9', '9:21'] as const;
 export const resolutions = ['540p', '720p', '1080p', '4k'] as const;
@@ -88,9 +89,6 @@ export const CreateVideoBody = Type.Object(
   },
 );
 export type CreateVideoBody = Static<typeof CreateVideoBody>;
-
-const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()]);
-const Timestamp = Type.String({ format: 'date-time', description: 'ISO 8601, UTC.' });
 
 export const VideoAsset = Type.Object({
   url: Type.String(),

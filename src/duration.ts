@@ -2,14 +2,10 @@
  * Durations in configuration: a number with a unit, `ms`, `s`, `m` or `h` (`250ms`, `5s`, `1.5s`, `2h`).
  * Pure: no I/O, so the config loader and its schema share one definition of what a duration is.
  */
+import { decimalPattern } from '../schemas/duration-patterns.js';
 
 const unitMs = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
 type Unit = keyof typeof unitMs;
-
-/** A non-negative decimal: `5`, `1.5`, `.5`. No sign, no exponent, no separators. */
-export const decimalPattern = '(?:[0-9]+(?:\\.[0-9]+)?|\\.[0-9]+)';
-/** A duration that carries its unit (`ms` is listed before `m` so the alternation reads naturally). */
-export const durationWithUnitPattern = `${decimalPattern}(?:ms|s|m|h)`;
 
 const durationRegex = new RegExp(`^(${decimalPattern})(ms|s|m|h)?$`);
 

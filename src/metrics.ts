@@ -7,7 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { isTerminal } from './lifecycle.js';
 import type { VideoRecord } from './store/records.js';
 import type { UpstreamCallOutcome, UpstreamOperation } from './upstream/client.js';
-import type { CircuitState } from './upstream/resilient-client.js';
+import type { CircuitState } from './upstream/circuit-breaker.js';
 
 /** Where scrape-time values come from; attached once the app's parts exist. */
 export interface MetricsSources {

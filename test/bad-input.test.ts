@@ -382,11 +382,13 @@ t.test('malformed requests at every route answer 4xx problems, never 5xx, and ch
     ['GET /docs/*', '/docs/static/%00'],
     ['GET /docs/*', '/docs/static/%E0%A4%A'],
     ['GET /docs/*', `/docs/${'a/'.repeat(2000)}`],
-    ['GET /sandbox/assets/:file', '/sandbox/assets/..%2F..%2F..%2Fpackage.json'],
-    ['GET /sandbox/assets/:file', '/sandbox/assets/%2e%2e%2fapp.ts'],
-    ['GET /sandbox/assets/:file', '/sandbox/assets/sample.mp4%00.txt'],
-    ['GET /sandbox/assets/:file', '/sandbox/assets/..%5Cgateway.db'],
-    ['GET /sandbox/assets/:file', `/sandbox/assets/${'s'.repeat(300)}`],
+    // One route per committed file: anything else under the prefix must fall through to the 404 problem.
+    ['GET /sandbox/assets/sample.mp4', '/sandbox/assets/..%2F..%2F..%2Fpackage.json'],
+    ['GET /sandbox/assets/sample.mp4', '/sandbox/assets/%2e%2e%2fapp.ts'],
+    ['GET /sandbox/assets/sample.mp4', '/sandbox/assets/sample.mp4%00.txt'],
+    ['GET /sandbox/assets/sample.mp4', '/sandbox/assets/sample.mp4/..%2F..%2Fpackage.json'],
+    ['GET /sandbox/assets/thumbnail.jpg', '/sandbox/assets/..%5Cgateway.db'],
+    ['GET /sandbox/assets/thumbnail.jpg', `/sandbox/assets/${'s'.repeat(300)}`],
     ['GET /healthz', '//healthz'],
     ['GET /healthz', '/healthz/'],
     ['GET /healthz', '/HEALTHZ'],
@@ -397,6 +399,12 @@ t.test('malformed requests at every route answer 4xx problems, never 5xx, and ch
     ['GET /videos/:id', `/videos/${completed.id}/../${bobs.id}`],
   ];
   for (const [route, url] of oddPaths) add(route, `path ${url.slice(0, 60)}`, { method: 'GET', url, headers: alice }, 'not5xx');
+  // 8. Odd range headers on the sample media.
+  for (const file of ['sample.mp4', 'thumbnail.jpg']) {
+    for (const headers of [{ range: 'bytes=abc' }, { range: 'bytes=-99999999999999999999' }, { range: 'bytes=99999999999999999999-' }, { range: `bytes=${'0-1,'.repeat(500)}0-1` }, { range: 'bytes=0-1', 'if-range': 'W/"x", *' }]) {
+      add(`GET /sandbox/assets/${file}`, `${file} ${JSON.stringify(headers).slice(0, 60)}`, { method: 'GET', url: `/sandbox/assets/${file}`, headers }, 'not5xx');
+    }
+  }
 
   t.ok(cases.length >= 300, `${cases.length} generated cases`);
 

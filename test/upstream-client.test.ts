@@ -4,7 +4,7 @@ import t, { type Test } from 'tap';
 import { MockAgent } from 'undici';
 import { ManualClock } from './helpers/manual-time.js';
 import { backoffDelayMs, createUpstreamClient, isRetryable, type UpstreamClientOptions } from '../src/upstream/client.js';
-import { SAFE_MESSAGES } from '../src/upstream/mapping.js';
+import { SAFE_MESSAGES } from '../src/upstream/failures.js';
 import { RateBudget } from '../src/upstream/rate-budget.js';
 import { UpstreamError, type UpstreamCreateRequest } from '../src/upstream/types.js';
 import { inSequence, sendJson, sendText, startScriptedServer, type ScriptedHandler } from './helpers/scripted-server.js';

@@ -1,20 +1,10 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import t from 'tap';
-import {
-  DEFAULT_DOWNLOAD_URL_TTL_MS,
-  GENERIC_UPSTREAM_MESSAGE,
-  SAFE_MESSAGES,
-  classifyUpstreamError,
-  downloadUrlExpiresAtMs,
-  isTaskNotExist,
-  mapUpstreamState,
-  parseGeneration,
-  parseSigningDate,
-  sanitizeUpstreamMessage,
-  toVideoResult,
-} from '../src/upstream/mapping.js';
+import { GENERIC_UPSTREAM_MESSAGE, SAFE_MESSAGES, classifyUpstreamError, isTaskNotExist, sanitizeUpstreamMessage } from '../src/upstream/failures.js';
+import { mapUpstreamState, parseGeneration, toVideoResult } from '../src/upstream/generation.js';
+import { DEFAULT_DOWNLOAD_URL_TTL_MS, downloadUrlExpiresAtMs, parseSigningDate } from '../src/upstream/signed-url.js';
 import { UpstreamError } from '../src/upstream/types.js';
-import { parseRetryAfter as parseLenient } from '../src/http/retry-after.js';
+import { parseRetryAfter as parseLenient } from '../src/lib/retry-after.js';
 
 const fixturesDir = new URL('./fixtures/upstream/', import.meta.url);
 const fixture = (name: string): unknown => JSON.parse(readFileSync(new URL(name, fixturesDir), 'utf8')) as unknown;

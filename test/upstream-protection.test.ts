@@ -2,7 +2,8 @@ import t, { type Test } from 'tap';
 import { ManualClock } from './helpers/manual-time.js';
 import { startSandbox, type Sandbox } from '../src/sandbox/simulator.js';
 import { createUpstreamClient } from '../src/upstream/client.js';
-import { withCircuitBreaker, type CircuitState } from '../src/upstream/resilient-client.js';
+import { withCircuitBreaker, type CircuitState } from '../src/upstream/circuit-breaker.js';
+import { createUpstreamHealth, withHealthTracking } from '../src/upstream/health.js';
 import type { UpstreamClient, UpstreamCreateRequest } from '../src/upstream/types.js';
 import { advanceAndPoll, auth, createVideo, startTestGateway } from './helpers/gateway.js';
 import { upstreamRejection } from './helpers/rejection.js';
@@ -257,4 +258,39 @@ t.test('gateway: polls failing with 5xx open the circuit; polling then waits for
     const response = await gw.app.inject({ method: 'GET', url: `/videos/${video.id}`, headers: auth() });
     t.equal(response.json().status, 'completed');
   }
+});
+
+t.test('health tracking: a refused key marks auth failing until any call is answered, whoever made it', async (t) => {
+  const { sandbox, breaker, clock } = await setup(t);
+  const health = createUpstreamHealth(clock);
+  const tracked = withHealthTracking(breaker, health);
+  sandbox.injectFault({ op: 'create', status: 401, body: { error: { message: 'Invalid token' } }, times: 1 });
+  t.equal((await upstreamRejection(tracked.createGeneration(request))).kind, 'auth');
+  const since = health.authFailingSince();
+  t.equal(since, clock.now(), 'marked at the refusal');
+
+  sandbox.injectFault({ op: 'create', status: 500, times: 1 });
+  clock.advance(1_000);
+  t.equal((await upstreamRejection(tracked.createGeneration(request))).kind, 'unavailable');
+  t.equal(health.authFailingSince(), since, 'an outage says nothing about the key');
+
+  const created = await tracked.createGeneration(request);
+  t.equal(health.authFailingSince(), null, 'an answered create clears it');
+  sandbox.injectFault({ op: 'query', status: 403, times: 1 });
+  t.equal((await upstreamRejection(tracked.getGeneration(created.upstreamId))).kind, 'auth');
+  t.not(health.authFailingSince(), null, 'a refused query marks it too');
+  await tracked.getGeneration(created.upstreamId);
+  t.equal(health.authFailingSince(), null, 'an answered query clears it');
+});
+
+t.test('gateway: a create refused for our key pulls the replica from readiness until a create is answered', async (t) => {
+  const gw = await startTestGateway(t);
+  gw.sandbox.injectFault({ op: 'create', status: 401, body: { error: { message: 'Invalid token' } }, times: 1 });
+  const refused = await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt: 'A storm at sea' } });
+  t.equal(refused.statusCode, 503, 'never a 401 to the client, whose key is fine');
+  const notReady = await gw.app.inject({ method: 'GET', url: '/readyz' });
+  t.equal(notReady.statusCode, 503);
+  t.equal(notReady.json().checks.upstreamAuth, 'refused');
+  await createVideo(gw);
+  t.equal((await gw.app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200);
 });

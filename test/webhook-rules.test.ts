@@ -9,7 +9,7 @@ import { createCallbackUrlValidator } from '../src/webhooks/callback-policy.js';
 import { describeNetworkError } from '../src/webhooks/dispatcher.js';
 import { classifyResponse } from '../src/webhooks/outcome.js';
 import { buildWebhookPayload, signWebhook } from '../src/webhooks/payload.js';
-import { parseRetryAfter } from '../src/http/retry-after.js';
+import { parseRetryAfter } from '../src/lib/retry-after.js';
 import { MAX_RETRY_AFTER_MS, nextAttemptAt } from '../src/webhooks/schedule.js';
 import { ForbiddenAddressError } from '../src/webhooks/ssrf.js';
 import { testClientsFile, webhookSecrets } from './helpers/gateway.js';

@@ -11,6 +11,7 @@ import {
   type ClientsFile,
   type ClientsFileProblem,
 } from '../../schemas/clients.js';
+import { errorCode } from '../lib/error-code.js';
 
 export type { ClientEntry, ClientsFile } from '../../schemas/clients.js';
 
@@ -112,9 +113,6 @@ export function createClientRegistry(file: ClientsFile): ClientRegistry {
     all: () => [...byId.values()],
   };
 }
-
-const errorCode = (error: unknown): string | undefined =>
-  error instanceof Error && 'code' in error && typeof error.code === 'string' ? error.code : undefined;
 
 /** `line L, column C` of a character offset, so a JSON error can be located without quoting the file. */
 function locate(text: string, offset: number): string {

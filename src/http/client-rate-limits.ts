@@ -1,7 +1,7 @@
 import rateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { Client } from '../auth/clients.js';
+import type { FastifyInstance } from 'fastify';
 import type { Clock } from '../clock.js';
+import { clientOf } from './auth.js';
 import { ProblemError } from './problems.js';
 
 /*
@@ -55,11 +55,6 @@ function sharedClockedStore(clock: Clock, windows: Map<string, WindowCount>): ne
 type LimitCheck = Awaited<ReturnType<ReturnType<FastifyInstance['createRateLimit']>>>;
 type CountedCheck = Extract<LimitCheck, { isAllowed: false }>;
 
-const clientOfRequest = (request: FastifyRequest): Client => {
-  if (request.client === null) throw new ProblemError('unauthorized', 'Send a valid API key as `Authorization: Bearer <key>`.');
-  return request.client;
-};
-
 const limitHeaders = (check: CountedCheck): Record<string, string> => ({
   'x-ratelimit-limit': String(check.max),
   'x-ratelimit-remaining': String(check.remaining),
@@ -88,13 +83,13 @@ export function createClientRateLimits(options: { clock: Clock }): ClientRateLim
     async install(app) {
       await app.register(rateLimit, { global: false, store });
       const allRequests = app.createRateLimit({
-        keyGenerator: (request) => `all:${clientOfRequest(request).id}`,
-        max: (request) => clientOfRequest(request).rateLimitPerMinute,
+        keyGenerator: (request) => `all:${clientOf(request).id}`,
+        max: (request) => clientOf(request).rateLimitPerMinute,
         timeWindow: rateLimitWindowMs,
       });
       const creates = app.createRateLimit({
-        keyGenerator: (request) => `create:${clientOfRequest(request).id}`,
-        max: (request) => clientOfRequest(request).createLimitPerMinute,
+        keyGenerator: (request) => `create:${clientOf(request).id}`,
+        max: (request) => clientOf(request).createLimitPerMinute,
         timeWindow: rateLimitWindowMs,
       });
 

@@ -1,6 +1,12 @@
+/*
+ * The one place where failures become RFC 9457 problems: the HTTP layer's own refusals (`ProblemError`: auth,
+ * parsing, rate limits), domain errors (`DomainError`, src/errors.ts), upstream failures (`UpstreamError`) and
+ * Fastify's framework errors. Only this file knows their statuses, headers and bodies.
+ */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { problemCodes, type Problem, type ProblemCode, type ProblemFieldError } from '../../schemas/problem.js';
 import { DomainError } from '../errors.js';
+import { isJsonObject } from '../lib/json.js';
 import { UpstreamError } from '../upstream/types.js';
 
 const titles: Record<ProblemCode, string> = {
@@ -22,7 +28,7 @@ const titles: Record<ProblemCode, string> = {
 export const problemContentType = 'application/problem+json';
 export const problemTypeUri = (code: ProblemCode): string => `urn:problem:video-gateway:${code}`;
 
-/** A failure the client should see as an RFC 9457 problem; thrown anywhere, rendered by the error handler. */
+/** A problem the HTTP layer raises itself (auth, parsing, rate limits); domain code throws `DomainError`s. */
 export class ProblemError extends Error {
   override readonly name = 'ProblemError';
   constructor(
@@ -40,6 +46,42 @@ export class ProblemError extends Error {
 
   get status(): number {
     return this.options.status ?? problemCodes[this.code];
+  }
+}
+
+/** Seconds for a `Retry-After` header: whole, at least 1. */
+const retryAfterHeader = (seconds: number): Record<string, string> => ({ 'retry-after': String(Math.max(1, Math.ceil(seconds))) });
+
+/** A domain rule's refusal: its code decides the status; field errors and a retry hint come along. */
+export function problemFromDomain(error: DomainError): ProblemError {
+  const { fieldErrors, retryAfterSeconds } = error;
+  return new ProblemError(error.code, error.detail, {
+    ...(fieldErrors === undefined ? {} : { errors: fieldErrors }),
+    ...(retryAfterSeconds === undefined ? {} : { headers: retryAfterHeader(retryAfterSeconds) }),
+    cause: error,
+  });
+}
+
+const upstreamUnavailable = 'The video service is temporarily unavailable; try again later.';
+
+/** How an upstream failure during a client request reads to that client (DESIGN §2.6). */
+export function problemFromUpstream(error: UpstreamError): ProblemError {
+  const retryAfter = error.retryAfterMs === null ? undefined : retryAfterHeader(error.retryAfterMs / 1000);
+  switch (error.kind) {
+    case 'rejected':
+      return new ProblemError('upstream_rejected', error.safeMessage, { cause: error });
+    case 'timeout':
+      return new ProblemError('upstream_timeout', 'The video service did not answer in time; try again later.', { cause: error });
+    case 'rate_limited':
+    // Our breaker is open after repeated upstream outages: its retry-after says when it probes again.
+    case 'circuit_open':
+      return new ProblemError('upstream_unavailable', upstreamUnavailable, { status: 503, headers: retryAfter ?? { 'retry-after': '5' }, cause: error });
+    case 'auth':
+      // Our own key was refused: never a 401 to the client, whose key is fine.
+      return new ProblemError('upstream_unavailable', upstreamUnavailable, { status: 503, cause: error });
+    case 'not_found':
+    case 'unavailable':
+      return new ProblemError('upstream_unavailable', upstreamUnavailable, { status: 502, ...(retryAfter ? { headers: retryAfter } : {}), cause: error });
   }
 }
 
@@ -91,37 +133,12 @@ export function validationErrors(context: string | undefined, details: readonly 
   return errors.slice(0, 20);
 }
 
-/** A domain refusal as a problem: its code, field errors and retry hint. Pure. */
-export function problemFromDomain(error: DomainError): ProblemError {
-  return new ProblemError(error.code, error.detail, {
-    ...(error.fieldErrors === undefined ? {} : { errors: error.fieldErrors }),
-    ...(error.retryAfterSeconds === undefined ? {} : { headers: { 'retry-after': String(error.retryAfterSeconds) } }),
-    cause: error,
-  });
-}
-
-const unavailable = 'The video service is temporarily unavailable; try again later.';
-
-/** How an upstream failure during a client request reads to that client (DESIGN §2.6). Pure. */
-export function problemFromUpstream(error: UpstreamError): ProblemError {
-  const retryAfter =
-    error.retryAfterMs !== null ? { 'retry-after': String(Math.max(1, Math.ceil(error.retryAfterMs / 1000))) } : undefined;
-  switch (error.kind) {
-    case 'rejected':
-      return new ProblemError('upstream_rejected', error.safeMessage, { cause: error });
-    case 'timeout':
-      return new ProblemError('upstream_timeout', 'The video service did not answer in time; try again later.', { cause: error });
-    case 'rate_limited':
-    // Our breaker is open after repeated upstream outages: its retry-after says when it probes again.
-    case 'circuit_open':
-      return new ProblemError('upstream_unavailable', unavailable, { status: 503, headers: retryAfter ?? { 'retry-after': '5' }, cause: error });
-    case 'auth':
-      // Our own key was refused: never a 401 to the client, whose key is fine.
-      return new ProblemError('upstream_unavailable', unavailable, { status: 503, cause: error });
-    case 'not_found':
-    case 'unavailable':
-      return new ProblemError('upstream_unavailable', unavailable, { status: 502, ...(retryAfter ? { headers: retryAfter } : {}), cause: error });
-  }
+/** A header an http-errors error (`@fastify/send`) carries for its answer, by case-insensitive name. */
+function headerOf(error: unknown, name: string): string | undefined {
+  const headers = isJsonObject(error) ? error['headers'] : undefined;
+  if (!isJsonObject(headers)) return undefined;
+  const value = Object.entries(headers).find(([key]) => key.toLowerCase() === name)?.[1];
+  return typeof value === 'string' ? value : undefined;
 }
 
 /** Maps anything thrown into a ProblemError; unknown errors become a 500 without internals. */
@@ -155,6 +172,14 @@ export function toProblem(error: unknown): ProblemError {
   if (error instanceof SyntaxError) return new ProblemError('validation_failed', 'The request body is not valid JSON.');
   const status = typeof fastifyError.statusCode === 'number' ? fastifyError.statusCode : 500;
   if (status === 404) return new ProblemError('not_found', 'Not found.');
+  // @fastify/static refuses a range past the end of a file; `content-range` tells the file's length.
+  if (status === 416) {
+    const contentRange = headerOf(error, 'content-range');
+    return new ProblemError('validation_failed', 'The requested byte range is not satisfiable.', {
+      status,
+      ...(contentRange === undefined ? {} : { headers: { 'content-range': contentRange } }),
+    });
+  }
   if (status >= 400 && status < 500) return new ProblemError('validation_failed', 'The request is not valid.', { status });
   return new ProblemError('internal_error', 'Something went wrong on our side; try again later.', { cause: error });
 }

@@ -9,6 +9,7 @@ import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { systemClock, toIso, type Clock, type Random } from '../clock.js';
+import { isJsonObject } from '../lib/json.js';
 import type { UpstreamFrame } from '../upstream/types.js';
 import { sampleThumbnail, sampleVideo } from './assets.js';
 
@@ -348,7 +349,7 @@ class SandboxSimulator implements Sandbox {
 
   /** Luma's validation, as far as the gateway can observe it: the first problem found answers 400. */
   #validateCreate(body: unknown): SandboxRequestEcho | ErrorAnswer {
-    if (!isObject(body)) return invalid('Request body must be a JSON object', '');
+    if (!isJsonObject(body)) return invalid('Request body must be a JSON object', '');
     const { prompt, aspect_ratio, loop, keyframes, callback_url, model, resolution, duration } = body;
 
     if (typeof prompt !== 'string' || prompt.length < 3 || prompt.length > 5000) {
@@ -371,7 +372,7 @@ class SandboxSimulator implements Sandbox {
 
     let frames: SandboxRequestEcho['keyframes'] = null;
     if (keyframes !== undefined && keyframes !== null) {
-      if (!isObject(keyframes)) return invalid('keyframes must be an object', 'keyframes');
+      if (!isJsonObject(keyframes)) return invalid('keyframes must be an object', 'keyframes');
       frames = {};
       for (const name of ['frame0', 'frame1'] as const) {
         if (keyframes[name] === undefined || keyframes[name] === null) continue;
@@ -398,11 +399,11 @@ class SandboxSimulator implements Sandbox {
   }
 
   #validateFrame(frame: unknown, param: string): UpstreamFrame | ErrorAnswer {
-    if (isObject(frame) && frame.type === 'image') {
+    if (isJsonObject(frame) && frame.type === 'image') {
       if (typeof frame.url === 'string' && /^https?:\/\//.test(frame.url)) return { type: 'image', url: frame.url };
       return invalid(`${param}.url must be an http(s) URL`, param);
     }
-    if (isObject(frame) && frame.type === 'generation') {
+    if (isJsonObject(frame) && frame.type === 'generation') {
       if (typeof frame.id === 'string' && this.#tasks.has(frame.id)) return { type: 'generation', id: frame.id };
       return invalid(`${param}: no generation found with id ${String(frame.id)}`, param);
     }
@@ -544,10 +545,6 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | n
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function nonNegative(name: string, value: number): number {

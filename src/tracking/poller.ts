@@ -5,7 +5,6 @@ import { settledWithin } from '../lib/grace.js';
 import type { Logger } from '../lib/logger.js';
 import type { VideoRecord } from '../store/records.js';
 import type { VideoRepository } from '../store/repositories.js';
-import type { UpstreamHealth } from '../upstream/health.js';
 import { UpstreamError, type UpstreamClient } from '../upstream/types.js';
 import { decideAfterAnswer, decideAfterError, type PollDecision, type TrackingPolicy } from './transitions.js';
 
@@ -16,7 +15,6 @@ export interface PollerOptions {
   clock: Clock;
   random: Random;
   newMessageId: () => string;
-  health: UpstreamHealth;
   logger: Logger;
   policy: TrackingPolicy;
   /** Polls in flight at once (POLL_CONCURRENCY). */
@@ -44,21 +42,19 @@ export function createPoller(options: PollerOptions): Poller {
     const context = { now: clock.now(), policy, random: options.random, newMessageId: options.newMessageId };
     try {
       const generation = await upstream.getGeneration(video.upstreamId);
-      options.health.markSuccess();
       context.now = clock.now();
       return decideAfterAnswer(video, generation, context);
     } catch (error) {
       context.now = clock.now();
       if (!(error instanceof UpstreamError)) throw error;
       // An auth refusal is logged loudly by the upstream client; the video is kept and readiness reports it.
-      if (error.kind === 'auth') options.health.markAuthFailure();
-      else if (error.kind === 'rate_limited') {
+      if (error.kind === 'rate_limited') {
         pausedUntil = Math.max(pausedUntil, context.now + (error.retryAfterMs ?? policy.schedule.minMs));
         logger.warn({ videoId: video.id, pausedUntil }, 'upstream rate limited polling; pausing');
       } else if (error.kind === 'circuit_open') {
         // One line per open period comes from the breaker; one per video would flood the log.
         logger.debug({ videoId: video.id, retryAfterMs: error.retryAfterMs }, 'poll skipped: upstream circuit open');
-      } else if (error.kind !== 'not_found') {
+      } else if (error.kind !== 'not_found' && error.kind !== 'auth') {
         logger.warn({ videoId: video.id, upstreamId: video.upstreamId, kind: error.kind, detail: error.safeMessage }, 'poll failed');
       }
       return decideAfterError(video, error, context);

@@ -2,7 +2,8 @@ import type { VideoStatus } from '../../schemas/video.js';
 import type { Random } from '../clock.js';
 import { eventForStatus, isTerminal } from '../lifecycle.js';
 import type { OutboxEvent, PollReschedule, VideoRecord, VideoTransition } from '../store/records.js';
-import { sanitizeUpstreamMessage, toVideoResult } from '../upstream/mapping.js';
+import { sanitizeUpstreamMessage } from '../upstream/failures.js';
+import { toVideoResult } from '../upstream/generation.js';
 import type { UpstreamError, UpstreamGeneration } from '../upstream/types.js';
 import { nextPollDelay, type PollScheduleOptions } from './schedule.js';
 

@@ -3,9 +3,12 @@
  * retries with backoff + full jitter for queries only, and errors that are always `UpstreamError`s whose
  * messages are safe for clients (never HTML, never the key).
  */
+import { handleWhen, retry } from 'cockatiel';
 import { Pool, type Dispatcher } from 'undici';
 import { systemClock, type Clock, type Random } from '../clock.js';
-import { SAFE_MESSAGES, classifyUpstreamError, isTaskNotExist, parseGeneration, unexpectedPayload } from './mapping.js';
+import { errorCode } from '../lib/error-code.js';
+import { SAFE_MESSAGES, classifyUpstreamError, isTaskNotExist, unexpectedPayload } from './failures.js';
+import { parseGeneration } from './generation.js';
 import { RateBudget, realSleep, type Sleep } from './rate-budget.js';
 import {
   UpstreamError,
@@ -88,11 +91,6 @@ export function isRetryable(error: UpstreamError): boolean {
 }
 
 const TIMEOUT_ERROR_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
-
-function errorCode(error: unknown): string | null {
-  if (typeof error !== 'object' || error === null || !('code' in error)) return null;
-  return typeof error.code === 'string' ? error.code : null;
-}
 
 /**
  * Any failure of an attempt as an UpstreamError. Transport errors carry the URL at most, never request
@@ -264,12 +262,17 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     }
   }
 
-  /** How long to wait before retry number `retryIndex` (0-based), or null when waiting is not ours to do. */
-  function retryDelayMs(retryIndex: number, error: UpstreamError): number | null {
+  /** A longer Retry-After is not ours to wait out: the call ends and the caller (the poller) pauses instead. */
+  const retriesItself = (error: Error): boolean =>
+    error instanceof UpstreamError && isRetryable(error) && (error.retryAfterMs === null || error.retryAfterMs <= maxRetryAfterMs);
+  // cockatiel decides which failures are retried and how often; the waits are ours (its backoff stays 0), because
+  // cockatiel waits on a real setTimeout, which neither tests nor the injected Sleep could drive.
+  const queryRetry = retry(handleWhen(retriesItself), { maxAttempts: maxRetries });
+
+  /** How long to wait before retry number `retryIndex` (0-based): the backoff, or the Retry-After when longer. */
+  function retryDelayMs(retryIndex: number, error: UpstreamError): number {
     const backoff = backoffDelayMs(retryIndex, retryBaseDelayMs, retryMaxDelayMs, random);
-    if (error.retryAfterMs === null) return backoff;
-    if (error.retryAfterMs > maxRetryAfterMs) return null;
-    return Math.max(backoff, error.retryAfterMs);
+    return error.retryAfterMs === null ? backoff : Math.max(backoff, error.retryAfterMs);
   }
 
   return {
@@ -281,21 +284,21 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     async getGeneration(upstreamId: string): Promise<UpstreamGeneration> {
       if (upstreamId.trim() === '') throw new UpstreamError('not_found', SAFE_MESSAGES.notFound);
       const path = `${GENERATIONS_PATH}/${encodeURIComponent(upstreamId)}`;
-      const logContext = { upstreamId };
-      for (let retryIndex = 0; ; retryIndex++) {
-        try {
-          return await attempt('query', 'GET', path, logContext);
-        } catch (error) {
-          if (!(error instanceof UpstreamError) || retryIndex >= maxRetries || !isRetryable(error)) throw error;
-          const delayMs = retryDelayMs(retryIndex, error);
-          if (delayMs === null) throw error;
-          logger?.warn(
-            { upstreamId, kind: error.kind, status: error.httpStatus, retry: retryIndex + 1, delayMs },
-            'retrying upstream query',
-          );
+      let failed: UpstreamError | undefined;
+      // `attempt` counts the retries so far: 0 on the first call.
+      return queryRetry.execute(async ({ attempt: retries }) => {
+        if (failed !== undefined) {
+          const delayMs = retryDelayMs(retries - 1, failed);
+          logger?.warn({ upstreamId, kind: failed.kind, status: failed.httpStatus, retry: retries, delayMs }, 'retrying upstream query');
           await sleep(delayMs);
         }
-      }
+        try {
+          return await attempt('query', 'GET', path, { upstreamId });
+        } catch (error) {
+          if (error instanceof UpstreamError) failed = error;
+          throw error;
+        }
+      });
     },
 
     async close(): Promise<void> {

@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.js';
+import { UpstreamError, type UpstreamClient } from './types.js';
 
 /**
  * What the gateway knows about its own standing with the upstream: a refused key (401/403) is our
@@ -20,5 +21,24 @@ export function createUpstreamHealth(clock: Clock): UpstreamHealth {
       authFailingSince = null;
     },
     authFailingSince: () => authFailingSince,
+  };
+}
+
+/** Every answer proves the key works and every 401/403 says it does not: callers never mark `health` themselves. */
+export function withHealthTracking(client: UpstreamClient, health: UpstreamHealth): UpstreamClient {
+  const tracked = async <T>(call: () => Promise<T>): Promise<T> => {
+    try {
+      const answer = await call();
+      health.markSuccess();
+      return answer;
+    } catch (error) {
+      if (error instanceof UpstreamError && error.kind === 'auth') health.markAuthFailure();
+      throw error;
+    }
+  };
+  return {
+    createGeneration: (request) => tracked(() => client.createGeneration(request)),
+    getGeneration: (upstreamId) => tracked(() => client.getGeneration(upstreamId)),
+    close: () => client.close(),
   };
 }

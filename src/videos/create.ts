@@ -6,7 +6,6 @@ import type { IdSource } from '../ids.js';
 import type { Logger } from '../lib/logger.js';
 import { initialRecord, type IdempotencyClaim, type NewVideo, type StoredResponse, type VideoRequest } from '../store/records.js';
 import type { IdempotencyRepository, VideoRepository } from '../store/repositories.js';
-import type { UpstreamHealth } from '../upstream/health.js';
 import { UpstreamError, type UpstreamClient } from '../upstream/types.js';
 import {
   decideForExistingKey,
@@ -31,7 +30,6 @@ export interface VideoCreatorOptions {
   upstream: Pick<UpstreamClient, 'createGeneration'>;
   clock: Clock;
   ids: Pick<IdSource, 'videoId'>;
-  health: UpstreamHealth;
   logger: Logger;
   /** When a just-created video is first polled (the schedule belongs to src/tracking). */
   firstPollAt: (now: number, estimateWaitSeconds: number | null) => number;
@@ -89,12 +87,7 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
       request.callbackUrl = options.checkCallbackUrl(request.callbackUrl, client);
     }
     const upstreamIds = await resolveKeyframes(client, request);
-    const generation = await upstream.createGeneration(toUpstreamCreateRequest(request, upstreamIds)).catch((error: unknown) => {
-      // The upstream client has already logged the refusal loudly; readiness reports it until a call succeeds.
-      if (error instanceof UpstreamError && error.kind === 'auth') options.health.markAuthFailure();
-      throw error;
-    });
-    options.health.markSuccess();
+    const generation = await upstream.createGeneration(toUpstreamCreateRequest(request, upstreamIds));
     const now = clock.now();
     return {
       id: options.ids.videoId(),

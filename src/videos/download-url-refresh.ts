@@ -3,9 +3,8 @@ import type { Clock } from '../clock.js';
 import type { EventBus } from '../events/bus.js';
 import type { VideoRecord } from '../store/records.js';
 import type { VideoRepository } from '../store/repositories.js';
-import type { UpstreamHealth } from '../upstream/health.js';
-import { toVideoResult } from '../upstream/mapping.js';
-import { UpstreamError, type UpstreamClient } from '../upstream/types.js';
+import { toVideoResult } from '../upstream/generation.js';
+import type { UpstreamClient } from '../upstream/types.js';
 import { renderVideo, type RenderedVideo } from './present.js';
 import type { RenderedVideoCache } from './rendered-cache.js';
 
@@ -23,7 +22,6 @@ export interface DownloadUrlRefresherOptions {
   upstream: Pick<UpstreamClient, 'getGeneration'>;
   bus: EventBus;
   clock: Clock;
-  health: UpstreamHealth;
   cache: RenderedVideoCache;
   /** Bound of the per-video bookkeeping (like the cache). */
   maxEntries: number;
@@ -51,13 +49,6 @@ export function createDownloadUrlRefresher(options: DownloadUrlRefresherOptions)
     return refreshes.has(id) || last === undefined || clock.now() - last >= downloadRefreshRetryMs;
   };
 
-  const fetchGeneration = (record: VideoRecord) =>
-    upstream.getGeneration(record.upstreamId).catch((error: unknown) => {
-      // The upstream client has already logged the refusal loudly; readiness reports it until a call succeeds.
-      if (error instanceof UpstreamError && error.kind === 'auth') options.health.markAuthFailure();
-      throw error;
-    });
-
   return {
     isDue: (rendered) => rendered.video.status === 'completed' && expiresSoon(rendered) && mayRefresh(rendered.video.id),
 
@@ -67,7 +58,7 @@ export function createDownloadUrlRefresher(options: DownloadUrlRefresherOptions)
       lastRefreshAt.set(record.id, clock.now());
       const refresh = (async () => {
         try {
-          const generation = await fetchGeneration(record);
+          const generation = await upstream.getGeneration(record.upstreamId);
           const result = toVideoResult(generation, clock.now());
           const mark = cache.mark();
           const updated = result === null ? undefined : await videos.refreshResult(record.id, clock.now(), result);

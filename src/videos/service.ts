@@ -6,7 +6,6 @@ import type { EventBus } from '../events/bus.js';
 import type { Logger } from '../lib/logger.js';
 import type { VideoRecord } from '../store/records.js';
 import type { VideoRepository } from '../store/repositories.js';
-import type { UpstreamHealth } from '../upstream/health.js';
 import type { UpstreamClient } from '../upstream/types.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { createDownloadUrlRefresher, downloadRefreshWindowMs } from './download-url-refresh.js';
@@ -35,7 +34,6 @@ export interface VideoServiceOptions {
   upstream: Pick<UpstreamClient, 'getGeneration'>;
   bus: EventBus;
   clock: Clock;
-  health: UpstreamHealth;
   logger: Logger;
   cacheMaxEntries: number;
 }

@@ -14,6 +14,7 @@ import type { ClientRegistry } from '../auth/clients.js';
 import type { Clock, Random } from '../clock.js';
 import type { EventBus } from '../events/bus.js';
 import { createClaimLoop, type ClaimingWorker } from '../lib/claim-loop.js';
+import { errorCode } from '../lib/error-code.js';
 import { settledWithin } from '../lib/grace.js';
 import type { Logger } from '../lib/logger.js';
 import type { ClaimedDelivery, DeliveryNextState } from '../store/records.js';
@@ -307,7 +308,7 @@ const NETWORK_ERRORS: Record<string, string> = {
 };
 
 const isUndiciTimeout = (error: unknown): boolean => {
-  const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
+  const code = errorCode(error);
   return code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
 };
 
@@ -317,7 +318,7 @@ export function describeNetworkError(error: unknown): string {
     // The SSRF guard's message names the refused address: exactly what the partner needs to see.
     if (isForbiddenAddressError(current)) return current.message;
   }
-  const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
+  const code = errorCode(error);
   const known = code === undefined ? undefined : NETWORK_ERRORS[code];
   if (known !== undefined) return `${known} (${code})`;
   const message = error instanceof Error ? error.message : String(error);

@@ -4,7 +4,7 @@
  * 2xx is success. 410 Gone stops retries for that event. Every other answer — 3xx (redirects are never followed),
  * 4xx, 5xx — and every network failure or timeout is retried on the schedule; `Retry-After` counts on 429 and 503.
  */
-import { parseRetryAfter } from '../http/retry-after.js';
+import { parseRetryAfter } from '../lib/retry-after.js';
 
 export type AttemptOutcome =
   | { kind: 'delivered' }

@@ -20,6 +20,7 @@ import dns from 'node:dns';
 import net from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { Agent, buildConnector } from 'undici';
+import { errorCode } from '../lib/error-code.js';
 
 export const FORBIDDEN_ADDRESS_ERROR_CODE = 'ERR_WEBHOOK_FORBIDDEN_ADDRESS';
 
@@ -37,9 +38,7 @@ export class ForbiddenAddressError extends Error {
 }
 
 export function isForbiddenAddressError(error: unknown): error is ForbiddenAddressError {
-  return (
-    error instanceof Error && (error as NodeJS.ErrnoException).code === FORBIDDEN_ADDRESS_ERROR_CODE
-  );
+  return error instanceof Error && errorCode(error) === FORBIDDEN_ADDRESS_ERROR_CODE;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

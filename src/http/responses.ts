@@ -1,5 +1,5 @@
 import { Type, type TSchema } from '@sinclair/typebox';
-import { Problem } from '../schemas/problem.js';
+import { Problem } from '../../schemas/problem.js';
 
 interface HeaderDoc {
   type: 'string' | 'integer';
@@ -44,7 +44,3 @@ export function problemsFor<S extends ProblemStatus>(...statuses: S[]): Pick<typ
 
 /** A fresh array per route, so the YAML document carries no anchors. */
 export const bearerSecurity = (): Array<Record<string, string[]>> => [{ bearerAuth: [] }];
-
-export const requestIdHeader: Record<string, HeaderDoc> = {
-  'x-request-id': { type: 'string', description: 'Echo of your `x-request-id`, or one the gateway generated.' },
-};

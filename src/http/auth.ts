@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { Client } from '../src/auth/clients.js';
-import { ProblemError } from '../src/http/problems.js';
+import type { Client } from '../auth/clients.js';
+import { ProblemError } from './problems.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

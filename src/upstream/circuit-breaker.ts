@@ -34,7 +34,7 @@ export interface CircuitBreakerOptions {
   onShortCircuit?: (op: UpstreamOperation) => void;
 }
 
-export interface ResilientUpstreamClient extends UpstreamClient {
+export interface CircuitBreakingClient extends UpstreamClient {
   /** `half_open` once the open period has passed: the next call is let through as the probe. */
   circuitState(): CircuitState;
 }
@@ -64,7 +64,7 @@ function clockBackoff(clock: Clock, openMs: number, onOpen: (reopensAt: number) 
   return { next: start };
 }
 
-export function withCircuitBreaker(client: UpstreamClient, options: CircuitBreakerOptions = {}): ResilientUpstreamClient {
+export function withCircuitBreaker(client: UpstreamClient, options: CircuitBreakerOptions = {}): CircuitBreakingClient {
   const clock = options.clock ?? systemClock;
   const halfOpenAfterMs = options.halfOpenAfterMs ?? 30_000;
   let reopensAt = 0;

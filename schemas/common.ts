@@ -1,0 +1,6 @@
+import { Type, type SchemaOptions, type TSchema } from '@sinclair/typebox';
+
+/** `T` or `null`: the API sends every field, null when it has no value. */
+export const Nullable = <T extends TSchema>(schema: T, options?: SchemaOptions) => Type.Union([schema, Type.Null()], options);
+
+export const Timestamp = Type.String({ format: 'date-time', description: 'ISO 8601, UTC.' });

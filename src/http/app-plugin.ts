@@ -1,0 +1,70 @@
+import helmet from '@fastify/helmet';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { FastifyPluginAsync } from 'fastify';
+import fp from 'fastify-plugin';
+import { deliveryRoutes } from '../../routes/deliveries.js';
+import { healthRoutes } from '../../routes/health.js';
+import { metricsRoutes } from '../../routes/metrics.js';
+import { videoRoutes } from '../../routes/videos.js';
+import { sharedSchemas } from '../../schemas/index.js';
+import { sandboxAssets } from '../sandbox/assets.js';
+import type { Services } from '../services.js';
+import type { Authenticate } from './auth.js';
+import { createClientRateLimits } from './client-rate-limits.js';
+import { openapiOptions } from './openapi.js';
+import { errorHandler, ProblemError, sendProblem } from './problems.js';
+import { useStrictJsonParser } from './request-parsing.js';
+import { apiHelmetOptions, docsContentSecurityPolicy } from './security-headers.js';
+import { createValidatorCompiler } from './validation.js';
+
+export interface GatewayAppOptions {
+  services: Pick<Services, 'clock' | 'videos' | 'creator' | 'watch' | 'deliveries' | 'readiness' | 'metrics'>;
+  authenticate: Authenticate;
+  /** Serve the sandbox's sample video and thumbnail (sandbox mode). */
+  serveSandboxAssets: boolean;
+}
+
+/**
+ * The gateway's HTTP layer as one plugin: parsers, validation, hooks, security headers, docs, error handling and
+ * routes over services built elsewhere. Not encapsulated (fastify-plugin), so its handlers and docs apply app-wide.
+ */
+const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { services, authenticate, serveSandboxAssets }) => {
+  const { videos, creator, watch, deliveries, readiness, metrics } = services;
+  const rateLimits = createClientRateLimits({ clock: services.clock });
+
+  // JSON only: a text/plain body is a 415, not a string that fails validation.
+  app.removeContentTypeParser('text/plain');
+  useStrictJsonParser(app);
+  app.setValidatorCompiler(createValidatorCompiler(sharedSchemas));
+  for (const schema of sharedSchemas) app.addSchema(schema);
+  app.decorateRequest('client', null);
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    // The route pattern, never the raw URL: ids in label values would explode cardinality.
+    metrics.recordHttpRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime);
+  });
+  // Open long-polls and streams would hold the server's close for up to their full length.
+  app.addHook('preClose', async () => watch.closeAll());
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(reply, new ProblemError('not_found', `No route ${request.method} ${(request.url.split('?')[0] ?? '').slice(0, 200)}.`)),
+  );
+
+  await app.register(helmet, apiHelmetOptions);
+  await app.register(swagger, openapiOptions);
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    uiConfig: { deepLinking: true, persistAuthorization: true },
+    staticCSP: docsContentSecurityPolicy,
+  });
+  await app.register(videoRoutes, { videos, creator, watch, rateLimits, authenticate });
+  await app.register(deliveryRoutes, { deliveries, rateLimits, authenticate });
+  await app.register(healthRoutes, { readiness });
+  await app.register(metricsRoutes, { metrics });
+  if (serveSandboxAssets) await app.register(sandboxAssets);
+};
+
+export const gatewayApp = fp(gatewayAppPlugin, { name: 'video-gateway', fastify: '5.x' });

@@ -1,0 +1,213 @@
+import type { Dispatcher as HttpDispatcher } from 'undici';
+import type { ClientRegistry } from './auth/clients.js';
+import { systemClock, type Clock, type Random } from './clock.js';
+import type { Config } from './config.js';
+import { createInProcessBus, type EventBus } from './events/bus.js';
+import { createIdSource, type IdSource } from './ids.js';
+import type { Logger } from './lib/logger.js';
+import { createMetrics, type GatewayMetrics } from './metrics.js';
+import { createReadinessCheck, type ReadinessCheck } from './readiness.js';
+import type { StoredResponse } from './store/records.js';
+import type { Store } from './store/repositories.js';
+import { openSqliteStore } from './store/sqlite.js';
+import { systemTimers, type Timers } from './timers.js';
+import { createPoller, type Poller } from './tracking/poller.js';
+import { firstPollAt } from './tracking/schedule.js';
+import { withCircuitBreaker, type CircuitBreakerOptions, type CircuitState } from './upstream/circuit-breaker.js';
+import { createUpstreamClient, type UpstreamClientOptions } from './upstream/client.js';
+import { createUpstreamHealth, withHealthTracking, type UpstreamHealth } from './upstream/health.js';
+import type { UpstreamClient, UpstreamError } from './upstream/types.js';
+import { createVideoCreator, type VideoCreator } from './videos/create.js';
+import { createIdempotencyKeyPruner } from './videos/idempotency-pruner.js';
+import { createVideoService, type VideoService } from './videos/service.js';
+import { createVideoWatch, type VideoWatch } from './videos/watch.js';
+import { createCallbackUrlValidator } from './webhooks/callback-policy.js';
+import { createDeliveryService, type DeliveryService } from './webhooks/delivery-service.js';
+import { createDispatcher, type WebhookDispatcher } from './webhooks/dispatcher.js';
+import { createGuardedAgent } from './webhooks/ssrf.js';
+
+/** What the services are built from; tests replace the clock, ids, timers, upstream or store. */
+export interface ServicesOptions {
+  config: Config;
+  clients: ClientRegistry;
+  logger: Logger;
+  clock?: Clock;
+  random?: Random;
+  ids?: IdSource;
+  /** Timers of long-polls, SSE keep-alives and key pruning (tests drive them by hand). */
+  timers?: Timers;
+  /** The upstream client, or a factory given the gateway's hooks: metrics and logger (tests build theirs against a sandbox). */
+  upstream?: UpstreamClient | ((hooks: UpstreamHooks) => UpstreamClient);
+  /** Circuit breaker over upstream calls; defaults: 5 consecutive outages, 30 s open. */
+  circuit?: Omit<CircuitBreakerOptions, 'clock' | 'onStateChange' | 'onShortCircuit'>;
+  store?: Store;
+  /** Where webhooks are sent through; default the SSRF-guarded undici agent (tests may pass a MockAgent). */
+  webhookAgent?: HttpDispatcher;
+  /** The answer stored under an Idempotency-Key for a final upstream refusal: the HTTP layer's problem response. */
+  renderRefusal: (error: UpstreamError, requestId: string) => StoredResponse;
+}
+
+/** What the gateway hands an upstream client it does not build itself: its metrics hook and its logger. */
+export interface UpstreamHooks {
+  onCall: NonNullable<UpstreamClientOptions['onCall']>;
+  logger: NonNullable<UpstreamClientOptions['logger']>;
+}
+
+export interface Services {
+  clock: Clock;
+  clients: ClientRegistry;
+  store: Store;
+  bus: EventBus;
+  metrics: GatewayMetrics;
+  health: UpstreamHealth;
+  circuitState(): CircuitState;
+  videos: VideoService;
+  /** POST /videos with the Idempotency-Key protocol. */
+  creator: VideoCreator;
+  watch: VideoWatch;
+  deliveries: DeliveryService;
+  readiness: ReadinessCheck;
+  poller: Poller;
+  dispatcher: WebhookDispatcher;
+  /** Starts background work: polling, webhook delivery, key pruning. */
+  startWorkers(): void;
+  /** Stops claiming work; lets polls and webhook attempts in flight finish within `graceMs`, then aborts them. */
+  stopWorkers(graceMs: number): Promise<void>;
+  /** Releases the upstream connections and the store: after the HTTP server has closed. */
+  close(): Promise<void>;
+}
+
+/** Webhook attempts in flight at once, and toward one receiver (so a slow one cannot starve the others). */
+const WEBHOOK_CONCURRENCY = 32;
+const WEBHOOK_PER_HOST_CONCURRENCY = 4;
+
+/** Builds every service of the gateway: the one place that wires them, and no HTTP framework in sight. */
+export async function buildServices(options: ServicesOptions): Promise<Services> {
+  const { config, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const random = options.random ?? Math.random;
+  const ids = options.ids ?? createIdSource(clock);
+  const timers = options.timers ?? systemTimers;
+
+  const store = options.store ?? (await openSqliteStore({ path: config.sqlitePath }));
+  const metrics = createMetrics();
+  const upstreamHooks: UpstreamHooks = { onCall: metrics.recordUpstreamCall, logger };
+  const givenUpstream = options.upstream;
+  const rawUpstream =
+    givenUpstream === undefined
+      ? createUpstreamClient({
+          baseUrl: config.elkapiBaseUrl,
+          apiKey: config.elkapiApiKey ?? 'sandbox',
+          maxRps: config.upstreamMaxRps,
+          clock,
+          random,
+          ...upstreamHooks,
+        })
+      : typeof givenUpstream === 'function'
+        ? givenUpstream(upstreamHooks)
+        : givenUpstream;
+  const health = createUpstreamHealth(clock);
+  // One breaker for creates and polls alike; health sees only calls that reached the upstream.
+  const upstream = withCircuitBreaker(withHealthTracking(rawUpstream, health), {
+    ...options.circuit,
+    clock,
+    onShortCircuit: metrics.recordShortCircuit,
+    onStateChange: (state) => {
+      metrics.recordCircuitChange(state);
+      if (state === 'open') logger.warn({ circuit: state }, 'upstream circuit opened after repeated failures: creates answer 503 until a probe succeeds');
+      else logger.info({ circuit: state }, `upstream circuit ${state === 'closed' ? 'closed' : 'half-open: probing'}`);
+    },
+  });
+  const bus = createInProcessBus();
+  const schedule = { minMs: config.pollIntervalMinMs, maxMs: config.pollIntervalMaxMs };
+
+  const poller = createPoller({
+    videos: store.videos,
+    upstream,
+    bus,
+    clock,
+    random,
+    newMessageId: ids.messageId,
+    logger,
+    policy: { schedule, taskTimeoutMs: config.taskTimeoutMs, notFoundGraceMs: 60_000 },
+    concurrency: config.pollConcurrency,
+    leaseMs: 60_000,
+    onTransition: (video) => metrics.recordTransition(video),
+  });
+  // Webhooks: every connection is checked against private addresses at connect time (DNS rebinding included).
+  const webhookAgent =
+    options.webhookAgent ??
+    createGuardedAgent({
+      allowPrivate: config.webhookAllowPrivateNetworks,
+      timeoutMs: config.webhookTimeoutMs,
+      connections: WEBHOOK_PER_HOST_CONCURRENCY,
+    });
+  const dispatcher = createDispatcher({
+    deliveries: store.deliveries,
+    videos: store.videos,
+    bus,
+    clock,
+    random,
+    clients: options.clients,
+    agent: webhookAgent,
+    logger,
+    retryScheduleMs: config.webhookRetryScheduleMs,
+    timeoutMs: config.webhookTimeoutMs,
+    concurrency: WEBHOOK_CONCURRENCY,
+    perHostConcurrency: WEBHOOK_PER_HOST_CONCURRENCY,
+    onDelivery: (outcome, durationMs) => metrics.recordWebhookDelivery(outcome, durationMs),
+  });
+  const deliveries = createDeliveryService({ videos: store.videos, deliveries: store.deliveries, bus, clock, logger });
+  const videos = createVideoService({ videos: store.videos, upstream, bus, clock, logger, cacheMaxEntries: config.cacheMaxEntries });
+  const creator = createVideoCreator({
+    videos: store.videos,
+    keys: store.idempotencyKeys,
+    upstream,
+    clock,
+    ids,
+    logger,
+    firstPollAt: firstPollAt(schedule, random),
+    renderRefusal: options.renderRefusal,
+    onCreated: () => poller.wake(),
+    checkCallbackUrl: createCallbackUrlValidator({
+      allowHttp: config.webhookAllowHttp,
+      allowPrivateNetworks: config.webhookAllowPrivateNetworks,
+    }),
+  });
+  const keyPruner = createIdempotencyKeyPruner({ keys: store.idempotencyKeys, clock, timers, logger });
+  const watch = createVideoWatch({ bus, videos, timers });
+  const readiness = createReadinessCheck({ pingStore: () => store.ping(), health, circuitState: upstream.circuitState });
+  metrics.attach({ videosInFlight: () => store.videos.countRunning(), cacheStats: () => videos.cacheStats(), circuitState: upstream.circuitState });
+
+  return {
+    clock,
+    clients: options.clients,
+    store,
+    bus,
+    metrics,
+    health,
+    circuitState: upstream.circuitState,
+    videos,
+    creator,
+    watch,
+    deliveries,
+    readiness,
+    poller,
+    dispatcher,
+    startWorkers() {
+      poller.start();
+      dispatcher.start();
+      keyPruner.start();
+    },
+    async stopWorkers(graceMs) {
+      keyPruner.stop();
+      // An unfinished poll's lease simply expires; an aborted webhook attempt is given back and sent again after restart.
+      await Promise.all([poller.stop(graceMs), dispatcher.stop(graceMs)]);
+      if (options.webhookAgent === undefined) await webhookAgent.close();
+    },
+    async close() {
+      await upstream.close();
+      await store.close();
+    },
+  };
+}
