@@ -1,0 +1,42 @@
+// ESLint flat config: typescript-eslint's type-aware rules, import ordering, and the layer boundaries
+// (DESIGN §4; issue 7): domain code never reaches the HTTP layer or Fastify, routes never reach the store or the
+// upstream, schemas depend on nothing in src/. Formatting is Prettier's (eslint-config-prettier turns off clashes).
+import js from '@eslint/js';
+import prettier from 'eslint-config-prettier';
+import simpleImportSort from 'eslint-plugin-simple-import-sort';
+import tseslint from 'typescript-eslint';
+
+const httpLayer = { group: ['fastify', '@fastify/*', '**/http/*', '**/http/**'], message: 'Domain code never imports Fastify or the HTTP layer: throw a DomainError and let src/http map it.' };
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'coverage/**', '.tap/**', 'node_modules/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    plugins: { 'simple-import-sort': simpleImportSort },
+    rules: {
+      'simple-import-sort/imports': 'error',
+      'simple-import-sort/exports': 'error',
+      '@typescript-eslint/no-explicit-any': 'error',
+      '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+    },
+  },
+  {
+    files: ['src/videos/**', 'src/webhooks/**', 'src/upstream/**', 'src/tracking/**', 'src/store/**'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [httpLayer] }] },
+  },
+  {
+    files: ['routes/**'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/src/store/**', '**/src/upstream/**'], message: 'Routes call services; they never reach the store or the upstream.' }] }],
+    },
+  },
+  {
+    files: ['schemas/**'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['**/src/**'], message: 'schemas/ is the source of types: it imports nothing from src/.' }] }] },
+  },
+  { files: ['**/*.js'], ...tseslint.configs.disableTypeChecked },
+  prettier,
+);
