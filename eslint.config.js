@@ -6,7 +6,10 @@ import prettier from 'eslint-config-prettier';
 import simpleImportSort from 'eslint-plugin-simple-import-sort';
 import tseslint from 'typescript-eslint';
 
-const httpLayer = { group: ['fastify', '@fastify/*', '**/http/*', '**/http/**'], message: 'Domain code never imports Fastify or the HTTP layer: throw a DomainError and let src/http map it.' };
+const httpLayer = {
+  group: ['fastify', '@fastify/*', '**/http/*', '**/http/**'],
+  message: 'Domain code never imports Fastify or the HTTP layer: throw a DomainError and let src/http map it.',
+};
 
 export default tseslint.config(
   { ignores: ['dist/**', 'coverage/**', '.tap/**', 'node_modules/**'] },
@@ -45,12 +48,27 @@ export default tseslint.config(
   {
     files: ['routes/**'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['**/src/store/**', '**/src/upstream/**'], message: 'Routes call services; they never reach the store or the upstream.' }] }],
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/src/store/**', '**/src/upstream/**'],
+              message: 'Routes call services; they never reach the store or the upstream.',
+            },
+          ],
+        },
+      ],
     },
   },
   {
     files: ['schemas/**'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['**/src/**'], message: 'schemas/ is the source of types: it imports nothing from src/.' }] }] },
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['**/src/**'], message: 'schemas/ is the source of types: it imports nothing from src/.' }] },
+      ],
+    },
   },
   { files: ['**/*.js'], ...tseslint.configs.disableTypeChecked },
   prettier,

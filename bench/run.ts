@@ -1,10 +1,12 @@
 // `npm run bench`: throughput and latency of the hot paths on this machine, against the built-in
 // sandbox upstream over real sockets. Speed and memory goals live here, never in timed tests.
-import autocannon from 'autocannon';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+
+import autocannon from 'autocannon';
+
 import { buildGateway } from '../src/app.js';
 import { createClientRegistry } from '../src/auth/clients.js';
 import { loadConfigOrThrow } from '../src/config.js';
@@ -43,21 +45,26 @@ async function main(): Promise<void> {
 
   const created = await fetch(`${base}/videos`, { method: 'POST', headers, body: JSON.stringify({ prompt: 'A benchmark video' }) });
   const { id } = (await created.json()) as { id: string };
-  for (let status = ''; status !== 'completed'; ) {
+  for (let status = ''; status !== 'completed';) {
     await new Promise((resolve) => setTimeout(resolve, 100));
     status = ((await (await fetch(`${base}/videos/${id}`, { headers })).json()) as { status: string }).status;
   }
 
   const scenarios: Array<{ name: string; options: autocannon.Options }> = [
     { name: 'GET /videos/{id} (completed, LRU cache)', options: { url: `${base}/videos/${id}`, headers } },
-    { name: 'POST /videos (sandbox upstream create + insert)', options: { url: `${base}/videos`, method: 'POST', headers, body: JSON.stringify({ prompt: 'A benchmark video' }) } },
+    {
+      name: 'POST /videos (sandbox upstream create + insert)',
+      options: { url: `${base}/videos`, method: 'POST', headers, body: JSON.stringify({ prompt: 'A benchmark video' }) },
+    },
     { name: 'GET /healthz (framework floor)', options: { url: `${base}/healthz` } },
   ];
   const rows: string[] = ['| scenario | req/s (mean) | p50 ms | p99 ms | non-2xx |', '|---|---|---|---|---|'];
   for (const scenario of scenarios) {
     // The load generator runs in its own worker thread, so the gateway keeps the main thread to itself.
     const result = await autocannon({ connections: 50, duration: durationSeconds, workers: 1, ...scenario.options });
-    rows.push(`| ${scenario.name} | ${Math.round(result.requests.average)} | ${result.latency.p50} | ${result.latency.p99} | ${result.non2xx} |`);
+    rows.push(
+      `| ${scenario.name} | ${Math.round(result.requests.average)} | ${result.latency.p50} | ${result.latency.p99} | ${result.non2xx} |`,
+    );
   }
   const rss = Math.round(process.memoryUsage().rss / 1024 / 1024);
   process.stdout.write(`${rows.join('\n')}\n\nRSS after the run: ${rss} MiB; upstream calls: ${sandbox.stats.requests}\n`);

@@ -8,6 +8,7 @@
  * `WEBHOOK_ALLOW_HTTP=true WEBHOOK_ALLOW_PRIVATE_NETWORKS=true` (local testing only).
  */
 import { createServer } from 'node:http';
+
 import { Webhook, WebhookVerificationError } from 'standardwebhooks';
 
 const secret = process.env['WEBHOOK_SECRET'];
@@ -61,7 +62,11 @@ const server = createServer((request, response) => {
     handled.add(id);
     const { data } = event;
     const detail =
-      event.type === 'video.completed' ? data.result?.video.url : event.type === 'video.failed' ? `${data.failure?.code}: ${data.failure?.message}` : '';
+      event.type === 'video.completed'
+        ? data.result?.video.url
+        : event.type === 'video.failed'
+          ? `${data.failure?.code}: ${data.failure?.message}`
+          : '';
     // Events may arrive out of order (a retried video.processing after video.completed): trust data.status.
     process.stdout.write(`${event.type} ${data.id} (status ${data.status}) ${detail ?? ''}\n`);
   });

@@ -1,10 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+
 import { DeliveryList, RedeliveryAccepted } from '../schemas/deliveries.js';
 import { VideoParams } from '../schemas/video.js';
+import { type Authenticate, clientOf, requireClient } from '../src/http/auth.js';
 import type { ClientRateLimits } from '../src/http/client-rate-limits.js';
-import type { DeliveryService } from '../src/webhooks/delivery-service.js';
-import { clientOf, requireClient, type Authenticate } from '../src/http/auth.js';
 import { bearerSecurity, jsonResponse, problemsFor } from '../src/http/responses.js';
+import type { DeliveryService } from '../src/webhooks/delivery-service.js';
 
 export interface DeliveryRoutesOptions {
   deliveries: DeliveryService;

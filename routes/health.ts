@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+
 import { Liveness, Readiness } from '../schemas/health.js';
 import type { ReadinessCheck } from '../src/readiness.js';
 

@@ -1,17 +1,18 @@
-import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
 import type { FastifyReply } from 'fastify';
+
 import { CreateVideoHeaders, defaultListLimit, ListVideosQuery, VideoEventStream, VideoList } from '../schemas/list.js';
 import { CreateVideoBody, GetVideoQuery, Video, VideoParams } from '../schemas/video.js';
+import { type Authenticate, clientOf, requireClient } from '../src/http/auth.js';
 import type { ClientRateLimits } from '../src/http/client-rate-limits.js';
 import { whenClientLeaves } from '../src/http/connection.js';
+import { bearerSecurity, jsonResponse, problemsFor } from '../src/http/responses.js';
 import { formatSseEvent, sseHeaders, sseKeepAlive } from '../src/http/sse.js';
 import type { VideoCreator } from '../src/videos/create.js';
 import { ifNoneMatchHits, type RenderedVideo } from '../src/videos/present.js';
 import type { VideoService } from '../src/videos/service.js';
 import type { VideoWatch } from '../src/videos/watch.js';
-import { clientOf, requireClient, type Authenticate } from '../src/http/auth.js';
-import { bearerSecurity, jsonResponse, problemsFor } from '../src/http/responses.js';
 
 export interface VideoRoutesOptions {
   videos: VideoService;
@@ -31,7 +32,10 @@ const sendVideo = (reply: FastifyReply, rendered: RenderedVideo, statusCode: num
 const statusEvent = (rendered: RenderedVideo): string =>
   formatSseEvent({ event: 'status', id: String(Date.parse(rendered.video.updatedAt)), data: rendered.body });
 
-export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async (app, { videos, creator, watch, rateLimits, authenticate }) => {
+export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async (
+  app,
+  { videos, creator, watch, rateLimits, authenticate },
+) => {
   requireClient(app, authenticate);
   // After authentication: a 401 comes first and is never counted against a client.
   await rateLimits.install(app);
@@ -57,7 +61,10 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
         response: {
           202: jsonResponse(Type.Ref(Video), 'Accepted: the stored video, normally `queued`.', {
             location: { type: 'string', description: '`/videos/{id}` of the new video.' },
-            'idempotent-replayed': { type: 'string', description: '`true` when this is the stored answer of an earlier request with the same `Idempotency-Key`.' },
+            'idempotent-replayed': {
+              type: 'string',
+              description: '`true` when this is the stored answer of an earlier request with the same `Idempotency-Key`.',
+            },
           }),
           ...problemsFor(400, 401, 409, 413, 415, 422, 429, 500, 502, 503, 504),
         },
@@ -71,7 +78,10 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
       });
       if (answer.replayed) reply.header('idempotent-replayed', 'true');
       // A stored answer is one of the documented statuses: 202, or a replayed 422 upstream_rejected.
-      return reply.code(answer.status as 202 | 422).headers(answer.headers).send(answer.body);
+      return reply
+        .code(answer.status as 202 | 422)
+        .headers(answer.headers)
+        .send(answer.body);
     },
   );
 

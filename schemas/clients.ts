@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { type Static, Type } from '@sinclair/typebox';
 import { TypeCompiler, ValueErrorType } from '@sinclair/typebox/compiler';
 
 /*
@@ -45,9 +45,7 @@ export const ClientEntry = Type.Object(
     createLimitPerMinute: Type.Optional(
       Type.Integer({ minimum: 1, default: defaultCreateLimitPerMinute, expected: 'an integer of at least 1' }),
     ),
-    allowedCallbackHosts: Type.Optional(
-      Type.Array(Hostname, { maxItems: 1000, expected: 'an array of host names' }),
-    ),
+    allowedCallbackHosts: Type.Optional(Type.Array(Hostname, { maxItems: 1000, expected: 'an array of host names' })),
   },
   { additionalProperties: false, expected: 'an object with id, apiKeySha256 and webhookSecret' },
 );

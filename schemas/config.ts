@@ -1,4 +1,5 @@
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
+
 import { decimalPattern, durationWithUnitPattern } from './duration-patterns.js';
 
 /*
@@ -20,14 +21,10 @@ export const maxRetryScheduleEntries = 20;
 const durationHint = 'is not a duration (use 250ms, 5s, 2m or 2h)';
 
 const integer = (defaultValue: string, description: string) =>
-  Type.Optional(
-    Type.String({ pattern: '^[0-9]+$', default: defaultValue, description, invalid: 'is not a whole number' }),
-  );
+  Type.Optional(Type.String({ pattern: '^[0-9]+$', default: defaultValue, description, invalid: 'is not a whole number' }));
 
 const decimal = (defaultValue: string, description: string) =>
-  Type.Optional(
-    Type.String({ pattern: `^${decimalPattern}$`, default: defaultValue, description, invalid: 'is not a number' }),
-  );
+  Type.Optional(Type.String({ pattern: `^${decimalPattern}$`, default: defaultValue, description, invalid: 'is not a number' }));
 
 /** `*_MS` variables: a duration with a unit, or a bare number of milliseconds. */
 const durationMs = (defaultValue: string, description: string) =>
@@ -81,9 +78,7 @@ export const EnvVars = Type.Object(
         invalid: 'is not a supported database URL (use sqlite:<path> or sqlite::memory:)',
       }),
     ),
-    CLIENTS_FILE: Type.Optional(
-      Type.String({ description: 'Client registry (JSON); unset → data/clients.json, created on first start.' }),
-    ),
+    CLIENTS_FILE: Type.Optional(Type.String({ description: 'Client registry (JSON); unset → data/clients.json, created on first start.' })),
     CACHE_MAX_ENTRIES: integer('10000', 'LRU cache size.'),
     POLL_INTERVAL_MIN_MS: durationMs('2000', 'First and shortest poll interval.'),
     POLL_INTERVAL_MAX_MS: durationMs('15000', 'Longest poll interval.'),

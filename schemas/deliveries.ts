@@ -1,8 +1,12 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { type Static, Type } from '@sinclair/typebox';
+
 import { Nullable, Timestamp } from './common.js';
 import { Video, WebhookEventType } from './video.js';
 
-const MessageId = Type.String({ pattern: '^msg_', description: 'The `webhook-id` header: stable across retries and redeliveries of one event.' });
+const MessageId = Type.String({
+  pattern: '^msg_',
+  description: 'The `webhook-id` header: stable across retries and redeliveries of one event.',
+});
 
 /** The body of every webhook request (DESIGN §3). */
 export const WebhookEvent = Type.Object(
@@ -17,7 +21,7 @@ export const WebhookEvent = Type.Object(
     description:
       'Sent as `POST <callbackUrl>` with `content-type: application/json`, `webhook-id`, `webhook-timestamp` and ' +
       '`webhook-signature` (Standard Webhooks, HMAC-SHA256 with your `whsec_…` secret). `data` is the Video as of the ' +
-      "first attempt (`data.webhook` is always null); retries and redeliveries send the same bytes under the same `webhook-id`.",
+      'first attempt (`data.webhook` is always null); retries and redeliveries send the same bytes under the same `webhook-id`.',
   },
 );
 export type WebhookEvent = Omit<Static<typeof WebhookEvent>, 'data'> & { data: Static<typeof Video> };

@@ -1,7 +1,8 @@
 import type { TSchema } from '@sinclair/typebox';
-import { Problem, ProblemFieldError } from './problem.js';
+
 import { DeliveryAttempt, WebhookEvent } from './deliveries.js';
 import { VideoList } from './list.js';
+import { Problem, ProblemFieldError } from './problem.js';
 import { CreateVideoBody, Video } from './video.js';
 
 /** Schemas registered once (`app.addSchema`) and referenced by `$ref`: they become OpenAPI components. */

@@ -1,4 +1,5 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { type Static, Type } from '@sinclair/typebox';
+
 import { Nullable } from './common.js';
 import { literals, videoStatuses } from './video.js';
 
@@ -8,7 +9,12 @@ export const defaultListLimit = 20;
 export const ListVideosQuery = Type.Object({
   status: Type.Optional(literals(videoStatuses, 'Only videos in this status.')),
   limit: Type.Optional(
-    Type.Integer({ minimum: 1, maximum: 100, default: defaultListLimit, description: `Videos per page, 1..100 (default ${defaultListLimit}).` }),
+    Type.Integer({
+      minimum: 1,
+      maximum: 100,
+      default: defaultListLimit,
+      description: `Videos per page, 1..100 (default ${defaultListLimit}).`,
+    }),
   ),
   cursor: Type.Optional(
     Type.String({

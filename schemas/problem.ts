@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { type Static, Type } from '@sinclair/typebox';
 
 /** Stable snake_case problem codes (DESIGN §2.6). */
 export const problemCodes = {

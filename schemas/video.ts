@@ -1,4 +1,5 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { type Static, Type } from '@sinclair/typebox';
+
 import { Nullable, Timestamp } from './common.js';
 
 export const aspectRatios = ['16:9', '9:16', '1:1', '4:3', '3:4', '21:9', '9:21'] as const;
@@ -62,7 +63,9 @@ export const CreateVideoBody = Type.Object(
     }),
     aspectRatio: Type.Optional(literals(aspectRatios, 'Default `16:9`.')),
     loop: Type.Optional(Type.Boolean({ description: 'Default false.' })),
-    model: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._-]+$', description: 'Passed through, e.g. `ray-2`.' })),
+    model: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._-]+$', description: 'Passed through, e.g. `ray-2`.' }),
+    ),
     resolution: Type.Optional(Resolution),
     duration: Type.Optional(Duration),
     keyframes: Type.Optional(Keyframes),
@@ -178,7 +181,8 @@ export const Video = Type.Object(
         result: {
           video: {
             url: 'https://storage.cdn-luma.com/dream-machine/4cd5e5d4/generation.mp4',
-            downloadUrl: 'https://storage.cdn-luma.com/dream-machine/4cd5e5d4/generation.mp4?X-Amz-Date=20261129T140000Z&X-Amz-Expires=3600',
+            downloadUrl:
+              'https://storage.cdn-luma.com/dream-machine/4cd5e5d4/generation.mp4?X-Amz-Date=20261129T140000Z&X-Amz-Expires=3600',
             downloadUrlExpiresAt: '2026-11-29T15:00:00.000Z',
             width: 1360,
             height: 752,
@@ -189,7 +193,13 @@ export const Video = Type.Object(
           lastFrame: { url: 'https://storage.cdn-luma.com/dream-machine/5d994815/last_frame.jpg', width: 1360, height: 752 },
         },
         failure: null,
-        webhook: { status: 'delivered', attempts: 1, lastAttemptAt: '2026-11-29T14:00:11.000Z', nextAttemptAt: null, lastResponseStatus: 204 },
+        webhook: {
+          status: 'delivered',
+          attempts: 1,
+          lastAttemptAt: '2026-11-29T14:00:11.000Z',
+          nextAttemptAt: null,
+          lastResponseStatus: 204,
+        },
         createdAt: '2026-11-29T13:59:58.000Z',
         updatedAt: '2026-11-29T14:00:10.000Z',
         completedAt: '2026-11-29T14:00:10.000Z',
@@ -200,10 +210,8 @@ export const Video = Type.Object(
 export type Video = Static<typeof Video>;
 
 export const VideoParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64, description: 'Video id (`vid_…`).' }) });
-export const GetVideoQuery = Type.Object(
-  {
-    wait: Type.Optional(
-      Type.Integer({ minimum: 1, maximum: 60, description: 'Long-poll: answer as soon as the status changes, or after this many seconds.' }),
-    ),
-  },
-);
+export const GetVideoQuery = Type.Object({
+  wait: Type.Optional(
+    Type.Integer({ minimum: 1, maximum: 60, description: 'Long-poll: answer as soon as the status changes, or after this many seconds.' }),
+  ),
+});

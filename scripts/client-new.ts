@@ -4,6 +4,7 @@
  * webhook secret). Writes nothing: the operator decides where the entry goes.
  */
 import { parseArgs } from 'node:util';
+
 import { newClientEntry } from '../src/auth/clients.js';
 
 const usage = `Usage: npm run client:new -- --id ID [--name NAME]

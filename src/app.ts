@@ -1,4 +1,5 @@
 import Fastify, { type FastifyInstance } from 'fastify';
+
 import { systemClock } from './clock.js';
 import { gatewayApp } from './http/app-plugin.js';
 import { problemResponse } from './http/problems.js';
@@ -19,7 +20,10 @@ export interface GatewayOptions extends Omit<ServicesOptions, 'logger' | 'render
   serveSandboxAssets?: boolean;
 }
 
-export interface Gateway extends Pick<Services, 'store' | 'bus' | 'videos' | 'poller' | 'dispatcher' | 'health' | 'metrics' | 'circuitState' | 'startWorkers'> {
+export interface Gateway extends Pick<
+  Services,
+  'store' | 'bus' | 'videos' | 'poller' | 'dispatcher' | 'health' | 'metrics' | 'circuitState' | 'startWorkers'
+> {
   app: FastifyInstance;
   /** Stops background work, then the server, then the store. */
   close(): Promise<void>;

@@ -1,7 +1,8 @@
 import type { TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Value } from '@sinclair/typebox/value';
-import { ConfigValues, EnvVars, type EnvVarName } from '../schemas/config.js';
+
+import { ConfigValues, type EnvVarName, EnvVars } from '../schemas/config.js';
 import { parseDuration } from './duration.js';
 
 /** The validated, typed configuration the app is built from (DESIGN §5); durations in milliseconds, `elkapiApiKey` null in sandbox mode. */
@@ -99,7 +100,10 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     const url = new URL(elkapiBaseUrl);
     elkapiBaseUrl = `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
   } catch {
-    fail('ELKAPI_BASE_URL', `ELKAPI_BASE_URL: ${shown('ELKAPI_BASE_URL', elkapiBaseUrl)} ${keyword(EnvVars.properties.ELKAPI_BASE_URL, 'invalid')}`);
+    fail(
+      'ELKAPI_BASE_URL',
+      `ELKAPI_BASE_URL: ${shown('ELKAPI_BASE_URL', elkapiBaseUrl)} ${keyword(EnvVars.properties.ELKAPI_BASE_URL, 'invalid')}`,
+    );
   }
 
   // `sqlite:<path>`; `sqlite:///abs/path` and `sqlite://rel/path` are read the usual way too.
@@ -159,10 +163,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     );
   }
 
-  const problems = [
-    ...envVarNames.flatMap((name) => problemOf.get(name) ?? []),
-    ...otherProblems,
-  ];
+  const problems = [...envVarNames.flatMap((name) => problemOf.get(name) ?? []), ...otherProblems];
   return problems.length === 0 ? { ok: true, config } : { ok: false, problems };
 }
 

@@ -68,9 +68,13 @@ export class IdempotencyKeyInUse extends DomainError {
 export class IdempotencyKeyReused extends DomainError {
   override readonly name = 'IdempotencyKeyReused';
   constructor() {
-    super('idempotency_key_reused', 'This Idempotency-Key was already used with a different request body; use a new key for a new request.', {
-      fieldErrors: [{ path: '/headers/idempotency-key', message: 'was already used with a different request body' }],
-    });
+    super(
+      'idempotency_key_reused',
+      'This Idempotency-Key was already used with a different request body; use a new key for a new request.',
+      {
+        fieldErrors: [{ path: '/headers/idempotency-key', message: 'was already used with a different request body' }],
+      },
+    );
   }
 }
 

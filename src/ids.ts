@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+
 import type { Clock } from './clock.js';
 
 // Crockford base32, as used by ULID. Hand-written (a dozen lines) rather than a dependency so the

@@ -3,11 +3,12 @@
  * gateways in one process (tests) never collide. Counts of things that happen are recorded as they happen;
  * levels (videos in flight, cache, circuit) are read from their owners at scrape time.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
 import { isTerminal } from './lifecycle.js';
 import type { VideoRecord } from './store/records.js';
-import type { UpstreamCallOutcome, UpstreamOperation } from './upstream/client.js';
 import type { CircuitState } from './upstream/circuit-breaker.js';
+import type { UpstreamCallOutcome, UpstreamOperation } from './upstream/client.js';
 
 /** Where scrape-time values come from; attached once the app's parts exist. */
 export interface MetricsSources {

@@ -1,11 +1,13 @@
-import closeWithGrace from 'close-with-grace';
 import { networkInterfaces } from 'node:os';
 import { resolve } from 'node:path';
+
+import closeWithGrace from 'close-with-grace';
+
 import { buildGateway } from './app.js';
 import { loadClientRegistry } from './auth/clients.js';
-import { formatConfigProblems, loadConfig, redactConfig, sandboxEnabled, type Config } from './config.js';
+import { type Config, formatConfigProblems, loadConfig, redactConfig, sandboxEnabled } from './config.js';
 import { formatDuration } from './duration.js';
-import { startSandbox, type Sandbox } from './sandbox/simulator.js';
+import { type Sandbox, startSandbox } from './sandbox/simulator.js';
 
 /** The host a phone on the same network can reach when we listen on every interface. */
 function reachableHost(host: string): string {

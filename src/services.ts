@@ -1,6 +1,7 @@
 import type { Dispatcher as HttpDispatcher } from 'undici';
+
 import type { ClientRegistry } from './auth/clients.js';
-import { systemClock, type Clock, type Random } from './clock.js';
+import { type Clock, type Random, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import { createInProcessBus, type EventBus } from './events/bus.js';
 import { createIdSource, type IdSource } from './ids.js';
@@ -13,9 +14,9 @@ import { openSqliteStore } from './store/sqlite.js';
 import { systemTimers, type Timers } from './timers.js';
 import { createPoller, type Poller } from './tracking/poller.js';
 import { firstPollAt } from './tracking/schedule.js';
-import { withCircuitBreaker, type CircuitBreakerOptions, type CircuitState } from './upstream/circuit-breaker.js';
+import { type CircuitBreakerOptions, type CircuitState, withCircuitBreaker } from './upstream/circuit-breaker.js';
 import { createUpstreamClient, type UpstreamClientOptions } from './upstream/client.js';
-import { createUpstreamHealth, withHealthTracking, type UpstreamHealth } from './upstream/health.js';
+import { createUpstreamHealth, type UpstreamHealth, withHealthTracking } from './upstream/health.js';
 import type { UpstreamClient, UpstreamError } from './upstream/types.js';
 import { createVideoCreator, type VideoCreator } from './videos/create.js';
 import { createIdempotencyKeyPruner } from './videos/idempotency-pruner.js';
@@ -114,7 +115,8 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     onShortCircuit: metrics.recordShortCircuit,
     onStateChange: (state) => {
       metrics.recordCircuitChange(state);
-      if (state === 'open') logger.warn({ circuit: state }, 'upstream circuit opened after repeated failures: creates answer 503 until a probe succeeds');
+      if (state === 'open')
+        logger.warn({ circuit: state }, 'upstream circuit opened after repeated failures: creates answer 503 until a probe succeeds');
       else logger.info({ circuit: state }, `upstream circuit ${state === 'closed' ? 'closed' : 'half-open: probing'}`);
     },
   });
@@ -177,7 +179,11 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
   const keyPruner = createIdempotencyKeyPruner({ keys: store.idempotencyKeys, clock, timers, logger });
   const watch = createVideoWatch({ bus, videos, timers });
   const readiness = createReadinessCheck({ pingStore: () => store.ping(), health, circuitState: upstream.circuitState });
-  metrics.attach({ videosInFlight: () => store.videos.countRunning(), cacheStats: () => videos.cacheStats(), circuitState: upstream.circuitState });
+  metrics.attach({
+    videosInFlight: () => store.videos.countRunning(),
+    cacheStats: () => videos.cacheStats(),
+    circuitState: upstream.circuitState,
+  });
 
   return {
     clock,

@@ -5,10 +5,12 @@
  * Routes come from the app itself (the OpenAPI document for documented routes, `printRoutes()` for all of them),
  * so routes added later are attacked too, and a route nobody generates cases for fails the coverage check.
  */
+import { join } from 'node:path';
+
 import Database from 'better-sqlite3';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
-import { join } from 'node:path';
 import t from 'tap';
+
 import { createClientRegistry } from '../src/auth/clients.js';
 import { advanceAndPoll, clientKeys, createVideo, startTestGateway, testClientsFile } from './helpers/gateway.js';
 
@@ -164,11 +166,30 @@ t.test('malformed requests at every route answer 4xx problems, never 5xx, and ch
       const schema = parameter.schema ?? {};
       const invalid: string[] = [];
       if (schema.type === 'integer' || schema.type === 'number') {
-        invalid.push('abc', '1.5', 'NaN', 'Infinity', '-Infinity', '99999999999999999999', '1e400', '%00', 'true', '%5B%5D', '%EF%BC%99', '-1');
+        invalid.push(
+          'abc',
+          '1.5',
+          'NaN',
+          'Infinity',
+          '-Infinity',
+          '99999999999999999999',
+          '1e400',
+          '%00',
+          'true',
+          '%5B%5D',
+          '%EF%BC%99',
+          '-1',
+        );
         if (schema.minimum !== undefined) invalid.push(String(schema.minimum - 1));
         if (schema.maximum !== undefined) invalid.push(String(schema.maximum + 1));
       } else if (schema.enum !== undefined) {
-        invalid.push('bogus', `${schema.enum[0] ?? 'x'}%00`, (schema.enum[0] ?? 'x').toUpperCase(), schema.enum.slice(0, 2).join(','), 'x'.repeat(5000));
+        invalid.push(
+          'bogus',
+          `${schema.enum[0] ?? 'x'}%00`,
+          (schema.enum[0] ?? 'x').toUpperCase(),
+          schema.enum.slice(0, 2).join(','),
+          'x'.repeat(5000),
+        );
       } else {
         // Opaque strings such as cursors: garbage, forged or truncated encodings.
         invalid.push(
@@ -184,7 +205,8 @@ t.test('malformed requests at every route answer 4xx problems, never 5xx, and ch
           encodeURIComponent('💥'),
         );
       }
-      for (const value of invalid) add(route, `?${parameter.name}=${value.slice(0, 40)}`, { method, url: `${url}?${parameter.name}=${value}`, headers }, 'problem');
+      for (const value of invalid)
+        add(route, `?${parameter.name}=${value.slice(0, 40)}`, { method, url: `${url}?${parameter.name}=${value}`, headers }, 'problem');
       add(route, `?${parameter.name} twice`, { method, url: `${url}?${parameter.name}=1&${parameter.name}=bogus`, headers }, 'not5xx');
       add(route, `?${parameter.name}[]`, { method, url: `${url}?${parameter.name}[]=1&${parameter.name}[x]=2`, headers }, 'not5xx');
       add(route, `?${parameter.name}= (empty)`, { method, url: `${url}?${parameter.name}=`, headers }, 'not5xx');
@@ -289,7 +311,11 @@ t.test('malformed requests at every route answer 4xx problems, never 5xx, and ch
     ['lookalike type', 'application/jsonx', JSON.stringify(validBody)],
     ['UTF-16 body', 'application/json; charset=utf-16', Buffer.from(JSON.stringify(validBody), 'utf16le')],
     ['garbage content type', ';;;==', JSON.stringify(validBody)],
-    ['invalid UTF-8 bytes', 'application/json', Buffer.concat([Buffer.from('{"prompt":"'), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from(' bytes"}')])],
+    [
+      'invalid UTF-8 bytes',
+      'application/json',
+      Buffer.concat([Buffer.from('{"prompt":"'), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from(' bytes"}')]),
+    ],
   ];
   for (const { method, template, route, operation } of operations.filter((op) => op.method === 'POST')) {
     const url = urlFor(template, completed.id);
@@ -309,7 +335,12 @@ t.test('malformed requests at every route answer 4xx problems, never 5xx, and ch
         ['256 chars', 'k'.repeat(256)],
         ['control character', 'key\tone'],
       ] as const) {
-        add(route, `Idempotency-Key ${name}`, { method, url, headers: { ...headers, 'idempotency-key': key }, payload: validBody }, 'problem');
+        add(
+          route,
+          `Idempotency-Key ${name}`,
+          { method, url, headers: { ...headers, 'idempotency-key': key }, payload: validBody },
+          'problem',
+        );
       }
     }
   }
@@ -362,9 +393,19 @@ t.test('malformed requests at every route answer 4xx problems, never 5xx, and ch
   for (const { method, template, route, operation } of operations.filter((op) => op.method === 'GET')) {
     const url = urlFor(template, completed.id);
     for (const [name, headers] of oddHeaders) {
-      add(route, `headers: ${name}`, { method, url, headers: { ...(operation.security === undefined ? {} : alice), ...headers } }, 'not5xx');
+      add(
+        route,
+        `headers: ${name}`,
+        { method, url, headers: { ...(operation.security === undefined ? {} : alice), ...headers } },
+        'not5xx',
+      );
     }
-    add(route, 'GET with a JSON body', { method, url, headers: { ...alice, 'content-type': 'application/json' }, payload: '{"prompt":1' }, 'not5xx');
+    add(
+      route,
+      'GET with a JSON body',
+      { method, url, headers: { ...alice, 'content-type': 'application/json' }, payload: '{"prompt":1' },
+      'not5xx',
+    );
   }
 
   // 7. Paths: traversal out of the docs and sandbox asset directories, double slashes, case, encodings.
@@ -401,8 +442,19 @@ t.test('malformed requests at every route answer 4xx problems, never 5xx, and ch
   for (const [route, url] of oddPaths) add(route, `path ${url.slice(0, 60)}`, { method: 'GET', url, headers: alice }, 'not5xx');
   // 8. Odd range headers on the sample media.
   for (const file of ['sample.mp4', 'thumbnail.jpg']) {
-    for (const headers of [{ range: 'bytes=abc' }, { range: 'bytes=-99999999999999999999' }, { range: 'bytes=99999999999999999999-' }, { range: `bytes=${'0-1,'.repeat(500)}0-1` }, { range: 'bytes=0-1', 'if-range': 'W/"x", *' }]) {
-      add(`GET /sandbox/assets/${file}`, `${file} ${JSON.stringify(headers).slice(0, 60)}`, { method: 'GET', url: `/sandbox/assets/${file}`, headers }, 'not5xx');
+    for (const headers of [
+      { range: 'bytes=abc' },
+      { range: 'bytes=-99999999999999999999' },
+      { range: 'bytes=99999999999999999999-' },
+      { range: `bytes=${'0-1,'.repeat(500)}0-1` },
+      { range: 'bytes=0-1', 'if-range': 'W/"x", *' },
+    ]) {
+      add(
+        `GET /sandbox/assets/${file}`,
+        `${file} ${JSON.stringify(headers).slice(0, 60)}`,
+        { method: 'GET', url: `/sandbox/assets/${file}`, headers },
+        'not5xx',
+      );
     }
   }
 

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
 import t from 'tap';
 import ts from 'typescript';
 
@@ -17,7 +18,11 @@ function sourceFiles(dir: string): string[] {
 function importsOf(file: string): string[] {
   const { importedFiles } = ts.preProcessFile(readFileSync(join(root, file), 'utf8'), true, true);
   return importedFiles.map(({ fileName }) =>
-    fileName.startsWith('.') ? relative(root, resolve(root, dirname(file), fileName)).split('\\').join('/') : fileName,
+    fileName.startsWith('.')
+      ? relative(root, resolve(root, dirname(file), fileName))
+          .split('\\')
+          .join('/')
+      : fileName,
   );
 }
 
@@ -61,7 +66,11 @@ t.test('layer boundaries hold', async (t) => {
     }
     t.same(violations, [], rule.name);
   }
-  t.same([...allowed].filter((edge) => !allowedSeen.has(edge)), [], 'every allowed exception still exists (remove the ones that do not)');
+  t.same(
+    [...allowed].filter((edge) => !allowedSeen.has(edge)),
+    [],
+    'every allowed exception still exists (remove the ones that do not)',
+  );
 });
 
 t.test('the import scan sees what a rule must catch', async (t) => {

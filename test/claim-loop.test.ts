@@ -1,4 +1,5 @@
 import t from 'tap';
+
 import { createClaimLoop } from '../src/lib/claim-loop.js';
 
 t.test('stop() waits for a claim under way, and no claim starts after it', async (t) => {
@@ -34,7 +35,11 @@ t.test('stop() waits for a claim under way, and no claim starts after it', async
 
 t.test('a failing claim is reported and the loop keeps its rhythm', async (t) => {
   const errors: unknown[] = [];
-  const loop = createClaimLoop({ tickMs: 1_000_000, onError: (error) => errors.push(error), launch: async () => Promise.reject(new Error('database locked')) });
+  const loop = createClaimLoop({
+    tickMs: 1_000_000,
+    onError: (error) => errors.push(error),
+    launch: async () => Promise.reject(new Error('database locked')),
+  });
   loop.start();
   await loop.stop();
   t.equal(errors.length, 1);

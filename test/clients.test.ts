@@ -3,18 +3,20 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+
 import { Webhook } from 'standardwebhooks';
 import t, { type Test } from 'tap';
+
+import { validateClientsFile } from '../schemas/clients.js';
 import {
+  type ClientsFile,
   createClientRegistry,
   generateApiKey,
   generateWebhookSecret,
   hashApiKey,
   loadClientRegistry,
   newClientEntry,
-  type ClientsFile,
 } from '../src/auth/clients.js';
-import { validateClientsFile } from '../schemas/clients.js';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -116,24 +118,35 @@ t.test('authenticate', async (t) => {
 
 t.test('registry contents', async (t) => {
   const registry = createClientRegistry(sampleFile());
-  t.same(registry.get('app'), {
-    id: 'app',
-    name: 'app',
-    webhookSecret: secretA,
-    rateLimitPerMinute: 600,
-    createLimitPerMinute: 30,
-    allowedCallbackHosts: null,
-  }, 'defaults: name = id, 600/min, 30 creates/min, any host');
-  t.same(registry.get('partner-b'), {
-    id: 'partner-b',
-    name: 'Partner B',
-    webhookSecret: secretB,
-    rateLimitPerMinute: 1200,
-    createLimitPerMinute: 5,
-    allowedCallbackHosts: ['hooks.partner-b.example', 'backup.example.org'],
-  }, 'hosts lower-cased and de-duplicated');
+  t.same(
+    registry.get('app'),
+    {
+      id: 'app',
+      name: 'app',
+      webhookSecret: secretA,
+      rateLimitPerMinute: 600,
+      createLimitPerMinute: 30,
+      allowedCallbackHosts: null,
+    },
+    'defaults: name = id, 600/min, 30 creates/min, any host',
+  );
+  t.same(
+    registry.get('partner-b'),
+    {
+      id: 'partner-b',
+      name: 'Partner B',
+      webhookSecret: secretB,
+      rateLimitPerMinute: 1200,
+      createLimitPerMinute: 5,
+      allowedCallbackHosts: ['hooks.partner-b.example', 'backup.example.org'],
+    },
+    'hosts lower-cased and de-duplicated',
+  );
   t.equal(registry.get('nobody'), undefined);
-  t.same(registry.all().map((client) => client.id), ['app', 'partner-b']);
+  t.same(
+    registry.all().map((client) => client.id),
+    ['app', 'partner-b'],
+  );
   for (const client of registry.all()) {
     t.notMatch(JSON.stringify(client), hashApiKey(keyA), 'no key hash on a client');
     t.notMatch(JSON.stringify(client), keyA);
@@ -151,18 +164,18 @@ t.test('clients file validation', async (t) => {
   const [app, partner] = sampleFile().clients;
   if (app === undefined || partner === undefined) throw new Error('fixture');
 
-  t.same(problemsOf(t, { clients: [app, { ...partner, id: 'app' }] }), [
-    '/clients/1/id: duplicate id "app" (also at /clients/0/id)',
-  ]);
+  t.same(problemsOf(t, { clients: [app, { ...partner, id: 'app' }] }), ['/clients/1/id: duplicate id "app" (also at /clients/0/id)']);
   t.same(problemsOf(t, { clients: [app, { ...partner, apiKeySha256: app.apiKeySha256 }] }), [
     '/clients/1/apiKeySha256: same API key as /clients/0 (every client needs its own key)',
   ]);
 
   const badHashes = [app.apiKeySha256.toUpperCase(), app.apiKeySha256.slice(1), keyA, ''];
   for (const apiKeySha256 of badHashes) {
-    t.same(problemsOf(t, { clients: [{ ...app, apiKeySha256 }] }), [
-      '/clients/0/apiKeySha256: expected the SHA-256 of the API key as 64 lowercase hex characters (npm run client:new prints one)',
-    ], `hash ${JSON.stringify(apiKeySha256.slice(0, 10))}`);
+    t.same(
+      problemsOf(t, { clients: [{ ...app, apiKeySha256 }] }),
+      ['/clients/0/apiKeySha256: expected the SHA-256 of the API key as 64 lowercase hex characters (npm run client:new prints one)'],
+      `hash ${JSON.stringify(apiKeySha256.slice(0, 10))}`,
+    );
   }
 
   const badSecrets = [
@@ -173,9 +186,7 @@ t.test('clients file validation', async (t) => {
   ];
   for (const webhookSecret of badSecrets) {
     const problems = problemsOf(t, { clients: [{ ...app, webhookSecret }] });
-    t.same(problems, [
-      '/clients/0/webhookSecret: expected "whsec_" then base64 of 24 to 64 random bytes (npm run client:new prints one)',
-    ]);
+    t.same(problems, ['/clients/0/webhookSecret: expected "whsec_" then base64 of 24 to 64 random bytes (npm run client:new prints one)']);
     t.notMatch(problems.join('\n'), webhookSecret.trim(), 'the secret is not echoed');
   }
   t.same(problemsOf(t, { clients: [{ ...app, webhookSecret: 'whsec_' }] }), [
@@ -189,9 +200,7 @@ t.test('clients file validation', async (t) => {
   ]);
   t.ok(validateClientsFile({ clients: [{ ...app, webhookSecret: `whsec_${Buffer.alloc(64).toString('base64')}` }] }).ok, '64 bytes ok');
 
-  t.same(problemsOf(t, { clients: [{ ...app, id: 'has space' }] }), [
-    '/clients/0/id: expected 1 to 64 letters, digits, "_" or "-"',
-  ]);
+  t.same(problemsOf(t, { clients: [{ ...app, id: 'has space' }] }), ['/clients/0/id: expected 1 to 64 letters, digits, "_" or "-"']);
   t.same(problemsOf(t, { clients: [{ id: 'x', apiKeySha256: app.apiKeySha256 }] }), [
     '/clients/0/webhookSecret: is missing (expected "whsec_" then base64 of 24 to 64 random bytes (npm run client:new prints one))',
   ]);
@@ -202,10 +211,15 @@ t.test('clients file validation', async (t) => {
     '/clients/0/rateLimitPerMinute: expected an integer of at least 1',
     '/clients/0/createLimitPerMinute: expected an integer of at least 1',
   ]);
-  t.same(problemsOf(t, { clients: [{ ...app, allowedCallbackHosts: ['https://hooks.example.com', 'hooks.example.com:443', 'ok.example.com'] }] }), [
-    '/clients/0/allowedCallbackHosts/0: expected a host name such as hooks.example.com (no scheme, port or path)',
-    '/clients/0/allowedCallbackHosts/1: expected a host name such as hooks.example.com (no scheme, port or path)',
-  ]);
+  t.same(
+    problemsOf(t, {
+      clients: [{ ...app, allowedCallbackHosts: ['https://hooks.example.com', 'hooks.example.com:443', 'ok.example.com'] }],
+    }),
+    [
+      '/clients/0/allowedCallbackHosts/0: expected a host name such as hooks.example.com (no scheme, port or path)',
+      '/clients/0/allowedCallbackHosts/1: expected a host name such as hooks.example.com (no scheme, port or path)',
+    ],
+  );
   t.same(problemsOf(t, []), [': expected an object { "clients": [ … ] }']);
   t.same(problemsOf(t, {}), ['/clients: is missing (expected an array of clients)']);
   t.same(problemsOf(t, { clients: {} }), ['/clients: expected an array of clients']);
@@ -281,7 +295,10 @@ t.test('first start creates data/clients.json once, mode 0600, and prints the ke
   const second = await loadClientRegistry({ clientsFile: null, dataDir, log: (line) => later.push(line) });
   t.same(later, [], 'a later start prints nothing');
   t.equal(second.authenticate(`Bearer ${apiKey}`)?.id, 'default', 'the same key still works');
-  t.same(second.all().map((client) => client.id), ['default']);
+  t.same(
+    second.all().map((client) => client.id),
+    ['default'],
+  );
 });
 
 t.test('concurrent first starts create one registry, print one banner', async (t) => {
@@ -299,7 +316,10 @@ t.test('an edited default file is validated like any other', async (t) => {
   const dataDir = t.testdir();
   await writeFile(path.join(dataDir, 'clients.json'), '{"clients": [{"id": "x"}]}');
   const log: string[] = [];
-  await t.rejects(loadClientRegistry({ clientsFile: null, dataDir, log: (line) => log.push(line) }), /clients\.json: \/clients\/0\/apiKeySha256: is missing/);
+  await t.rejects(
+    loadClientRegistry({ clientsFile: null, dataDir, log: (line) => log.push(line) }),
+    /clients\.json: \/clients\/0\/apiKeySha256: is missing/,
+  );
   t.same(log, []);
 });
 
@@ -321,7 +341,6 @@ t.test('npm run client:new', async (t) => {
     t.equal(registry.authenticate(`Bearer ${apiKey}`)?.id, 'partner-a', 'the printed key authenticates against the entry');
     t.doesNotThrow(() => new Webhook(validation.file.clients[0]?.webhookSecret ?? ''));
   }
-
 });
 
 t.test('npm run client:new without a valid --id: usage on stderr, exit 2', async (t) => {

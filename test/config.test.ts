@@ -1,12 +1,6 @@
 import t, { type Test } from 'tap';
-import {
-  formatConfigProblems,
-  loadConfig,
-  loadConfigOrThrow,
-  redactConfig,
-  sandboxEnabled,
-  type Config,
-} from '../src/config.js';
+
+import { type Config, formatConfigProblems, loadConfig, loadConfigOrThrow, redactConfig, sandboxEnabled } from '../src/config.js';
 import { formatDuration, parseDuration } from '../src/duration.js';
 
 const defaultSchedule = [5000, 300000, 1800000, 7200000, 18000000, 36000000, 50400000, 72000000, 86400000];
@@ -148,12 +142,17 @@ t.test('every variable is parsed', async (t) => {
 });
 
 t.test('booleans', async (t) => {
-  for (const [text, value] of [['true', true], ['True', true], ['1', true], ['false', false], ['FALSE', false], ['0', false]] as const) {
+  for (const [text, value] of [
+    ['true', true],
+    ['True', true],
+    ['1', true],
+    ['false', false],
+    ['FALSE', false],
+    ['0', false],
+  ] as const) {
     t.equal(configOf(t, { WEBHOOK_ALLOW_HTTP: text }).webhookAllowHttp, value, text);
   }
-  t.same(problemsOf(t, { WEBHOOK_ALLOW_HTTP: 'yes' }), [
-    'WEBHOOK_ALLOW_HTTP: "yes" is not a boolean (use true, false, 1 or 0)',
-  ]);
+  t.same(problemsOf(t, { WEBHOOK_ALLOW_HTTP: 'yes' }), ['WEBHOOK_ALLOW_HTTP: "yes" is not a boolean (use true, false, 1 or 0)']);
 });
 
 t.test('durations in *_MS variables', async (t) => {
@@ -161,18 +160,14 @@ t.test('durations in *_MS variables', async (t) => {
   t.equal(configOf(t, { TASK_TIMEOUT_MS: '2h' }).taskTimeoutMs, 7200000);
   t.equal(configOf(t, { WEBHOOK_TIMEOUT_MS: '1.5s' }).webhookTimeoutMs, 1500);
   t.equal(configOf(t, { SANDBOX_LATENCY_MS: '0' }).sandbox.latencyMs, 0, 'zero latency is fine');
-  t.same(problemsOf(t, { POLL_INTERVAL_MIN_MS: 'abc' }), [
-    'POLL_INTERVAL_MIN_MS: "abc" is not a duration (use 250ms, 5s, 2m or 2h)',
-  ]);
-  t.same(problemsOf(t, { WEBHOOK_TIMEOUT_MS: '5 days' }), [
-    'WEBHOOK_TIMEOUT_MS: "5 days" is not a duration (use 250ms, 5s, 2m or 2h)',
-  ]);
-  t.same(problemsOf(t, { TASK_TIMEOUT_MS: '0' }), [
-    'TASK_TIMEOUT_MS: "0" is out of range (expected a duration from 1ms to 596h)',
-  ]);
-  t.same(problemsOf(t, { TASK_TIMEOUT_MS: '1000h' }), [
-    'TASK_TIMEOUT_MS: "1000h" is out of range (expected a duration from 1ms to 596h)',
-  ], 'longer than a Node timer can hold');
+  t.same(problemsOf(t, { POLL_INTERVAL_MIN_MS: 'abc' }), ['POLL_INTERVAL_MIN_MS: "abc" is not a duration (use 250ms, 5s, 2m or 2h)']);
+  t.same(problemsOf(t, { WEBHOOK_TIMEOUT_MS: '5 days' }), ['WEBHOOK_TIMEOUT_MS: "5 days" is not a duration (use 250ms, 5s, 2m or 2h)']);
+  t.same(problemsOf(t, { TASK_TIMEOUT_MS: '0' }), ['TASK_TIMEOUT_MS: "0" is out of range (expected a duration from 1ms to 596h)']);
+  t.same(
+    problemsOf(t, { TASK_TIMEOUT_MS: '1000h' }),
+    ['TASK_TIMEOUT_MS: "1000h" is out of range (expected a duration from 1ms to 596h)'],
+    'longer than a Node timer can hold',
+  );
 });
 
 t.test('webhook retry schedule', async (t) => {
@@ -185,9 +180,10 @@ t.test('webhook retry schedule', async (t) => {
   for (const text of ['5s,', ',5s', '5s,,5m', '5s;5m', '5s,abc']) {
     t.equal(problemsOf(t, { WEBHOOK_RETRY_SCHEDULE: text }).length, 1, text);
   }
-  t.same(problemsOf(t, { WEBHOOK_RETRY_SCHEDULE: `${twenty},1s` }).map((line) => line.replace(/".*"/, '…')), [
-    'WEBHOOK_RETRY_SCHEDULE: … is out of range (expected 1 to 20 durations, each at most 596h)',
-  ]);
+  t.same(
+    problemsOf(t, { WEBHOOK_RETRY_SCHEDULE: `${twenty},1s` }).map((line) => line.replace(/".*"/, '…')),
+    ['WEBHOOK_RETRY_SCHEDULE: … is out of range (expected 1 to 20 durations, each at most 596h)'],
+  );
   t.equal(problemsOf(t, { WEBHOOK_RETRY_SCHEDULE: '5s,700h' }).length, 1, 'an entry beyond 596h');
 });
 
@@ -200,25 +196,17 @@ t.test('numeric ranges', async (t) => {
 
   t.equal(configOf(t, { POLL_CONCURRENCY: '1' }).pollConcurrency, 1);
   t.equal(configOf(t, { POLL_CONCURRENCY: '1000' }).pollConcurrency, 1000);
-  t.same(problemsOf(t, { POLL_CONCURRENCY: '1001' }), [
-    'POLL_CONCURRENCY: "1001" is out of range (expected an integer from 1 to 1000)',
-  ]);
+  t.same(problemsOf(t, { POLL_CONCURRENCY: '1001' }), ['POLL_CONCURRENCY: "1001" is out of range (expected an integer from 1 to 1000)']);
 
   t.equal(configOf(t, { UPSTREAM_MAX_RPS: '0.5' }).upstreamMaxRps, 0.5);
-  t.same(problemsOf(t, { UPSTREAM_MAX_RPS: '0' }), [
-    'UPSTREAM_MAX_RPS: "0" is out of range (expected a number greater than 0)',
-  ]);
+  t.same(problemsOf(t, { UPSTREAM_MAX_RPS: '0' }), ['UPSTREAM_MAX_RPS: "0" is out of range (expected a number greater than 0)']);
   t.same(problemsOf(t, { UPSTREAM_MAX_RPS: 'fast' }), ['UPSTREAM_MAX_RPS: "fast" is not a number']);
 
-  t.same(problemsOf(t, { CACHE_MAX_ENTRIES: '0' }), [
-    'CACHE_MAX_ENTRIES: "0" is out of range (expected an integer of at least 1)',
-  ]);
+  t.same(problemsOf(t, { CACHE_MAX_ENTRIES: '0' }), ['CACHE_MAX_ENTRIES: "0" is out of range (expected an integer of at least 1)']);
 
   t.equal(configOf(t, { SANDBOX_ERROR_RATE: '1' }).sandbox.errorRate, 1);
   t.equal(configOf(t, { SANDBOX_ERROR_RATE: '0' }).sandbox.errorRate, 0);
-  t.same(problemsOf(t, { SANDBOX_ERROR_RATE: '1.01' }), [
-    'SANDBOX_ERROR_RATE: "1.01" is out of range (expected a number from 0 to 1)',
-  ]);
+  t.same(problemsOf(t, { SANDBOX_ERROR_RATE: '1.01' }), ['SANDBOX_ERROR_RATE: "1.01" is out of range (expected a number from 0 to 1)']);
 });
 
 t.test('poll interval minimum must not exceed the maximum', async (t) => {
@@ -227,9 +215,11 @@ t.test('poll interval minimum must not exceed the maximum', async (t) => {
     'POLL_INTERVAL_MIN_MS: "20s" (20000 ms) is longer than POLL_INTERVAL_MAX_MS (15000 ms) (expected POLL_INTERVAL_MIN_MS ≤ POLL_INTERVAL_MAX_MS)',
   ]);
   t.equal(problemsOf(t, { POLL_INTERVAL_MIN_MS: '1s', POLL_INTERVAL_MAX_MS: '500ms' }).length, 1);
-  t.same(problemsOf(t, { POLL_INTERVAL_MIN_MS: '20s', POLL_INTERVAL_MAX_MS: 'x' }), [
-    'POLL_INTERVAL_MAX_MS: "x" is not a duration (use 250ms, 5s, 2m or 2h)',
-  ], 'no comparison against a value that did not parse');
+  t.same(
+    problemsOf(t, { POLL_INTERVAL_MIN_MS: '20s', POLL_INTERVAL_MAX_MS: 'x' }),
+    ['POLL_INTERVAL_MAX_MS: "x" is not a duration (use 250ms, 5s, 2m or 2h)'],
+    'no comparison against a value that did not parse',
+  );
 });
 
 t.test('log level', async (t) => {
@@ -249,7 +239,15 @@ t.test('upstream base URL', async (t) => {
     'host lower-cased, default port and trailing slashes dropped',
   );
   t.equal(configOf(t, { ELKAPI_BASE_URL: 'http://127.0.0.1:4010' }).elkapiBaseUrl, 'http://127.0.0.1:4010');
-  for (const bad of ['ftp://api.elkapi.com', 'api.elkapi.com', 'https://', 'https://api.elkapi.com/?a=1', 'https://api.elkapi.com/#x', 'http://[::1', 'http://:80']) {
+  for (const bad of [
+    'ftp://api.elkapi.com',
+    'api.elkapi.com',
+    'https://',
+    'https://api.elkapi.com/?a=1',
+    'https://api.elkapi.com/#x',
+    'http://[::1',
+    'http://:80',
+  ]) {
     const problems = problemsOf(t, { ELKAPI_BASE_URL: bad });
     t.equal(problems.length, 1, bad);
     t.match(problems[0], /^ELKAPI_BASE_URL: .* is not an http\(s\) URL/, bad);
@@ -267,9 +265,11 @@ t.test('database URL', async (t) => {
   t.equal(configOf(t, { DATABASE_URL: 'sqlite:///tmp/gw.db' }).sqlitePath, '/tmp/gw.db');
 
   for (const url of ['postgres://app:s3cret@db:5432/gw', 'postgresql://app:s3cret@db/gw', 'POSTGRES://db/gw']) {
-    t.same(problemsOf(t, { DATABASE_URL: url }), [
-      'DATABASE_URL: Postgres is not supported yet (use sqlite:<path> or sqlite::memory:)',
-    ], url);
+    t.same(
+      problemsOf(t, { DATABASE_URL: url }),
+      ['DATABASE_URL: Postgres is not supported yet (use sqlite:<path> or sqlite::memory:)'],
+      url,
+    );
   }
   t.same(problemsOf(t, { DATABASE_URL: 'mysql://app:s3cret@db/gw' }), [
     'DATABASE_URL: "mysql://***@db/gw" is not a supported database URL (use sqlite:<path> or sqlite::memory:)',
@@ -287,14 +287,10 @@ t.test('several invalid variables: one line each, in DESIGN order, every problem
     SANDBOX_ERROR_RATE: '2',
     TASK_TIMEOUT_MS: '2 hours',
   });
-  t.same(problems.map((line) => line.slice(0, line.indexOf(':'))), [
-    'PORT',
-    'POLL_CONCURRENCY',
-    'TASK_TIMEOUT_MS',
-    'WEBHOOK_ALLOW_PRIVATE_NETWORKS',
-    'LOG_LEVEL',
-    'SANDBOX_ERROR_RATE',
-  ]);
+  t.same(
+    problems.map((line) => line.slice(0, line.indexOf(':'))),
+    ['PORT', 'POLL_CONCURRENCY', 'TASK_TIMEOUT_MS', 'WEBHOOK_ALLOW_PRIVATE_NETWORKS', 'LOG_LEVEL', 'SANDBOX_ERROR_RATE'],
+  );
   for (const line of problems) t.notMatch(line, '\n', 'one line');
 
   const text = formatConfigProblems(problems);

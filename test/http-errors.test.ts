@@ -1,5 +1,6 @@
 import type { InjectOptions } from 'fastify';
 import t from 'tap';
+
 import { auth, createVideo, startTestGateway } from './helpers/gateway.js';
 
 const problemType = 'application/problem+json; charset=utf-8';
@@ -84,7 +85,12 @@ t.test('x-request-id is echoed when given and generated otherwise', async (t) =>
   t.match(generated.headers['x-request-id'], /^req_[0-9A-Z]{26}$/);
   const hostile = await gw.app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'x'.repeat(500) } });
   t.match(hostile.headers['x-request-id'], /^req_/, 'an unreasonable id is replaced');
-  const created = await gw.app.inject({ method: 'POST', url: '/videos', headers: { ...auth(), 'x-request-id': 'abc-1' }, payload: { prompt: 'hello world' } });
+  const created = await gw.app.inject({
+    method: 'POST',
+    url: '/videos',
+    headers: { ...auth(), 'x-request-id': 'abc-1' },
+    payload: { prompt: 'hello world' },
+  });
   t.equal(created.headers['x-request-id'], 'abc-1');
 });
 
@@ -92,15 +98,33 @@ t.test('upstream refusals map to problems and store nothing', async (t) => {
   const gw = await startTestGateway(t);
   const cases = [
     { fault: null, prompt: 'Something the moderation refuses [moderate]', status: 422, code: 'upstream_rejected', detail: /moderation/ },
-    { fault: { op: 'create' as const, status: 401, body: { error: { message: 'Invalid token (request id: 123)', type: 'new_api_error' } } }, status: 503, code: 'upstream_unavailable' },
-    { fault: { op: 'create' as const, status: 403, body: { error: { message: 'quota exhausted' } } }, status: 503, code: 'upstream_unavailable' },
-    { fault: { op: 'create' as const, status: 429, headers: { 'retry-after': '7' }, body: { error: { message: 'slow down' } } }, status: 503, code: 'upstream_unavailable', retryAfter: '7' },
+    {
+      fault: { op: 'create' as const, status: 401, body: { error: { message: 'Invalid token (request id: 123)', type: 'new_api_error' } } },
+      status: 503,
+      code: 'upstream_unavailable',
+    },
+    {
+      fault: { op: 'create' as const, status: 403, body: { error: { message: 'quota exhausted' } } },
+      status: 503,
+      code: 'upstream_unavailable',
+    },
+    {
+      fault: { op: 'create' as const, status: 429, headers: { 'retry-after': '7' }, body: { error: { message: 'slow down' } } },
+      status: 503,
+      code: 'upstream_unavailable',
+      retryAfter: '7',
+    },
     { fault: { op: 'create' as const, html: true, status: 502 }, status: 502, code: 'upstream_unavailable' },
     { fault: { op: 'create' as const, destroySocket: true }, status: 502, code: 'upstream_unavailable' },
   ];
   for (const testCase of cases) {
     if (testCase.fault !== null) gw.sandbox.injectFault(testCase.fault);
-    const response = await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt: testCase.prompt ?? 'A calm sea' } });
+    const response = await gw.app.inject({
+      method: 'POST',
+      url: '/videos',
+      headers: auth(),
+      payload: { prompt: testCase.prompt ?? 'A calm sea' },
+    });
     t.equal(response.statusCode, testCase.status, testCase.code);
     t.equal(response.json().code, testCase.code);
     if (testCase.detail) t.match(response.json().detail, testCase.detail);

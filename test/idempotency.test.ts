@@ -1,8 +1,13 @@
 import { join } from 'node:path';
+
 import t from 'tap';
-import { ManualClock, ManualTimers } from './helpers/manual-time.js';
-import { openSqliteStore } from '../src/store/sqlite.js';
+
+import { createClientRegistry } from '../src/auth/clients.js';
+import { silentLogger } from '../src/lib/logger.js';
 import type { IdempotencyRecord } from '../src/store/records.js';
+import { openSqliteStore } from '../src/store/sqlite.js';
+import { DEFAULT_MAX_CREATE_QUEUE_MS, DEFAULT_UPSTREAM_TIMEOUT_MS } from '../src/upstream/client.js';
+import { UpstreamError } from '../src/upstream/types.js';
 import {
   canonicalJson,
   decideForExistingKey,
@@ -12,11 +17,8 @@ import {
   requestFingerprint,
 } from '../src/videos/idempotency.js';
 import { createIdempotencyKeyPruner } from '../src/videos/idempotency-pruner.js';
-import { silentLogger } from '../src/lib/logger.js';
-import { DEFAULT_MAX_CREATE_QUEUE_MS, DEFAULT_UPSTREAM_TIMEOUT_MS } from '../src/upstream/client.js';
-import { UpstreamError } from '../src/upstream/types.js';
-import { createClientRegistry } from '../src/auth/clients.js';
 import { auth, startTestGateway, testClientsFile, type TestGateway } from './helpers/gateway.js';
+import { ManualClock, ManualTimers } from './helpers/manual-time.js';
 
 const DAY_MS = 24 * 60 * 60_000;
 
@@ -29,7 +31,9 @@ const post = (gw: TestGateway, body: Record<string, unknown>, key: string | unde
   });
 
 const listIds = async (gw: TestGateway, who: 'alice' | 'bob' = 'alice'): Promise<string[]> =>
-  (await gw.app.inject({ method: 'GET', url: '/videos?limit=100', headers: auth(who) })).json<{ data: Array<{ id: string }> }>().data.map((video) => video.id);
+  (await gw.app.inject({ method: 'GET', url: '/videos?limit=100', headers: auth(who) }))
+    .json<{ data: Array<{ id: string }> }>()
+    .data.map((video) => video.id);
 
 t.test('pure rules', async (t) => {
   t.test('canonical JSON ignores key order at every level, keeps array order', async (t) => {
@@ -41,7 +45,10 @@ t.test('pure rules', async (t) => {
   t.test('the fingerprint covers method, path and body', async (t) => {
     const body = { prompt: 'A tiger walking in snow', metadata: { a: '1', b: '2' } };
     t.match(requestFingerprint('POST', '/videos', body), /^[0-9a-f]{64}$/);
-    t.equal(requestFingerprint('POST', '/videos', body), requestFingerprint('post', '/videos', { metadata: { b: '2', a: '1' }, prompt: body.prompt }));
+    t.equal(
+      requestFingerprint('POST', '/videos', body),
+      requestFingerprint('post', '/videos', { metadata: { b: '2', a: '1' }, prompt: body.prompt }),
+    );
     t.not(requestFingerprint('POST', '/videos', body), requestFingerprint('POST', '/videos', { ...body, loop: true }));
     t.not(requestFingerprint('POST', '/videos', body), requestFingerprint('POST', '/other', body));
   });
@@ -194,8 +201,10 @@ t.test('a crash right after the video is stored cannot leave its key open: the r
     dead = true;
     return record;
   };
-  store.idempotencyKeys.complete = (...args: Parameters<typeof completeIdempotentRequest>) => (dead ? crashed() : completeIdempotentRequest(...args));
-  store.idempotencyKeys.abandon = (...args: Parameters<typeof abandonIdempotentRequest>) => (dead ? crashed() : abandonIdempotentRequest(...args));
+  store.idempotencyKeys.complete = (...args: Parameters<typeof completeIdempotentRequest>) =>
+    dead ? crashed() : completeIdempotentRequest(...args);
+  store.idempotencyKeys.abandon = (...args: Parameters<typeof abandonIdempotentRequest>) =>
+    dead ? crashed() : abandonIdempotentRequest(...args);
 
   const first = await startTestGateway(t, { sqlitePath, clock, gateway: { store } });
   const body = { prompt: 'A paid generation, interrupted by a crash' };
@@ -294,13 +303,27 @@ t.test('expired keys are pruned on a timer while workers run', async (t) => {
   const store = await openSqliteStore({ path: join(t.testdir(), 'prune.db') });
   t.teardown(() => store.close());
   const pruner = createIdempotencyKeyPruner({ keys: store.idempotencyKeys, clock, timers, logger: silentLogger, everyMs: 10 * 60_000 });
-  await store.idempotencyKeys.begin({ clientId: 'alice', key: 'old', fingerprint: 'f', now: clock.now(), expiresAt: clock.now() + DAY_MS, staleBefore: 0 });
+  await store.idempotencyKeys.begin({
+    clientId: 'alice',
+    key: 'old',
+    fingerprint: 'f',
+    now: clock.now(),
+    expiresAt: clock.now() + DAY_MS,
+    staleBefore: 0,
+  });
   pruner.start();
   pruner.start();
   t.equal(timers.pending(), 1, 'one pruning timer');
   timers.advance(DAY_MS + 10 * 60_000);
   await new Promise((resolve) => setImmediate(resolve));
-  const again = await store.idempotencyKeys.begin({ clientId: 'alice', key: 'old', fingerprint: 'g', now: clock.now(), expiresAt: clock.now() + DAY_MS, staleBefore: 0 });
+  const again = await store.idempotencyKeys.begin({
+    clientId: 'alice',
+    key: 'old',
+    fingerprint: 'g',
+    now: clock.now(),
+    expiresAt: clock.now() + DAY_MS,
+    staleBefore: 0,
+  });
   t.ok(again.started, 'the expired row is gone');
   t.equal(await store.idempotencyKeys.prune(clock.now()), 0);
   pruner.stop();

@@ -1,8 +1,9 @@
 import t from 'tap';
-import { ManualClock } from './helpers/manual-time.js';
+
 import { createInProcessBus } from '../src/events/bus.js';
 import { createIdSource, ulid } from '../src/ids.js';
 import type { VideoRecord } from '../src/store/records.js';
+import { ManualClock } from './helpers/manual-time.js';
 
 t.test('ids are prefixed, 26 Crockford characters, and sort by creation time', async (t) => {
   const clock = new ManualClock(Date.parse('2026-11-29T12:00:00.000Z'));

@@ -1,4 +1,5 @@
 import t from 'tap';
+
 import { decodeCursor, encodeCursor } from '../src/videos/cursor.js';
 import { advanceAndPoll, auth, createVideo, startTestGateway, type TestGateway } from './helpers/gateway.js';
 
@@ -25,7 +26,14 @@ t.test('cursors', async (t) => {
   t.match(cursor, /^[A-Za-z0-9_-]+$/, 'URL-safe');
   t.notMatch(cursor, /vid_/, 'opaque');
   t.equal(decodeCursor(cursor), id, 'round trip');
-  for (const bad of ['', 'not base64!', encodeCursor('vid_short'), Buffer.from(id).toString('base64url'), 'A'.repeat(65), Buffer.from(`v2:${id}`).toString('base64url')]) {
+  for (const bad of [
+    '',
+    'not base64!',
+    encodeCursor('vid_short'),
+    Buffer.from(id).toString('base64url'),
+    'A'.repeat(65),
+    Buffer.from(`v2:${id}`).toString('base64url'),
+  ]) {
     t.equal(decodeCursor(bad), undefined, JSON.stringify(bad.slice(0, 20)));
   }
 });
@@ -40,7 +48,10 @@ t.test('lists the caller’s own videos only, newest first, with the same Video 
   t.equal(response.statusCode, 200);
   t.equal(response.headers['content-type'], 'application/json; charset=utf-8');
   t.equal(response.headers['cache-control'], 'private, no-cache');
-  t.same(page.data.map((video) => video.id), [...aliceIds].reverse());
+  t.same(
+    page.data.map((video) => video.id),
+    [...aliceIds].reverse(),
+  );
   t.equal(page.nextCursor, null, 'one page');
   const single = await gw.app.inject({ method: 'GET', url: `/videos/${aliceIds[0]}`, headers: auth() });
   t.same(page.data.at(-1), single.json(), 'same rendering as GET /videos/{id}');
@@ -58,15 +69,24 @@ t.test('pages with an opaque cursor stay stable while new videos are created', a
   const gw = await startTestGateway(t);
   const ids = (await createMany(gw, 7)).reverse(); // newest first
   const first = await list(gw, '?limit=3');
-  t.same(first.page.data.map((video) => video.id), ids.slice(0, 3));
+  t.same(
+    first.page.data.map((video) => video.id),
+    ids.slice(0, 3),
+  );
   t.type(first.page.nextCursor, 'string');
 
   // New videos arrive between page requests: they sort above the cursor and never shift the pages below it.
   await createMany(gw, 2, 'Newer');
   const second = await list(gw, `?limit=3&cursor=${first.page.nextCursor}`);
-  t.same(second.page.data.map((video) => video.id), ids.slice(3, 6));
+  t.same(
+    second.page.data.map((video) => video.id),
+    ids.slice(3, 6),
+  );
   const third = await list(gw, `?limit=3&cursor=${second.page.nextCursor}`);
-  t.same(third.page.data.map((video) => video.id), ids.slice(6));
+  t.same(
+    third.page.data.map((video) => video.id),
+    ids.slice(6),
+  );
   t.equal(third.page.nextCursor, null, 'last page');
 
   const exact = await list(gw, '?limit=9');
@@ -81,10 +101,16 @@ t.test('the status filter, and a cursor from another client reveals nothing', as
   const running = await createMany(gw, 2);
 
   const completed = await list(gw, '?status=completed');
-  t.same(completed.page.data.map((video) => video.id), [done]);
+  t.same(
+    completed.page.data.map((video) => video.id),
+    [done],
+  );
   t.equal(completed.page.data[0]?.status, 'completed');
   const queued = await list(gw, '?status=queued');
-  t.same(queued.page.data.map((video) => video.id), [...running].reverse());
+  t.same(
+    queued.page.data.map((video) => video.id),
+    [...running].reverse(),
+  );
   t.same((await list(gw, '?status=failed')).page.data, []);
 
   const cursor = encodeCursor(running[1] ?? '');

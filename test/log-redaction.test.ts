@@ -1,6 +1,8 @@
-import Fastify from 'fastify';
 import { Writable } from 'node:stream';
+
+import Fastify from 'fastify';
 import t from 'tap';
+
 import { createSecretScrubber, withRedaction } from '../src/lib/log-redaction.js';
 
 const elkapiKey = 'sk-elk-9f8e7d6c5b4a3f2e1d0c';
@@ -74,13 +76,20 @@ t.test('redaction applies to a logger given with its own stream, level and redac
 t.test('a given stream hook still runs, before the scrub; `true` takes the configured level; `false` stays silent', async (t) => {
   const { lines, stream } = capture();
   const app = Fastify({
-    logger: withRedaction({ level: 'info', stream, hooks: { streamWrite: (line) => line.replace('hello', `hello ${elkapiKey}`) } }, 'info', createSecretScrubber([elkapiKey])),
+    logger: withRedaction(
+      { level: 'info', stream, hooks: { streamWrite: (line) => line.replace('hello', `hello ${elkapiKey}`) } },
+      'info',
+      createSecretScrubber([elkapiKey]),
+    ),
   });
   t.teardown(() => app.close());
   app.log.info('hello');
   t.match(lines[0], /"msg":"hello \[redacted\]"/);
 
-  t.same(withRedaction(false, 'info', (line) => line), false);
+  t.same(
+    withRedaction(false, 'info', (line) => line),
+    false,
+  );
   const enabled = withRedaction(true, 'warn', (line) => line);
   t.match(enabled, { level: 'warn', redact: { censor: '[redacted]' } });
 });

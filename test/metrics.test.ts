@@ -1,6 +1,7 @@
 import t from 'tap';
+
 import { advanceAndPoll, auth, createVideo, startTestGateway, type TestGateway } from './helpers/gateway.js';
-import { parsePrometheus, sampleValue, type Sample } from './helpers/prometheus.js';
+import { parsePrometheus, type Sample, sampleValue } from './helpers/prometheus.js';
 
 async function scrape(gw: TestGateway): Promise<Sample[]> {
   const response = await gw.app.inject({ method: 'GET', url: '/metrics' });
@@ -56,7 +57,10 @@ t.test('a video’s life shows in the metrics: requests by route pattern, upstre
     samples.some((sample) => Object.values(sample.labels).some((value) => value.includes('vid_') || value.includes('/no/such'))),
     'no raw URL or id in any label',
   );
-  t.ok((sampleValue(samples, 'gateway_http_request_duration_seconds_sum', { route: '/videos', method: 'POST', status_code: '202' }) ?? -1) >= 0);
+  t.ok(
+    (sampleValue(samples, 'gateway_http_request_duration_seconds_sum', { route: '/videos', method: 'POST', status_code: '202' }) ?? -1) >=
+      0,
+  );
 
   t.equal(sampleValue(samples, 'gateway_upstream_request_duration_seconds_count', { operation: 'create', outcome: 'ok' }), 2);
   t.ok((sampleValue(samples, 'gateway_upstream_request_duration_seconds_count', { operation: 'query', outcome: 'ok' }) ?? 0) >= 4, 'polls');
@@ -85,7 +89,8 @@ t.test('upstream failures are counted by outcome; the circuit shows its state, o
   t.equal(sampleValue(samples, 'gateway_upstream_circuit_state', { state: 'open' }), 0);
 
   gw.sandbox.injectFault({ op: 'create', status: 500, times: 5 });
-  for (let i = 0; i < 6; i++) await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt: 'A storm at sea' } });
+  for (let i = 0; i < 6; i++)
+    await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt: 'A storm at sea' } });
   await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt: 'Nope' } });
 
   samples = await scrape(gw);

@@ -1,7 +1,9 @@
-import SwaggerParser from '@apidevtools/swagger-parser';
 import { readFile } from 'node:fs/promises';
+
+import SwaggerParser from '@apidevtools/swagger-parser';
 import t from 'tap';
 import { parse } from 'yaml';
+
 import { renderOpenapiYaml } from '../src/openapi-document.js';
 import { startTestGateway } from './helpers/gateway.js';
 
@@ -36,7 +38,10 @@ t.test('the document validates as OpenAPI and documents every route', async (t) 
   }
   t.ok(document.paths['/videos']?.['post'], 'POST /videos');
   t.ok(document.paths['/videos/{id}']?.['get'], 'GET /videos/{id}');
-  t.notOk(Object.keys(document.paths).some((path) => path.startsWith('/sandbox') || path.startsWith('/docs')), 'internal routes hidden');
+  t.notOk(
+    Object.keys(document.paths).some((path) => path.startsWith('/sandbox') || path.startsWith('/docs')),
+    'internal routes hidden',
+  );
 });
 
 t.test('Swagger UI at /docs, the document at /docs/json and /docs/yaml', async (t) => {

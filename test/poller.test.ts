@@ -1,5 +1,7 @@
 import { join } from 'node:path';
+
 import t from 'tap';
+
 import { advanceAndPoll, auth, createVideo, startTestGateway, type TestGateway } from './helpers/gateway.js';
 
 const read = async (gw: TestGateway, id: string) =>
@@ -96,7 +98,13 @@ t.test('terminal states never change: a late contradictory answer is ignored', a
   const applied = await gw.store.videos.applyTransition(
     stale.id,
     gw.clock.now(),
-    { status: 'failed', upstreamState: 'failed', estimatedWaitSeconds: null, result: null, failure: { code: 'upstream_failed', message: 'late' } },
+    {
+      status: 'failed',
+      upstreamState: 'failed',
+      estimatedWaitSeconds: null,
+      result: null,
+      failure: { code: 'upstream_failed', message: 'late' },
+    },
     null,
     [],
   );
@@ -168,18 +176,39 @@ t.test('the first poll honours the upstream estimate, polls back off ×1.5 up to
   const gaps = seen.slice(1).map((at, index) => at - (seen[index] ?? 0));
   t.equal(seen[0], 2000, 'first poll after 2 s');
   t.same(gaps.slice(0, 4), [3000, 4500, 6750, 10_250], 'grows ×1.5 (rounded up to the 250 ms tick)');
-  t.ok(gaps.slice(5).every((gap) => gap === 15_000), 'capped at POLL_INTERVAL_MAX_MS');
+  t.ok(
+    gaps.slice(5).every((gap) => gap === 15_000),
+    'capped at POLL_INTERVAL_MAX_MS',
+  );
 });
 
 t.test('two pollers racing on one video emit its processing event once', async (t) => {
   const gw = await startTestGateway(t);
-  const created = await createVideo(gw, { prompt: 'Race me', callbackUrl: 'https://example.com/hook', webhookEvents: ['video.processing'] });
+  const created = await createVideo(gw, {
+    prompt: 'Race me',
+    callbackUrl: 'https://example.com/hook',
+    webhookEvents: ['video.processing'],
+  });
   const stale = await gw.store.videos.get(created.id);
   if (stale === undefined) throw new Error('missing');
   const transition = { status: 'processing' as const, upstreamState: 'dreaming', estimatedWaitSeconds: 5, result: null, failure: null };
   const now = gw.clock.now();
-  const first = await gw.store.videos.applyTransition(created.id, now, transition, now + 1000, [{ messageId: 'msg_A', eventType: 'video.processing' }], 'queued');
-  const second = await gw.store.videos.applyTransition(created.id, now, transition, now + 1000, [{ messageId: 'msg_B', eventType: 'video.processing' }], 'queued');
+  const first = await gw.store.videos.applyTransition(
+    created.id,
+    now,
+    transition,
+    now + 1000,
+    [{ messageId: 'msg_A', eventType: 'video.processing' }],
+    'queued',
+  );
+  const second = await gw.store.videos.applyTransition(
+    created.id,
+    now,
+    transition,
+    now + 1000,
+    [{ messageId: 'msg_B', eventType: 'video.processing' }],
+    'queued',
+  );
   t.equal(first?.status, 'processing');
   t.equal(second, undefined, 'the second poller saw a stale status: nothing applied');
 });

@@ -1,6 +1,7 @@
 import t from 'tap';
+
 import type { ProblemCode } from '../schemas/problem.js';
-import { DomainError, ValidationFailed, VideoNotFound, type DomainErrorCode } from '../src/errors.js';
+import { DomainError, type DomainErrorCode, ValidationFailed, VideoNotFound } from '../src/errors.js';
 import { buildProblem, ProblemError, toProblem } from '../src/http/problems.js';
 import { UpstreamError, type UpstreamErrorKind } from '../src/upstream/types.js';
 
@@ -25,7 +26,11 @@ t.test('every domain code maps to its documented status, without headers unless 
 });
 
 t.test('a domain error keeps its detail and field errors, and its retry hint becomes whole retry-after seconds', async (t) => {
-  const invalid = toProblem(new ValidationFailed('keyframes.frame0.videoId is not yours.', [{ path: '/body/keyframes/frame0/videoId', message: 'is not one of your completed videos' }]));
+  const invalid = toProblem(
+    new ValidationFailed('keyframes.frame0.videoId is not yours.', [
+      { path: '/body/keyframes/frame0/videoId', message: 'is not one of your completed videos' },
+    ]),
+  );
   t.same(buildProblem(invalid, 'req_1'), {
     type: 'urn:problem:video-gateway:validation_failed',
     title: 'Validation failed',
@@ -36,12 +41,23 @@ t.test('a domain error keeps its detail and field errors, and its retry hint bec
     errors: [{ path: '/body/keyframes/frame0/videoId', message: 'is not one of your completed videos' }],
   });
   t.same(seen(new DomainError('idempotency_key_in_use', 'Still running.', { retryAfterSeconds: 1 })).headers, { 'retry-after': '1' });
-  t.same(seen(new DomainError('idempotency_key_in_use', 'Still running.', { retryAfterSeconds: 2.2 })).headers, { 'retry-after': '3' }, 'rounded up');
-  t.same(seen(new DomainError('idempotency_key_in_use', 'Still running.', { retryAfterSeconds: 0 })).headers, { 'retry-after': '1' }, 'at least 1');
+  t.same(
+    seen(new DomainError('idempotency_key_in_use', 'Still running.', { retryAfterSeconds: 2.2 })).headers,
+    { 'retry-after': '3' },
+    'rounded up',
+  );
+  t.same(
+    seen(new DomainError('idempotency_key_in_use', 'Still running.', { retryAfterSeconds: 0 })).headers,
+    { 'retry-after': '1' },
+    'at least 1',
+  );
 });
 
 t.test('every upstream kind maps to what DESIGN §2.6 promises the client', async (t) => {
-  const expected: Record<UpstreamErrorKind, { status: number; code: ProblemCode; withRetryAfter: Record<string, string>; without: Record<string, string> }> = {
+  const expected: Record<
+    UpstreamErrorKind,
+    { status: number; code: ProblemCode; withRetryAfter: Record<string, string>; without: Record<string, string> }
+  > = {
     rejected: { status: 422, code: 'upstream_rejected', withRetryAfter: {}, without: {} },
     timeout: { status: 504, code: 'upstream_timeout', withRetryAfter: {}, without: {} },
     rate_limited: { status: 503, code: 'upstream_unavailable', withRetryAfter: { 'retry-after': '3' }, without: { 'retry-after': '5' } },
@@ -50,12 +66,22 @@ t.test('every upstream kind maps to what DESIGN §2.6 promises the client', asyn
     not_found: { status: 502, code: 'upstream_unavailable', withRetryAfter: { 'retry-after': '3' }, without: {} },
     unavailable: { status: 502, code: 'upstream_unavailable', withRetryAfter: { 'retry-after': '3' }, without: {} },
   };
-  for (const [kind, { status, code, withRetryAfter, without }] of Object.entries(expected) as Array<[UpstreamErrorKind, (typeof expected)[UpstreamErrorKind]]>) {
+  for (const [kind, { status, code, withRetryAfter, without }] of Object.entries(expected) as Array<
+    [UpstreamErrorKind, (typeof expected)[UpstreamErrorKind]]
+  >) {
     t.same(seen(new UpstreamError(kind, 'safe', 500, 2_500)), { status, code, headers: withRetryAfter }, `${kind} with Retry-After 2.5 s`);
     t.same(seen(new UpstreamError(kind, 'safe', 500, null)), { status, code, headers: without }, `${kind} without`);
   }
-  t.equal(toProblem(new UpstreamError('rejected', 'Prompt refused by moderation', 400)).detail, 'Prompt refused by moderation', 'a refusal passes on its safe message');
-  t.notMatch(toProblem(new UpstreamError('auth', 'The gateway could not authenticate with the upstream', 401)).detail, /authenticat|key/i, 'our key trouble is not the client’s');
+  t.equal(
+    toProblem(new UpstreamError('rejected', 'Prompt refused by moderation', 400)).detail,
+    'Prompt refused by moderation',
+    'a refusal passes on its safe message',
+  );
+  t.notMatch(
+    toProblem(new UpstreamError('auth', 'The gateway could not authenticate with the upstream', 401)).detail,
+    /authenticat|key/i,
+    'our key trouble is not the client’s',
+  );
 });
 
 t.test('the HTTP layer’s own problems pass as they are; anything else is a 500 that says nothing about internals', async (t) => {

@@ -1,4 +1,5 @@
 import t from 'tap';
+
 import { createClientRegistry } from '../src/auth/clients.js';
 import { countInWindow } from '../src/http/client-rate-limits.js';
 import { auth, startTestGateway, testClientsFile, type TestGateway } from './helpers/gateway.js';
@@ -6,7 +7,9 @@ import { auth, startTestGateway, testClientsFile, type TestGateway } from './hel
 /** Alice: 5 requests and 2 creates a minute; Bob keeps the defaults. */
 const limitedClients = () =>
   createClientRegistry({
-    clients: testClientsFile.clients.map((client) => (client.id === 'alice' ? { ...client, rateLimitPerMinute: 5, createLimitPerMinute: 2 } : client)),
+    clients: testClientsFile.clients.map((client) =>
+      client.id === 'alice' ? { ...client, rateLimitPerMinute: 5, createLimitPerMinute: 2 } : client,
+    ),
   });
 
 const read = (gw: TestGateway, who: 'alice' | 'bob' = 'alice') => gw.app.inject({ method: 'GET', url: '/videos', headers: auth(who) });

@@ -1,4 +1,5 @@
 import t from 'tap';
+
 import { auth, startTestGateway } from './helpers/gateway.js';
 
 t.test('malformed URLs are refused before routing with a 400 problem that carries the request id', async (t) => {
@@ -15,16 +16,31 @@ t.test('malformed URLs are refused before routing with a 400 problem that carrie
 t.test('JSON bodies must be UTF-8: invalid bytes are a 400, never a mangled prompt sent upstream', async (t) => {
   const gw = await startTestGateway(t);
   const invalid = Buffer.concat([Buffer.from('{"prompt":"A tiger '), Buffer.from([0xff, 0xfe]), Buffer.from(' in snow"}')]);
-  const refused = await gw.app.inject({ method: 'POST', url: '/videos', headers: { ...auth(), 'content-type': 'application/json' }, payload: invalid });
+  const refused = await gw.app.inject({
+    method: 'POST',
+    url: '/videos',
+    headers: { ...auth(), 'content-type': 'application/json' },
+    payload: invalid,
+  });
   t.equal(refused.statusCode, 400);
   t.match(refused.json(), { code: 'validation_failed', errors: [{ path: '/body', message: 'is not valid UTF-8' }] });
 
   // Multi-byte characters are fine, and prototype poisoning is still refused by Fastify's parser underneath.
   const prompt = '雪の中を歩く虎 🐅';
-  const accepted = await gw.app.inject({ method: 'POST', url: '/videos', headers: { ...auth(), 'content-type': 'application/json' }, payload: Buffer.from(JSON.stringify({ prompt }), 'utf8') });
+  const accepted = await gw.app.inject({
+    method: 'POST',
+    url: '/videos',
+    headers: { ...auth(), 'content-type': 'application/json' },
+    payload: Buffer.from(JSON.stringify({ prompt }), 'utf8'),
+  });
   t.equal(accepted.statusCode, 202);
   t.equal(accepted.json().prompt, prompt);
-  const poisoned = await gw.app.inject({ method: 'POST', url: '/videos', headers: { ...auth(), 'content-type': 'application/json' }, payload: '{"prompt":"A tiger walking","__proto__":{"x":1}}' });
+  const poisoned = await gw.app.inject({
+    method: 'POST',
+    url: '/videos',
+    headers: { ...auth(), 'content-type': 'application/json' },
+    payload: '{"prompt":"A tiger walking","__proto__":{"x":1}}',
+  });
   t.equal(poisoned.statusCode, 400);
   t.equal(gw.sandbox.stats.creates, 1);
 });
@@ -34,7 +50,11 @@ t.test('inputs that used to slip through validation are refused before the upstr
   const cases: Array<[string, object, string]> = [
     ['a prompt of blanks', { prompt: '      \n\t   ' }, '/body/prompt'],
     ['a prompt shorter than 3 once trimmed', { prompt: '   ab   ' }, '/body/prompt'],
-    ['an https URL without a host', { prompt: 'A tiger walking', keyframes: { start: { imageUrl: 'https://' } } }, '/body/keyframes/start/imageUrl'],
+    [
+      'an https URL without a host',
+      { prompt: 'A tiger walking', keyframes: { start: { imageUrl: 'https://' } } },
+      '/body/keyframes/start/imageUrl',
+    ],
     ['an empty metadata key', { prompt: 'A tiger walking', metadata: { '': 'v' } }, '/body/metadata'],
     ['a metadata key over 100 characters', { prompt: 'A tiger walking', metadata: { ['k'.repeat(101)]: 'v' } }, '/body/metadata'],
   ];

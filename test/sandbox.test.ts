@@ -1,15 +1,17 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import fastify from 'fastify';
+
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import fastify from 'fastify';
 import t from 'tap';
 import { Client, request } from 'undici';
-import { ManualClock } from './helpers/manual-time.js';
+
 import { sandboxAssets, sandboxAssetsDir } from '../src/sandbox/assets.js';
-import { startSandbox, type Sandbox, type SandboxOptions } from '../src/sandbox/simulator.js';
+import { type Sandbox, type SandboxOptions, startSandbox } from '../src/sandbox/simulator.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { ManualClock } from './helpers/manual-time.js';
 
 const ASSET_BASE = 'http://127.0.0.1:3000/sandbox/assets';
 const GENERATIONS = '/dream-machine/v1/generations';

@@ -7,9 +7,11 @@
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
+
 import type { InjectOptions } from 'fastify';
 import { Webhook } from 'standardwebhooks';
 import t from 'tap';
+
 import { advanceAndPoll, auth, clientKeys, startTestGateway, webhookSecrets } from './helpers/gateway.js';
 
 const elkapiKey = 'elk-test-key-do-not-leak';
@@ -27,7 +29,9 @@ t.test('no secret appears in any log line, response or webhook over a full run, 
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
       received.push({ headers: request.headers, body: Buffer.concat(chunks).toString('utf8') });
-      response.writeHead(received.length === 1 ? 500 : 200, { 'content-type': 'text/plain' }).end(received.length === 1 ? 'try again' : 'ok');
+      response
+        .writeHead(received.length === 1 ? 500 : 200, { 'content-type': 'text/plain' })
+        .end(received.length === 1 ? 'try again' : 'ok');
     });
   });
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
@@ -63,7 +67,12 @@ t.test('no secret appears in any log line, response or webhook over a full run, 
     method: 'POST',
     url: '/videos',
     headers: { ...alice, 'idempotency-key': 'create-1' },
-    payload: { prompt: 'A tiger walking in snow', callbackUrl, webhookEvents: ['video.processing', 'video.completed', 'video.failed'], metadata: { userId: 'u_42' } },
+    payload: {
+      prompt: 'A tiger walking in snow',
+      callbackUrl,
+      webhookEvents: ['video.processing', 'video.completed', 'video.failed'],
+      metadata: { userId: 'u_42' },
+    },
   });
   t.equal(created.statusCode, 202);
   const videoId = created.json<{ id: string }>().id;
@@ -71,9 +80,19 @@ t.test('no secret appears in any log line, response or webhook over a full run, 
     method: 'POST',
     url: '/videos',
     headers: { ...alice, 'idempotency-key': 'create-1' },
-    payload: { prompt: 'A tiger walking in snow', callbackUrl, webhookEvents: ['video.processing', 'video.completed', 'video.failed'], metadata: { userId: 'u_42' } },
+    payload: {
+      prompt: 'A tiger walking in snow',
+      callbackUrl,
+      webhookEvents: ['video.processing', 'video.completed', 'video.failed'],
+      metadata: { userId: 'u_42' },
+    },
   });
-  const bobs = await call({ method: 'POST', url: '/videos', headers: auth('bob'), payload: { prompt: 'Bob’s failing video [fail]', callbackUrl } });
+  const bobs = await call({
+    method: 'POST',
+    url: '/videos',
+    headers: auth('bob'),
+    payload: { prompt: 'Bob’s failing video [fail]', callbackUrl },
+  });
   const bobsId = bobs.json<{ id: string }>().id;
 
   // Credentials sent wrong, or in the wrong place: refused, and never logged as sent.
@@ -89,9 +108,19 @@ t.test('no secret appears in any log line, response or webhook over a full run, 
   for (const request of misplaced) await call(request);
 
   // Validation errors, with secrets inside the refused input.
-  await call({ method: 'POST', url: '/videos', headers: alice, payload: { prompt: 12, apiKey: clientKeys.alice, webhookSecret: webhookSecrets.bob } });
+  await call({
+    method: 'POST',
+    url: '/videos',
+    headers: alice,
+    payload: { prompt: 12, apiKey: clientKeys.alice, webhookSecret: webhookSecrets.bob },
+  });
   await call({ method: 'POST', url: '/videos', headers: { ...alice, 'content-type': 'text/plain' }, payload: `key=${clientKeys.alice}` });
-  await call({ method: 'POST', url: '/videos', headers: { ...alice, 'content-type': 'application/json' }, payload: `{"prompt": "${webhookSecrets.alice}` });
+  await call({
+    method: 'POST',
+    url: '/videos',
+    headers: { ...alice, 'content-type': 'application/json' },
+    payload: `{"prompt": "${webhookSecrets.alice}`,
+  });
   await call({ method: 'GET', url: `/videos/${videoId}?wait=abc`, headers: alice });
 
   // Not found: unknown and foreign ids.
@@ -134,12 +163,27 @@ t.test('no secret appears in any log line, response or webhook over a full run, 
   // The run really was observed: trace-level lines, the refused key, errors, every kind of answer.
   t.ok(logLines.length > 100, `${logLines.length} log lines captured`);
   t.equal(gw.app.log.level, 'trace');
-  t.ok(logLines.some((line) => line.includes('"level":20')), 'debug lines too');
-  t.ok(logLines.some((line) => line.includes('ElkAPI refused the gateway key')), 'the upstream auth failure is logged');
-  t.ok(logLines.some((line) => line.includes('upstream circuit opened')), 'the open circuit is logged');
-  t.ok(logLines.some((line) => line.includes('api_key=[redacted]')), 'a key pasted into a URL is logged redacted');
+  t.ok(
+    logLines.some((line) => line.includes('"level":20')),
+    'debug lines too',
+  );
+  t.ok(
+    logLines.some((line) => line.includes('ElkAPI refused the gateway key')),
+    'the upstream auth failure is logged',
+  );
+  t.ok(
+    logLines.some((line) => line.includes('upstream circuit opened')),
+    'the open circuit is logged',
+  );
+  t.ok(
+    logLines.some((line) => line.includes('api_key=[redacted]')),
+    'a key pasted into a URL is logged redacted',
+  );
   for (const status of ['200', '202', '400', '401', '404', '415', '502', '503']) {
-    t.ok(responses.some((response) => response.startsWith(`${status} `)), `a ${status} answer was captured`);
+    t.ok(
+      responses.some((response) => response.startsWith(`${status} `)),
+      `a ${status} answer was captured`,
+    );
   }
 
   // Webhooks were signed with the secret, which they never carry. (Signatures are recomputed rather than

@@ -1,4 +1,5 @@
 import t from 'tap';
+
 import { auth, startTestGateway } from './helpers/gateway.js';
 
 const directives = (csp: string | undefined): Map<string, string[]> =>

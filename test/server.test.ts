@@ -1,7 +1,8 @@
 import { execFile, spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { once } from 'node:events';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
 import t from 'tap';
 import { request } from 'undici';
 
@@ -16,7 +17,13 @@ t.test('invalid configuration prints one line per problem and exits 1 before lis
       ['--import', 'tsx', serverEntry],
       {
         cwd: t.testdir(),
-        env: { ...baseEnv, PORT: 'eighty', POLL_INTERVAL_MIN_MS: 'soon', WEBHOOK_RETRY_SCHEDULE: '5,10', ELKAPI_API_KEY: 'sk-never-print-me' },
+        env: {
+          ...baseEnv,
+          PORT: 'eighty',
+          POLL_INTERVAL_MIN_MS: 'soon',
+          WEBHOOK_RETRY_SCHEDULE: '5,10',
+          ELKAPI_API_KEY: 'sk-never-print-me',
+        },
       },
       (error, stdout, stderr) => resolve({ code: error === null ? 0 : ((error as { code?: number }).code ?? null), stdout, stderr }),
     );
@@ -34,7 +41,15 @@ t.test('npm start path: sandbox mode without a key, banner, first-start client, 
   const cwd = t.testdir();
   const child = spawn(process.execPath, ['--import', 'tsx', serverEntry], {
     cwd,
-    env: { ...baseEnv, PORT: '0', LOG_LEVEL: 'warn', SANDBOX_DURATION_MS: '300ms', SANDBOX_QUEUE_MS: '100ms', POLL_INTERVAL_MIN_MS: '50ms', POLL_INTERVAL_MAX_MS: '100ms' },
+    env: {
+      ...baseEnv,
+      PORT: '0',
+      LOG_LEVEL: 'warn',
+      SANDBOX_DURATION_MS: '300ms',
+      SANDBOX_QUEUE_MS: '100ms',
+      POLL_INTERVAL_MIN_MS: '50ms',
+      POLL_INTERVAL_MAX_MS: '100ms',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   t.teardown(() => {

@@ -1,13 +1,15 @@
 import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect, sql } from 'kysely';
+import { Kysely, Migrator, sql, SqliteDialect } from 'kysely';
 import t, { type Test } from 'tap';
+
 import type { WebhookSummary } from '../schemas/video.js';
 import { migrateToLatest, migrations } from '../src/store/migrations.js';
-import { openSqliteStore } from '../src/store/sqlite.js';
 import type { Store } from '../src/store/repositories.js';
+import { openSqliteStore } from '../src/store/sqlite.js';
 import type { Database } from '../src/store/tables.js';
 import { toVideo } from '../src/videos/present.js';
 import { assertDisjointCover, newVideo, seedDue, storeContract, T0 } from './helpers/store-contract.js';
@@ -98,10 +100,20 @@ t.test('migrations', async (t) => {
     ['0001_initial', '0002_webhook_delivery', '0003_raw_webhook_state'],
   );
   t.equal(raw.pragma('journal_mode', { simple: true }), 'wal', 'the file is in WAL mode');
-  const tables = (raw.prepare("select name from sqlite_master where type = 'table' order by name").all() as Array<{ name: string }>).map((r) => r.name);
-  for (const table of ['videos', 'webhook_deliveries', 'delivery_attempts', 'idempotency_keys']) t.ok(tables.includes(table), `${table} exists`);
+  const tables = (raw.prepare("select name from sqlite_master where type = 'table' order by name").all() as Array<{ name: string }>).map(
+    (r) => r.name,
+  );
+  for (const table of ['videos', 'webhook_deliveries', 'delivery_attempts', 'idempotency_keys'])
+    t.ok(tables.includes(table), `${table} exists`);
   const indexes = (raw.prepare("select name from sqlite_master where type = 'index'").all() as Array<{ name: string }>).map((r) => r.name);
-  for (const index of ['videos_client_id_idx', 'videos_due_idx', 'videos_upstream_id_key', 'webhook_deliveries_due_idx', 'delivery_attempts_video_idx', 'idempotency_keys_expires_at_idx']) {
+  for (const index of [
+    'videos_client_id_idx',
+    'videos_due_idx',
+    'videos_upstream_id_key',
+    'webhook_deliveries_due_idx',
+    'delivery_attempts_video_idx',
+    'idempotency_keys_expires_at_idx',
+  ]) {
     t.ok(indexes.includes(index), `${index} exists`);
   }
   const plan = raw
@@ -129,21 +141,50 @@ t.test('0003 turns the webhook summaries stored under 0002 into raw columns: eve
   const db = new Kysely<unknown>({ dialect: new SqliteDialect({ database: new BetterSqlite3(path) }) });
   const upTo0002 = Object.fromEntries(Object.entries(migrations).filter(([name]) => name < '0003'));
   const migrated = await new Migrator({ db, provider: { getMigrations: async () => upTo0002 } }).migrateToLatest();
-  t.same(migrated.results?.map((result) => result.migrationName), ['0001_initial', '0002_webhook_delivery']);
+  t.same(
+    migrated.results?.map((result) => result.migrationName),
+    ['0001_initial', '0002_webhook_delivery'],
+  );
 
   const iso = (ms: number): string => new Date(ms).toISOString();
   // As the 0002 store wrote them (and as 0002 itself did for rows it backfilled).
   const summaries: Record<string, WebhookSummary | null> = {
-    vid_01JDXYZ8M6X1ZP3V9R4QMIG001: { status: 'retrying', attempts: 2, lastAttemptAt: iso(T0 + 5_000), nextAttemptAt: iso(T0 + 65_000), lastResponseStatus: 503 },
-    vid_01JDXYZ8M6X1ZP3V9R4QMIG002: { status: 'delivered', attempts: 1, lastAttemptAt: iso(T0 + 7_123), nextAttemptAt: null, lastResponseStatus: 204 },
-    vid_01JDXYZ8M6X1ZP3V9R4QMIG003: { status: 'pending', attempts: 0, lastAttemptAt: null, nextAttemptAt: iso(T0 + 1_000), lastResponseStatus: null },
-    vid_01JDXYZ8M6X1ZP3V9R4QMIG004: { status: 'failed', attempts: 8, lastAttemptAt: iso(T0 + 9_999), nextAttemptAt: null, lastResponseStatus: 410 },
+    vid_01JDXYZ8M6X1ZP3V9R4QMIG001: {
+      status: 'retrying',
+      attempts: 2,
+      lastAttemptAt: iso(T0 + 5_000),
+      nextAttemptAt: iso(T0 + 65_000),
+      lastResponseStatus: 503,
+    },
+    vid_01JDXYZ8M6X1ZP3V9R4QMIG002: {
+      status: 'delivered',
+      attempts: 1,
+      lastAttemptAt: iso(T0 + 7_123),
+      nextAttemptAt: null,
+      lastResponseStatus: 204,
+    },
+    vid_01JDXYZ8M6X1ZP3V9R4QMIG003: {
+      status: 'pending',
+      attempts: 0,
+      lastAttemptAt: null,
+      nextAttemptAt: iso(T0 + 1_000),
+      lastResponseStatus: null,
+    },
+    vid_01JDXYZ8M6X1ZP3V9R4QMIG004: {
+      status: 'failed',
+      attempts: 8,
+      lastAttemptAt: iso(T0 + 9_999),
+      nextAttemptAt: null,
+      lastResponseStatus: 410,
+    },
     vid_01JDXYZ8M6X1ZP3V9R4QMIG005: null,
   };
   const request = JSON.stringify(newVideo().request);
   for (const [id, summary] of Object.entries(summaries)) {
     await sql`insert into videos (id, client_id, upstream_id, status, request_json, created_at, updated_at, webhook_json)
-      values (${id}, 'client_a', ${`up-${id}`}, 'completed', ${request}, ${T0}, ${T0}, ${summary === null ? null : JSON.stringify(summary)})`.execute(db);
+      values (${id}, 'client_a', ${`up-${id}`}, 'completed', ${request}, ${T0}, ${T0}, ${summary === null ? null : JSON.stringify(summary)})`.execute(
+      db,
+    );
   }
   await db.destroy();
 
@@ -158,7 +199,9 @@ t.test('0003 turns the webhook summaries stored under 0002 into raw columns: eve
     { status: 'retrying', attempts: 2, lastAttemptAt: T0 + 5_000, nextAttemptAt: T0 + 65_000, lastResponseStatus: 503 },
     'kept as raw state, epoch ms',
   );
-  const columns = (inspect(t, path).prepare('select name from pragma_table_info(?)').all('videos') as Array<{ name: string }>).map((c) => c.name);
+  const columns = (inspect(t, path).prepare('select name from pragma_table_info(?)').all('videos') as Array<{ name: string }>).map(
+    (c) => c.name,
+  );
   t.notOk(columns.includes('webhook_json'), 'the public-shaped column is gone');
 });
 

@@ -1,7 +1,8 @@
 import t from 'tap';
+
 import type { VideoRecord } from '../src/store/records.js';
 import { firstPollDelay, nextPollDelay } from '../src/tracking/schedule.js';
-import { decideAfterAnswer, decideAfterError, eventsFor, type DecisionContext } from '../src/tracking/transitions.js';
+import { decideAfterAnswer, decideAfterError, type DecisionContext, eventsFor } from '../src/tracking/transitions.js';
 import { UpstreamError, type UpstreamGeneration } from '../src/upstream/types.js';
 import { videoRequest } from './helpers/records.js';
 
@@ -13,8 +14,16 @@ t.test('poll delays grow ×1.5 from the minimum up to the maximum, with ±10 % j
     [0, 1, 2, 3, 4, 5, 6, 10].map((polls) => nextPollDelay(polls, null, schedule, middle)),
     [2000, 3000, 4500, 6750, 10_125, 15_000, 15_000, 15_000],
   );
-  t.equal(nextPollDelay(0, null, schedule, () => 0), 1800, '-10 %');
-  t.equal(nextPollDelay(0, null, schedule, () => 0.999_999), 2200, '+10 %');
+  t.equal(
+    nextPollDelay(0, null, schedule, () => 0),
+    1800,
+    '-10 %',
+  );
+  t.equal(
+    nextPollDelay(0, null, schedule, () => 0.999_999),
+    2200,
+    '+10 %',
+  );
 });
 
 t.test('the upstream estimate pushes a poll later but never past the maximum', async (t) => {
@@ -31,7 +40,11 @@ const video = (overrides: Partial<VideoRecord> = {}): VideoRecord => ({
   upstreamId: 'up-1',
   status: 'queued',
   upstreamState: 'queued',
-  request: videoRequest({ prompt: 'A tiger', callbackUrl: 'https://example.com/hook', webhookEvents: ['video.processing', 'video.completed', 'video.failed'] }),
+  request: videoRequest({
+    prompt: 'A tiger',
+    callbackUrl: 'https://example.com/hook',
+    webhookEvents: ['video.processing', 'video.completed', 'video.failed'],
+  }),
   estimatedWaitSeconds: null,
   result: null,
   failure: null,
@@ -71,7 +84,10 @@ t.test('queued → processing emits video.processing when subscribed', async (t)
   if (decision.kind !== 'transition') return;
   t.equal(decision.transition.status, 'processing');
   t.equal(decision.transition.estimatedWaitSeconds, 7);
-  t.same(decision.events.map((event) => event.eventType), ['video.processing']);
+  t.same(
+    decision.events.map((event) => event.eventType),
+    ['video.processing'],
+  );
   t.equal(decision.nextPollAt, now + 7000);
 });
 
@@ -90,11 +106,19 @@ t.test('running states never move a video backwards', async (t) => {
 
 t.test('completed without a playable file keeps polling; with one it completes', async (t) => {
   t.equal(decideAfterAnswer(video(), generation({ state: 'completed', status: 'completed' }), context()).kind, 'transition');
-  const withoutFile = decideAfterAnswer(video({ status: 'processing' }), generation({ state: 'completed', status: 'completed' }), context());
+  const withoutFile = decideAfterAnswer(
+    video({ status: 'processing' }),
+    generation({ state: 'completed', status: 'completed' }),
+    context(),
+  );
   t.equal(withoutFile.kind, 'reschedule');
   const done = decideAfterAnswer(
     video({ status: 'processing' }),
-    generation({ state: 'completed', status: 'completed', video: { url: 'https://cdn.example/v.mp4', width: 1, height: 1, durationSeconds: 5, downloadUrl: null } }),
+    generation({
+      state: 'completed',
+      status: 'completed',
+      video: { url: 'https://cdn.example/v.mp4', width: 1, height: 1, durationSeconds: 5, downloadUrl: null },
+    }),
     context(),
   );
   t.equal(done.kind === 'transition' && done.transition.status, 'completed');
@@ -102,8 +126,15 @@ t.test('completed without a playable file keeps polling; with one it completes',
 });
 
 t.test('failed carries the sanitised upstream reason, or a generic one', async (t) => {
-  const reasoned = decideAfterAnswer(video(), generation({ state: 'failed', status: 'failed', failureReason: 'Advanced prompt moderation failed' }), context());
-  t.same(reasoned.kind === 'transition' && reasoned.transition.failure, { code: 'upstream_failed', message: 'Advanced prompt moderation failed' });
+  const reasoned = decideAfterAnswer(
+    video(),
+    generation({ state: 'failed', status: 'failed', failureReason: 'Advanced prompt moderation failed' }),
+    context(),
+  );
+  t.same(reasoned.kind === 'transition' && reasoned.transition.failure, {
+    code: 'upstream_failed',
+    message: 'Advanced prompt moderation failed',
+  });
   const silent = decideAfterAnswer(video(), generation({ state: 'failed', status: 'failed' }), context());
   t.same(silent.kind === 'transition' && silent.transition.failure?.code, 'upstream_failed');
 });

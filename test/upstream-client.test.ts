@@ -1,14 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { inspect } from 'node:util';
+
 import t, { type Test } from 'tap';
 import { MockAgent } from 'undici';
-import { ManualClock } from './helpers/manual-time.js';
+
 import { backoffDelayMs, createUpstreamClient, isRetryable, type UpstreamClientOptions } from '../src/upstream/client.js';
 import { SAFE_MESSAGES } from '../src/upstream/failures.js';
 import { RateBudget } from '../src/upstream/rate-budget.js';
-import { UpstreamError, type UpstreamCreateRequest } from '../src/upstream/types.js';
-import { inSequence, sendJson, sendText, startScriptedServer, type ScriptedHandler } from './helpers/scripted-server.js';
+import { type UpstreamCreateRequest, UpstreamError } from '../src/upstream/types.js';
+import { ManualClock } from './helpers/manual-time.js';
 import { upstreamRejection } from './helpers/rejection.js';
+import { inSequence, type ScriptedHandler, sendJson, sendText, startScriptedServer } from './helpers/scripted-server.js';
 
 const API_KEY = 'sk-elk-TEST-9f8e7d6c5b4a3f2e1d0c';
 const GENERATIONS = '/dream-machine/v1/generations';
@@ -31,7 +33,8 @@ const text =
     sendText(response, status, body, { 'content-type': contentType });
 const neverAnswer: ScriptedHandler = () => undefined;
 
-const HTML_502 = '<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n';
+const HTML_502 =
+  '<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n';
 
 /** A client against a fresh scripted server, with recording sleep, logger and metrics hook. */
 async function setup(t: Test, overrides: Partial<UpstreamClientOptions> = {}) {
@@ -61,13 +64,15 @@ async function setup(t: Test, overrides: Partial<UpstreamClientOptions> = {}) {
   return { server, client, sleeps, logLines, calls };
 }
 
-
 /** The key must not hide anywhere in an error: message, safe message, cause chain, inspection. */
 function assertNoKey(t: Test, error: UpstreamError, logLines: string[] = []): void {
   t.notOk(error.message.includes(API_KEY), 'not in message');
   t.notOk(error.safeMessage.includes(API_KEY), 'not in safeMessage');
   t.notOk(inspect(error, { depth: 10, showHidden: true }).includes(API_KEY), 'not anywhere in the error object');
-  t.notOk(logLines.some((line) => line.includes(API_KEY)), 'not in any log line');
+  t.notOk(
+    logLines.some((line) => line.includes(API_KEY)),
+    'not in any log line',
+  );
 }
 
 t.test('create: 201 official shape parsed; request shape, headers and body as documented', async (t) => {
@@ -395,7 +400,10 @@ t.test('a MockAgent can replace the pool; close() leaves it to its owner', async
     .get(origin)
     .intercept({ path: `${GENERATIONS}/mock-id`, method: 'GET' })
     .reply(200, JSON.stringify(fixture('query-failed.json')), { headers: { 'content-type': 'application/json' } });
-  agent.get(origin).intercept({ path: `${GENERATIONS}/mock-id`, method: 'GET' }).replyWithError(new Error('socket hang up'));
+  agent
+    .get(origin)
+    .intercept({ path: `${GENERATIONS}/mock-id`, method: 'GET' })
+    .replyWithError(new Error('socket hang up'));
   const client = createUpstreamClient({ baseUrl: origin, apiKey: API_KEY, dispatcher: agent, maxRps: 0, maxRetries: 0 });
   const gen = await client.getGeneration('mock-id');
   t.equal(gen.status, 'failed');
@@ -408,12 +416,24 @@ t.test('a MockAgent can replace the pool; close() leaves it to its owner', async
 });
 
 t.test('backoffDelayMs and isRetryable', async (t) => {
-  t.equal(backoffDelayMs(0, 250, 5000, () => 0.999), 249);
-  t.equal(backoffDelayMs(3, 250, 5000, () => 0.5), 1000);
-  t.equal(backoffDelayMs(10, 250, 5000, () => 0.5), 2500, 'capped at the maximum');
-  t.equal(backoffDelayMs(2, 250, 5000, () => 0), 0);
-  const retryable = (kind: UpstreamError['kind'], status: number | null): boolean =>
-    isRetryable(new UpstreamError(kind, 'm', status));
+  t.equal(
+    backoffDelayMs(0, 250, 5000, () => 0.999),
+    249,
+  );
+  t.equal(
+    backoffDelayMs(3, 250, 5000, () => 0.5),
+    1000,
+  );
+  t.equal(
+    backoffDelayMs(10, 250, 5000, () => 0.5),
+    2500,
+    'capped at the maximum',
+  );
+  t.equal(
+    backoffDelayMs(2, 250, 5000, () => 0),
+    0,
+  );
+  const retryable = (kind: UpstreamError['kind'], status: number | null): boolean => isRetryable(new UpstreamError(kind, 'm', status));
   t.ok(retryable('timeout', null));
   t.ok(retryable('rate_limited', 429));
   t.ok(retryable('unavailable', null), 'network');

@@ -1,10 +1,18 @@
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+
 import t from 'tap';
-import { GENERIC_UPSTREAM_MESSAGE, SAFE_MESSAGES, classifyUpstreamError, isTaskNotExist, sanitizeUpstreamMessage } from '../src/upstream/failures.js';
+
+import { parseRetryAfter as parseLenient } from '../src/lib/retry-after.js';
+import {
+  classifyUpstreamError,
+  GENERIC_UPSTREAM_MESSAGE,
+  isTaskNotExist,
+  SAFE_MESSAGES,
+  sanitizeUpstreamMessage,
+} from '../src/upstream/failures.js';
 import { mapUpstreamState, parseGeneration, toVideoResult } from '../src/upstream/generation.js';
 import { DEFAULT_DOWNLOAD_URL_TTL_MS, downloadUrlExpiresAtMs, parseSigningDate } from '../src/upstream/signed-url.js';
 import { UpstreamError } from '../src/upstream/types.js';
-import { parseRetryAfter as parseLenient } from '../src/lib/retry-after.js';
 
 const fixturesDir = new URL('./fixtures/upstream/', import.meta.url);
 const fixture = (name: string): unknown => JSON.parse(readFileSync(new URL(name, fixturesDir), 'utf8')) as unknown;
@@ -24,7 +32,9 @@ t.test('every upstream fixture is covered by this file', async (t) => {
     'query-failed.json',
     'query-running.json',
   ];
-  const present = readdirSync(fixturesDir).filter((name) => name.endsWith('.json')).sort();
+  const present = readdirSync(fixturesDir)
+    .filter((name) => name.endsWith('.json'))
+    .sort();
   t.same(present, covered.sort());
 });
 
@@ -242,10 +252,7 @@ t.test('download URL expiry', async (t) => {
 
 t.test('sanitizeUpstreamMessage', async (t) => {
   t.equal(sanitizeUpstreamMessage(fixture('error-401.json')), 'Invalid token', 'request id suffix stripped');
-  t.equal(
-    sanitizeUpstreamMessage(fixture('error-429.json')),
-    'The current model traffic limit has been reached, please try again later',
-  );
+  t.equal(sanitizeUpstreamMessage(fixture('error-429.json')), 'The current model traffic limit has been reached, please try again later');
   t.equal(sanitizeUpstreamMessage(fixture('error-task-not-exist-400.json')), 'task_not_exist');
   t.equal(sanitizeUpstreamMessage({ detail: 'Prompt is too short' }), 'Prompt is too short', 'Luma detail');
   t.equal(

@@ -1,11 +1,12 @@
 import t, { type Test } from 'tap';
-import { ManualClock } from './helpers/manual-time.js';
-import { startSandbox, type Sandbox } from '../src/sandbox/simulator.js';
+
+import { type Sandbox, startSandbox } from '../src/sandbox/simulator.js';
+import { type CircuitState, withCircuitBreaker } from '../src/upstream/circuit-breaker.js';
 import { createUpstreamClient } from '../src/upstream/client.js';
-import { withCircuitBreaker, type CircuitState } from '../src/upstream/circuit-breaker.js';
 import { createUpstreamHealth, withHealthTracking } from '../src/upstream/health.js';
 import type { UpstreamClient, UpstreamCreateRequest } from '../src/upstream/types.js';
 import { advanceAndPoll, auth, createVideo, startTestGateway } from './helpers/gateway.js';
+import { ManualClock } from './helpers/manual-time.js';
 import { upstreamRejection } from './helpers/rejection.js';
 
 const KEY = 'elk-test-key-do-not-leak';
@@ -45,12 +46,12 @@ async function setup(t: Test, options: { maxRps?: number; timeoutMs?: number } =
   return { clock, sandbox, breaker, states, shortCircuits, sleeps };
 }
 
-
 t.test('consecutive 5xx answers open the circuit; open, it refuses at once without calling the upstream', async (t) => {
   const { sandbox, breaker, states, shortCircuits, clock } = await setup(t);
   sandbox.injectFault({ op: 'create', status: 500, times: 2 });
   sandbox.injectFault({ op: 'create', html: true, status: 502, times: 1 });
-  for (let i = 0; i < 3; i++) t.equal((await upstreamRejection(breaker.createGeneration(request))).kind, 'unavailable', `outage ${i + 1} passes through`);
+  for (let i = 0; i < 3; i++)
+    t.equal((await upstreamRejection(breaker.createGeneration(request))).kind, 'unavailable', `outage ${i + 1} passes through`);
   t.equal(breaker.circuitState(), 'open');
   t.same(states, ['open']);
 
@@ -152,89 +153,100 @@ t.test('UPSTREAM_MAX_RPS is one budget shared by creates and polls', async (t) =
   t.same(sleeps, [500, 500, 500], 'then one call every 500 ms across creates and queries');
 });
 
-t.test('gateway: a create that would wait past maxCreateQueueMs for the rate budget is refused at once (503), takes no token and frees its key', async (t) => {
-  const clock = new ManualClock(Date.parse('2026-11-29T12:00:00.000Z'));
-  const sandbox = await startSandbox({ clock, apiKey: KEY, assetBaseUrl: 'http://127.0.0.1:1/assets', random: () => 0.5 });
-  t.teardown(() => sandbox.close());
-  const sleeps: number[] = [];
-  const clients: UpstreamClient[] = [];
-  const gw = await startTestGateway(t, {
-    clock,
-    sandboxInstance: sandbox,
-    gateway: {
-      upstream: (hooks) => {
-        const client = createUpstreamClient({
-          baseUrl: sandbox.url,
-          apiKey: KEY,
-          maxRps: 1,
-          maxCreateQueueMs: 10_000,
-          timeoutMs: 2000,
-          clock,
-          random: () => 0.5,
-          // Records the budget's waits; no time passes, so the debt stays until the test moves the clock.
-          sleep: async (ms) => {
-            sleeps.push(ms);
-          },
-          ...hooks,
-        });
-        clients.push(client);
-        return client;
+t.test(
+  'gateway: a create that would wait past maxCreateQueueMs for the rate budget is refused at once (503), takes no token and frees its key',
+  async (t) => {
+    const clock = new ManualClock(Date.parse('2026-11-29T12:00:00.000Z'));
+    const sandbox = await startSandbox({ clock, apiKey: KEY, assetBaseUrl: 'http://127.0.0.1:1/assets', random: () => 0.5 });
+    t.teardown(() => sandbox.close());
+    const sleeps: number[] = [];
+    const clients: UpstreamClient[] = [];
+    const gw = await startTestGateway(t, {
+      clock,
+      sandboxInstance: sandbox,
+      gateway: {
+        upstream: (hooks) => {
+          const client = createUpstreamClient({
+            baseUrl: sandbox.url,
+            apiKey: KEY,
+            maxRps: 1,
+            maxCreateQueueMs: 10_000,
+            timeoutMs: 2000,
+            clock,
+            random: () => 0.5,
+            // Records the budget's waits; no time passes, so the debt stays until the test moves the clock.
+            sleep: async (ms) => {
+              sleeps.push(ms);
+            },
+            ...hooks,
+          });
+          clients.push(client);
+          return client;
+        },
       },
-    },
-  });
-  const upstream = clients[0];
-  if (upstream === undefined) throw new Error('no upstream client built');
-  const postVideo = (prompt: string, key?: string) =>
-    gw.app.inject({ method: 'POST', url: '/videos', headers: { ...auth(), ...(key === undefined ? {} : { 'idempotency-key': key }) }, payload: { prompt } });
+    });
+    const upstream = clients[0];
+    if (upstream === undefined) throw new Error('no upstream client built');
+    const postVideo = (prompt: string, key?: string) =>
+      gw.app.inject({
+        method: 'POST',
+        url: '/videos',
+        headers: { ...auth(), ...(key === undefined ? {} : { 'idempotency-key': key }) },
+        payload: { prompt },
+      });
 
-  const created = await createVideo(gw, { prompt: 'Takes the only token of the burst' });
-  const upstreamId = (await gw.store.videos.get(created.id))?.upstreamId ?? '';
-  // Polls queue however long it takes: 11 of them book the budget 11 s ahead.
-  for (let i = 0; i < 11; i++) await upstream.getGeneration(upstreamId);
-  t.same(sleeps, [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10_000, 11_000], 'queries wait past the create bound');
+    const created = await createVideo(gw, { prompt: 'Takes the only token of the burst' });
+    const upstreamId = (await gw.store.videos.get(created.id))?.upstreamId ?? '';
+    // Polls queue however long it takes: 11 of them book the budget 11 s ahead.
+    for (let i = 0; i < 11; i++) await upstream.getGeneration(upstreamId);
+    t.same(sleeps, [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10_000, 11_000], 'queries wait past the create bound');
 
-  const refused = await postVideo('A create that would wait 12 s', 'queued-too-long');
-  t.equal(refused.statusCode, 503);
-  t.equal(refused.headers['content-type'], 'application/problem+json; charset=utf-8');
-  t.equal(refused.json().code, 'upstream_unavailable');
-  t.equal(refused.headers['retry-after'], '12', 'seconds until the booked budget is paid');
-  t.equal(sandbox.stats.creates, 1, 'the refused create never reached the upstream');
-  t.equal(sleeps.length, 11, 'and never waited');
+    const refused = await postVideo('A create that would wait 12 s', 'queued-too-long');
+    t.equal(refused.statusCode, 503);
+    t.equal(refused.headers['content-type'], 'application/problem+json; charset=utf-8');
+    t.equal(refused.json().code, 'upstream_unavailable');
+    t.equal(refused.headers['retry-after'], '12', 'seconds until the booked budget is paid');
+    t.equal(sandbox.stats.creates, 1, 'the refused create never reached the upstream');
+    t.equal(sleeps.length, 11, 'and never waited');
 
-  await upstream.getGeneration(upstreamId);
-  t.equal(sleeps.at(-1), 12_000, 'the refused create took no token: the next poll waits as if it never came');
+    await upstream.getGeneration(upstreamId);
+    t.equal(sleeps.at(-1), 12_000, 'the refused create took no token: the next poll waits as if it never came');
 
-  clock.advance(13_000);
-  const retried = await postVideo('A create that would wait 12 s', 'queued-too-long');
-  t.equal(retried.statusCode, 202, 'the key was released: the retry runs');
-  t.equal(retried.headers['idempotent-replayed'], undefined);
-  t.equal(sandbox.stats.creates, 2);
-});
+    clock.advance(13_000);
+    const retried = await postVideo('A create that would wait 12 s', 'queued-too-long');
+    t.equal(retried.statusCode, 202, 'the key was released: the retry runs');
+    t.equal(retried.headers['idempotent-replayed'], undefined);
+    t.equal(sandbox.stats.creates, 2);
+  },
+);
 
-t.test('gateway: while the circuit is open POST /videos answers 503 upstream_unavailable with retry-after, and /readyz says so', async (t) => {
-  const gw = await startTestGateway(t);
-  gw.sandbox.injectFault({ op: 'create', status: 500, times: 5 });
-  for (let i = 0; i < 5; i++) {
-    const response = await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt: 'A storm at sea' } });
-    t.equal(response.statusCode, 502, `outage ${i + 1}: 502 upstream_unavailable`);
-  }
-  const refused = await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt: 'A storm at sea' } });
-  t.equal(refused.statusCode, 503);
-  t.equal(refused.headers['content-type'], 'application/problem+json; charset=utf-8');
-  t.equal(refused.json().code, 'upstream_unavailable');
-  t.equal(refused.headers['retry-after'], '30', 'seconds until the probe');
-  t.equal(gw.sandbox.stats.creates, 5, 'the sixth create never reached the upstream');
+t.test(
+  'gateway: while the circuit is open POST /videos answers 503 upstream_unavailable with retry-after, and /readyz says so',
+  async (t) => {
+    const gw = await startTestGateway(t);
+    gw.sandbox.injectFault({ op: 'create', status: 500, times: 5 });
+    for (let i = 0; i < 5; i++) {
+      const response = await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt: 'A storm at sea' } });
+      t.equal(response.statusCode, 502, `outage ${i + 1}: 502 upstream_unavailable`);
+    }
+    const refused = await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt: 'A storm at sea' } });
+    t.equal(refused.statusCode, 503);
+    t.equal(refused.headers['content-type'], 'application/problem+json; charset=utf-8');
+    t.equal(refused.json().code, 'upstream_unavailable');
+    t.equal(refused.headers['retry-after'], '30', 'seconds until the probe');
+    t.equal(gw.sandbox.stats.creates, 5, 'the sixth create never reached the upstream');
 
-  const ready = await gw.app.inject({ method: 'GET', url: '/readyz' });
-  t.equal(ready.statusCode, 200, 'an open circuit alone does not pull the replica');
-  t.same(ready.json(), { status: 'ready', checks: { store: 'ok', upstreamAuth: 'ok', upstreamCircuit: 'open' } });
+    const ready = await gw.app.inject({ method: 'GET', url: '/readyz' });
+    t.equal(ready.statusCode, 200, 'an open circuit alone does not pull the replica');
+    t.same(ready.json(), { status: 'ready', checks: { store: 'ok', upstreamAuth: 'ok', upstreamCircuit: 'open' } });
 
-  gw.clock.advance(30_000);
-  t.equal((await gw.app.inject({ method: 'GET', url: '/readyz' })).json().checks.upstreamCircuit, 'half_open');
-  const probe = await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt: 'A calm sea' } });
-  t.equal(probe.statusCode, 202, 'the probe create succeeds');
-  t.equal((await gw.app.inject({ method: 'GET', url: '/readyz' })).json().checks.upstreamCircuit, 'closed');
-});
+    gw.clock.advance(30_000);
+    t.equal((await gw.app.inject({ method: 'GET', url: '/readyz' })).json().checks.upstreamCircuit, 'half_open');
+    const probe = await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt: 'A calm sea' } });
+    t.equal(probe.statusCode, 202, 'the probe create succeeds');
+    t.equal((await gw.app.inject({ method: 'GET', url: '/readyz' })).json().checks.upstreamCircuit, 'closed');
+  },
+);
 
 t.test('gateway: polls failing with 5xx open the circuit; polling then waits for the probe and recovers', async (t) => {
   const gw = await startTestGateway(t);

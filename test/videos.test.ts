@@ -1,4 +1,5 @@
 import t from 'tap';
+
 import { advanceAndPoll, auth, createVideo, startTestGateway } from './helpers/gateway.js';
 
 type VideoBody = {

@@ -1,14 +1,16 @@
 import type { Readable } from 'node:stream';
+
 import t, { type Test } from 'tap';
 import { Agent, request } from 'undici';
+
 import { createClientRegistry } from '../src/auth/clients.js';
-import { ManualClock, ManualTimers } from './helpers/manual-time.js';
 import { createInProcessBus } from '../src/events/bus.js';
 import { formatSseEvent, sseKeepAlive } from '../src/http/sse.js';
 import type { VideoRecord } from '../src/store/records.js';
-import { etagOf, toVideo, type RenderedVideo } from '../src/videos/present.js';
+import { etagOf, type RenderedVideo, toVideo } from '../src/videos/present.js';
 import { createVideoWatch } from '../src/videos/watch.js';
 import { auth, clientKeys, createVideo, startTestGateway, testClientsFile, type TestGateway } from './helpers/gateway.js';
+import { ManualClock, ManualTimers } from './helpers/manual-time.js';
 import { videoRequest } from './helpers/records.js';
 
 type VideoBody = { id: string; status: string; updatedAt: string };
@@ -144,7 +146,10 @@ t.test('a change published while the first read is in flight still wakes the wai
   });
   const client = createClientRegistry(testClientsFile).get('alice');
   if (client === undefined) throw new Error('no alice');
-  const answer = await watch.waitForChange(client, 'vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC', { waitMs: 30_000, signal: new AbortController().signal });
+  const answer = await watch.waitForChange(client, 'vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC', {
+    waitMs: 30_000,
+    signal: new AbortController().signal,
+  });
   t.equal(answer.video.status, 'processing', 'answered at once with the change');
   t.equal(bus.listenerCount('vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC'), 0);
   t.equal(timers.pending(), 0);
@@ -206,7 +211,11 @@ t.test('?wait=N: a terminal video, a stale If-None-Match or an unknown id answer
   t.equal(stale.json<VideoBody>().status, 'processing');
 
   // A current If-None-Match waits; when nothing changed, the answer is 304.
-  const current = gw.app.inject({ method: 'GET', url: `/videos/${created.id}?wait=10`, headers: { ...auth(), 'if-none-match': String(stale.headers.etag) } });
+  const current = gw.app.inject({
+    method: 'GET',
+    url: `/videos/${created.id}?wait=10`,
+    headers: { ...auth(), 'if-none-match': String(stale.headers.etag) },
+  });
   await until(() => gw.bus.listenerCount(created.id) === 1, 'the waiter subscribed');
   gw.timers.advance(10_000);
   t.equal((await current).statusCode, 304);
@@ -253,7 +262,10 @@ t.test('1,000 concurrent long-polls on one video: zero extra upstream calls, no 
 
   await completeViaPoller(gw, prompt);
   const answers = await Promise.all(responses);
-  t.ok(answers.every((answer) => answer.statusCode === 200 && answer.video.status === 'completed'), 'all 1,000 woke with the completed video');
+  t.ok(
+    answers.every((answer) => answer.statusCode === 200 && answer.video.status === 'completed'),
+    'all 1,000 woke with the completed video',
+  );
   t.equal(gw.sandbox.stats.queries - queriesBefore, 1, 'the poller’s single query, nothing else');
   t.equal(gw.bus.listenerCount(created.id), 0, 'no listener left');
   t.equal(gw.bus.listenerCount(), listenersBefore);
@@ -340,7 +352,12 @@ t.test('SSE: HEAD answers the stream headers and ends, holding no listener or ke
   const gw = await startWatchGateway(t);
   const created = await createVideo(gw);
   const base = await listen(t, gw);
-  const head = await request(`${base}/videos/${created.id}/events`, { method: 'HEAD', headers: auth(), headersTimeout: 5_000, bodyTimeout: 5_000 });
+  const head = await request(`${base}/videos/${created.id}/events`, {
+    method: 'HEAD',
+    headers: auth(),
+    headersTimeout: 5_000,
+    bodyTimeout: 5_000,
+  });
   t.equal(head.statusCode, 200);
   t.equal(head.headers['content-type'], 'text/event-stream; charset=utf-8');
   await head.body.dump();

@@ -1,15 +1,16 @@
-import t from 'tap';
 import { Webhook } from 'standardwebhooks';
+import t from 'tap';
+
 import { createClientRegistry } from '../src/auth/clients.js';
 import { ValidationFailed } from '../src/errors.js';
 import { toProblem } from '../src/http/problems.js';
+import { parseRetryAfter } from '../src/lib/retry-after.js';
 import type { VideoRecord } from '../src/store/records.js';
 import { toWebhookSummary } from '../src/videos/present.js';
 import { createCallbackUrlValidator } from '../src/webhooks/callback-policy.js';
 import { describeNetworkError } from '../src/webhooks/dispatcher.js';
 import { classifyResponse } from '../src/webhooks/outcome.js';
 import { buildWebhookPayload, signWebhook } from '../src/webhooks/payload.js';
-import { parseRetryAfter } from '../src/lib/retry-after.js';
 import { MAX_RETRY_AFTER_MS, nextAttemptAt } from '../src/webhooks/schedule.js';
 import { ForbiddenAddressError } from '../src/webhooks/ssrf.js';
 import { testClientsFile, webhookSecrets } from './helpers/gateway.js';
@@ -26,13 +27,17 @@ const middle = () => 0.5;
 t.test('each failed attempt waits for its step of the schedule; none is left after the last', async (t) => {
   const at = (failedAttempts: number, random = middle) =>
     nextAttemptAt({ now, failedAttempts, scheduleMs: schedule, retryAfterMs: null, random });
-  t.same([1, 2, 3].map((failed) => at(failed)), [now + 5_000, now + 300_000, now + 1_800_000]);
+  t.same(
+    [1, 2, 3].map((failed) => at(failed)),
+    [now + 5_000, now + 300_000, now + 1_800_000],
+  );
   t.equal(at(4), null, 'schedule used up: the delivery fails');
   t.equal(at(0), null, 'nonsense input schedules nothing');
 });
 
 t.test('jitter spreads a step by ±20 %, never more', async (t) => {
-  const jittered = (random: number) => nextAttemptAt({ now, failedAttempts: 2, scheduleMs: schedule, retryAfterMs: null, random: () => random });
+  const jittered = (random: number) =>
+    nextAttemptAt({ now, failedAttempts: 2, scheduleMs: schedule, retryAfterMs: null, random: () => random });
   t.equal(jittered(0), now + 240_000, '-20 %');
   t.equal(jittered(0.999_999), now + 360_000, '+20 %');
   const delays = Array.from({ length: 500 }, () => (jittered(Math.random()) ?? 0) - now);
@@ -45,7 +50,11 @@ t.test('Retry-After is honoured when it asks for later than the schedule, and ca
   t.equal(at(60_000), now + 60_000, 'later than the 5 s step: honoured');
   t.equal(at(1_000), now + 5_000, 'sooner than the step: the schedule wins');
   t.equal(at(30 * 24 * 3600_000), now + MAX_RETRY_AFTER_MS, 'a month is capped at a day');
-  t.equal(nextAttemptAt({ now, failedAttempts: 4, scheduleMs: schedule, retryAfterMs: 1_000, random: middle }), null, 'no retry past the schedule, Retry-After or not');
+  t.equal(
+    nextAttemptAt({ now, failedAttempts: 4, scheduleMs: schedule, retryAfterMs: 1_000, random: middle }),
+    null,
+    'no retry past the schedule, Retry-After or not',
+  );
 });
 
 t.test('Retry-After parses delay-seconds and HTTP-dates, and nothing else', async (t) => {
@@ -73,7 +82,11 @@ t.test('2xx delivers; 410 stops; 3xx, 4xx and 5xx retry; Retry-After counts on 4
   });
   t.match(classifyResponse(308, {}, now), { kind: 'retry', error: 'redirects are not followed' });
   for (const status of [400, 401, 404, 408, 500, 502, 504]) {
-    t.same(classifyResponse(status, { retryAfter: '60' }, now), { kind: 'retry', retryAfterMs: null, error: null }, `${status} ignores Retry-After`);
+    t.same(
+      classifyResponse(status, { retryAfter: '60' }, now),
+      { kind: 'retry', retryAfterMs: null, error: null },
+      `${status} ignores Retry-After`,
+    );
   }
   t.same(classifyResponse(429, { retryAfter: '60' }, now), { kind: 'retry', retryAfterMs: 60_000, error: null });
   t.same(classifyResponse(503, { retryAfter: '7' }, now), { kind: 'retry', retryAfterMs: 7_000, error: null });
@@ -134,7 +147,10 @@ t.test('signatures verify with standardwebhooks; the id is the event, the timest
   t.match(headers['webhook-signature'], /^v1,[A-Za-z0-9+/]+=*$/);
   t.same(new Webhook(webhookSecrets.alice).verify(body, { ...headers }), JSON.parse(body));
   t.throws(() => new Webhook(webhookSecrets.bob).verify(body, { ...headers }), 'another client’s secret does not verify');
-  t.throws(() => new Webhook(webhookSecrets.alice).verify(body.replace('failed', 'completed'), { ...headers }), 'a changed body does not verify');
+  t.throws(
+    () => new Webhook(webhookSecrets.alice).verify(body.replace('failed', 'completed'), { ...headers }),
+    'a changed body does not verify',
+  );
   const later = signWebhook(webhookSecrets.alice, 'msg_01JDXYZ', attemptAt + 60_000, body);
   t.not(later['webhook-signature'], headers['webhook-signature'], 'a later attempt signs a new timestamp');
   t.notMatch(JSON.stringify(headers), webhookSecrets.alice.slice(6), 'the secret is never sent');
@@ -161,7 +177,10 @@ t.test('the webhook summary maps the stored delivery state to the public shape',
 
 t.test('the request-time validator returns the normalised URL or a 400 naming callbackUrl', async (t) => {
   const registry = createClientRegistry({
-    clients: [...testClientsFile.clients, { ...testClientsFile.clients[0]!, id: 'partner', apiKeySha256: 'a'.repeat(64), allowedCallbackHosts: ['hooks.partner.example'] }],
+    clients: [
+      ...testClientsFile.clients,
+      { ...testClientsFile.clients[0]!, id: 'partner', apiKeySha256: 'a'.repeat(64), allowedCallbackHosts: ['hooks.partner.example'] },
+    ],
   });
   const alice = registry.get('alice')!;
   const partner = registry.get('partner')!;

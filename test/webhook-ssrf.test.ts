@@ -1,12 +1,14 @@
 import dns from 'node:dns';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+
 import t from 'tap';
 import { request } from 'undici';
-import { checkCallbackUrl, isHostAllowed, type CallbackUrlPolicy } from '../src/webhooks/callback-url.js';
+
+import { type CallbackUrlPolicy, checkCallbackUrl, isHostAllowed } from '../src/webhooks/callback-url.js';
 import {
-  FORBIDDEN_ADDRESS_ERROR_CODE,
   createGuardedAgent,
+  FORBIDDEN_ADDRESS_ERROR_CODE,
   guardedLookup,
   isForbiddenAddress,
   isForbiddenAddressError,
@@ -19,31 +21,105 @@ import {
 
 const FORBIDDEN_ADDRESSES = [
   // IPv4
-  '0.0.0.0', '0.1.2.3', '10.0.0.5', '10.255.255.255', '100.64.0.1', '100.127.255.254', '127.0.0.1', '127.8.9.10',
-  '169.254.169.254', '172.16.0.1', '172.31.255.255', '192.0.0.8', '192.0.2.1', '192.88.99.1', '192.168.1.1',
-  '198.18.0.1', '198.19.255.255', '198.51.100.7', '203.0.113.9', '224.0.0.1', '239.255.255.250', '240.0.0.1',
+  '0.0.0.0',
+  '0.1.2.3',
+  '10.0.0.5',
+  '10.255.255.255',
+  '100.64.0.1',
+  '100.127.255.254',
+  '127.0.0.1',
+  '127.8.9.10',
+  '169.254.169.254',
+  '172.16.0.1',
+  '172.31.255.255',
+  '192.0.0.8',
+  '192.0.2.1',
+  '192.88.99.1',
+  '192.168.1.1',
+  '198.18.0.1',
+  '198.19.255.255',
+  '198.51.100.7',
+  '203.0.113.9',
+  '224.0.0.1',
+  '239.255.255.250',
+  '240.0.0.1',
   '255.255.255.255',
   // IPv6 special ranges
-  '::', '::1', 'fc00::1', 'fd12:3456:789a::1', 'fe80::1', 'febf::1', 'fec0::1', 'ff02::1', 'ff05::1:3',
-  '100::1', '2001:db8::1', '2001::1', '2001:0:4136:e378:8000:63bf:3fff:fdd2' /* Teredo */, '2001:2::1',
-  '3fff::1', '5f00::1', '4000::1' /* outside 2000::/3: unallocated */,
+  '::',
+  '::1',
+  'fc00::1',
+  'fd12:3456:789a::1',
+  'fe80::1',
+  'febf::1',
+  'fec0::1',
+  'ff02::1',
+  'ff05::1:3',
+  '100::1',
+  '2001:db8::1',
+  '2001::1',
+  '2001:0:4136:e378:8000:63bf:3fff:fdd2' /* Teredo */,
+  '2001:2::1',
+  '3fff::1',
+  '5f00::1',
+  '4000::1' /* outside 2000::/3: unallocated */,
   // IPv4-mapped (both spellings), IPv4-compatible, IPv4-translated
-  '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:10.0.0.1', '::ffff:169.254.169.254', '::ffff:0.0.0.0',
-  '::127.0.0.1', '::7f00:1', '::8.8.8.8' /* deprecated form: refused whatever it embeds */, '::ffff:0:7f00:1',
+  '::ffff:127.0.0.1',
+  '::ffff:7f00:1',
+  '::ffff:10.0.0.1',
+  '::ffff:169.254.169.254',
+  '::ffff:0.0.0.0',
+  '::127.0.0.1',
+  '::7f00:1',
+  '::8.8.8.8' /* deprecated form: refused whatever it embeds */,
+  '::ffff:0:7f00:1',
   // NAT64 and 6to4 embedding forbidden IPv4; local-use NAT64 prefix
-  '64:ff9b::7f00:1', '64:ff9b::10.0.0.1', '64:ff9b::a9fe:a9fe', '64:ff9b:1::808:808',
-  '2002:7f00:1::1', '2002:a00:1::', '2002:c0a8:101::1',
+  '64:ff9b::7f00:1',
+  '64:ff9b::10.0.0.1',
+  '64:ff9b::a9fe:a9fe',
+  '64:ff9b:1::808:808',
+  '2002:7f00:1::1',
+  '2002:a00:1::',
+  '2002:c0a8:101::1',
   // zone ids, brackets, non-canonical IPv4 spellings
-  'fe80::1%eth0', '[::1]', '[::ffff:127.0.0.1]', '2130706433', '0x7f000001', '0177.0.0.1', '127.1', '0x7f.1',
+  'fe80::1%eth0',
+  '[::1]',
+  '[::ffff:127.0.0.1]',
+  '2130706433',
+  '0x7f000001',
+  '0177.0.0.1',
+  '127.1',
+  '0x7f.1',
   // not an address at all: fail closed
-  'localhost', 'example.com', '', '999.1.1.1', 'not an ip',
+  'localhost',
+  'example.com',
+  '',
+  '999.1.1.1',
+  'not an ip',
 ];
 
 const PUBLIC_ADDRESSES = [
-  '8.8.8.8', '1.1.1.1', '93.184.216.34', '100.63.255.255', '100.128.0.0', '172.15.255.255', '172.32.0.0',
-  '192.0.1.1', '192.169.0.1', '198.17.255.255', '198.20.0.0', '223.255.255.255', '169.253.255.255',
-  '2606:4700:4700::1111', '2001:4860:4860::8888', '2a00:1450:4001:80b::200e', '2620:fe::fe',
-  '::ffff:8.8.8.8', '::ffff:808:808', '64:ff9b::808:808', '64:ff9b::1.1.1.1', '2002:808:808::1',
+  '8.8.8.8',
+  '1.1.1.1',
+  '93.184.216.34',
+  '100.63.255.255',
+  '100.128.0.0',
+  '172.15.255.255',
+  '172.32.0.0',
+  '192.0.1.1',
+  '192.169.0.1',
+  '198.17.255.255',
+  '198.20.0.0',
+  '223.255.255.255',
+  '169.253.255.255',
+  '2606:4700:4700::1111',
+  '2001:4860:4860::8888',
+  '2a00:1450:4001:80b::200e',
+  '2620:fe::fe',
+  '::ffff:8.8.8.8',
+  '::ffff:808:808',
+  '64:ff9b::808:808',
+  '64:ff9b::1.1.1.1',
+  '2002:808:808::1',
   '[2606:4700:4700::1111]',
 ];
 
@@ -211,7 +287,13 @@ t.test('allowHttp and allowPrivateNetworks lift their own checks only', async (t
     ok: false,
     reason: 'must use https',
   });
-  for (const input of ['http://127.0.0.1:3000/hook', 'http://localhost:3000/hook', 'http://[::1]:3000/', 'https://intranet/', 'https://svc.internal/']) {
+  for (const input of [
+    'http://127.0.0.1:3000/hook',
+    'http://localhost:3000/hook',
+    'http://[::1]:3000/',
+    'https://intranet/',
+    'https://svc.internal/',
+  ]) {
     t.equal(checkCallbackUrl(input, RELAXED).ok, true, input);
   }
   t.same(checkCallbackUrl('https://user:pw@localhost/', RELAXED), { ok: false, reason: 'must not contain credentials' });
@@ -272,7 +354,12 @@ function runLookup(lookup: ReturnType<typeof guardedLookup>, hostname: string, o
 /** A stand-in resolver answering fixed records, so rebinding-style answers can be tested without DNS. */
 function fixedResolver(addresses: string[]): NonNullable<Parameters<typeof guardedLookup>[0]['resolveAll']> {
   return (_hostname, _options, callback) =>
-    process.nextTick(() => callback(null, addresses.map((address) => ({ address, family: address.includes(':') ? 6 : 4 }))));
+    process.nextTick(() =>
+      callback(
+        null,
+        addresses.map((address) => ({ address, family: address.includes(':') ? 6 : 4 })),
+      ),
+    );
 }
 
 t.test('guardedLookup refuses a host resolving to loopback unless allowPrivate', async (t) => {

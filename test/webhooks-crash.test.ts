@@ -8,16 +8,18 @@
  * its tasks live in memory, and a simulator killed with the gateway would forget them — the real ElkAPI survives a
  * gateway crash, so the simulator has to as well.
  */
-import { join } from 'node:path';
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import { join } from 'node:path';
+
 import BetterSqlite3 from 'better-sqlite3';
+import { Webhook } from 'standardwebhooks';
 import t from 'tap';
 import { request } from 'undici';
-import { Webhook } from 'standardwebhooks';
+
 import { startSandbox } from '../src/sandbox/simulator.js';
 import { startChildGateway, until, writeClientsFile } from './helpers/child-gateway.js';
 import { clientKeys, webhookSecrets } from './helpers/gateway.js';
-import { sendText, startScriptedServer, type RecordedRequest, type ScriptedServer } from './helpers/scripted-server.js';
+import { type RecordedRequest, type ScriptedServer, sendText, startScriptedServer } from './helpers/scripted-server.js';
 
 // Two gateway starts and a few seconds of real generation; the bound only matters if something is broken.
 t.setTimeout(240_000);
@@ -26,7 +28,6 @@ const upstreamKey = 'elk-crash-test-key';
 
 const flatHeaders = (headers: IncomingHttpHeaders): Record<string, string> =>
   Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, Array.isArray(value) ? value.join(', ') : (value ?? '')]));
-
 
 interface OutboxRow {
   message_id: string;
@@ -39,7 +40,12 @@ interface OutboxRow {
 t.test('SIGKILL mid-flight, restart on the same database: every video ends, every event arrives, none is invented', async (t) => {
   const dir = t.testdir();
   const databasePath = join(dir, 'gateway.db');
-  const sandbox = await startSandbox({ apiKey: upstreamKey, durationMs: 2_500, queueMs: 400, assetBaseUrl: 'http://127.0.0.1:9/sandbox/assets' });
+  const sandbox = await startSandbox({
+    apiKey: upstreamKey,
+    durationMs: 2_500,
+    queueMs: 400,
+    assetBaseUrl: 'http://127.0.0.1:9/sandbox/assets',
+  });
   t.teardown(() => sandbox.close());
 
   const receivers: ScriptedServer[] = [];
@@ -87,7 +93,11 @@ t.test('SIGKILL mid-flight, restart on the same database: every video ends, ever
   const subscriptions = new Map<string, string[]>();
   const expectedStatus = new Map<string, 'completed' | 'failed'>();
   const video = async (base: string, receiver: ScriptedServer, webhookEvents: string[], fail = false): Promise<void> => {
-    const id = await create(base, { prompt: fail ? 'A storm [fail]' : 'A tiger walking in snow', callbackUrl: `${receiver.url}/hooks`, webhookEvents });
+    const id = await create(base, {
+      prompt: fail ? 'A storm [fail]' : 'A tiger walking in snow',
+      callbackUrl: `${receiver.url}/hooks`,
+      webhookEvents,
+    });
     subscriptions.set(id, webhookEvents);
     expectedStatus.set(id, fail ? 'failed' : 'completed');
   };
@@ -157,11 +167,24 @@ t.test('SIGKILL mid-flight, restart on the same database: every video ends, ever
   for (const [videoId, events] of subscriptions) {
     const rows = outbox.filter((row) => row.video_id === videoId);
     const terminalEvent = expectedStatus.get(videoId) === 'completed' ? 'video.completed' : 'video.failed';
-    t.equal(rows.filter((row) => row.event_type === terminalEvent).length, events.includes(terminalEvent) ? 1 : 0, `${videoId}: ${terminalEvent} once`);
-    t.ok(rows.filter((row) => row.event_type === 'video.processing').length <= (events.includes('video.processing') ? 1 : 0), `${videoId}: processing at most once`);
-    t.ok(rows.every((row) => events.includes(row.event_type)), `${videoId}: only subscribed events`);
+    t.equal(
+      rows.filter((row) => row.event_type === terminalEvent).length,
+      events.includes(terminalEvent) ? 1 : 0,
+      `${videoId}: ${terminalEvent} once`,
+    );
+    t.ok(
+      rows.filter((row) => row.event_type === 'video.processing').length <= (events.includes('video.processing') ? 1 : 0),
+      `${videoId}: processing at most once`,
+    );
+    t.ok(
+      rows.every((row) => events.includes(row.event_type)),
+      `${videoId}: only subscribed events`,
+    );
   }
-  t.ok(outbox.some((row) => row.event_type === 'video.processing'), 'processing events were part of the run');
+  t.ok(
+    outbox.some((row) => row.event_type === 'video.processing'),
+    'processing events were part of the run',
+  );
 
   // Every request any receiver got is signed, known, and says what its outbox row says.
   const byId = new Map(outbox.map((row) => [row.message_id, row]));

@@ -3,14 +3,16 @@
  * webhook attempts in flight finish within a bound, then closes the server and the database; an attempt still
  * running at the bound is given back and sent after the next start.
  */
-import { join } from 'node:path';
 import type { ServerResponse } from 'node:http';
+import { join } from 'node:path';
+
 import BetterSqlite3 from 'better-sqlite3';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
+
 import { startChildGateway, until, writeClientsFile } from './helpers/child-gateway.js';
 import { clientKeys } from './helpers/gateway.js';
-import { sendText, startScriptedServer, type ScriptedServer } from './helpers/scripted-server.js';
+import { type ScriptedServer, sendText, startScriptedServer } from './helpers/scripted-server.js';
 
 t.setTimeout(180_000);
 
@@ -88,7 +90,11 @@ t.test('SIGTERM stops claiming, lets the attempt in flight finish and be recorde
   const delivered = db.prepare('select * from webhook_deliveries where video_id = ?').get(slowVideo) as DeliveryRow;
   t.match(delivered, { status: 'delivered', attempts: 1, lease_until: null }, 'the attempt in flight finished and was recorded');
   t.match(db.prepare('select response_status from delivery_attempts where video_id = ?').get(slowVideo), { response_status: 204 });
-  t.match(db.prepare('select * from webhook_deliveries where video_id = ?').get(failingVideo), { status: 'retrying', attempts: 1, lease_until: null });
+  t.match(db.prepare('select * from webhook_deliveries where video_id = ?').get(failingVideo), {
+    status: 'retrying',
+    attempts: 1,
+    lease_until: null,
+  });
   t.match(gateway.output(), /"msg":"shutting down"/);
 });
 
@@ -111,14 +117,19 @@ t.test('an attempt still running at the shutdown bound is aborted, given back, a
 
   const db = new BetterSqlite3(join(dir, 'gateway.db'), { readonly: true });
   t.teardown(() => db.close());
-  t.match(db.prepare('select * from webhook_deliveries where video_id = ?').get(videoId), { status: 'pending', attempts: 0, lease_until: null }, 'given back, no attempt counted');
+  t.match(
+    db.prepare('select * from webhook_deliveries where video_id = ?').get(videoId),
+    { status: 'pending', attempts: 0, lease_until: null },
+    'given back, no attempt counted',
+  );
   t.equal((db.prepare('select count(*) as n from delivery_attempts').get() as { n: number }).n, 0);
 
   // Next start: sent again at once (the receiver answers now) and recorded.
   stuck.server.respond((_request, response) => sendText(response, 204, ''));
   const restarted = await startChildGateway(t, env);
   await until(
-    () => (db.prepare('select status from webhook_deliveries where video_id = ?').get(videoId) as { status: string }).status === 'delivered',
+    () =>
+      (db.prepare('select status from webhook_deliveries where video_id = ?').get(videoId) as { status: string }).status === 'delivered',
     'the redelivery after restart',
     30_000,
   );

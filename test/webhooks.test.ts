@@ -1,18 +1,35 @@
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
-import t, { type Test } from 'tap';
+
 import { Webhook } from 'standardwebhooks';
-import { ManualClock } from './helpers/manual-time.js';
-import { openSqliteStore } from '../src/store/sqlite.js';
+import t, { type Test } from 'tap';
+
+import { createClientRegistry } from '../src/auth/clients.js';
 import type { VideoRecord } from '../src/store/records.js';
 import type { Store } from '../src/store/repositories.js';
+import { openSqliteStore } from '../src/store/sqlite.js';
 import { createDispatcher } from '../src/webhooks/dispatcher.js';
 import { createGuardedAgent } from '../src/webhooks/ssrf.js';
-import { createClientRegistry } from '../src/auth/clients.js';
-import { advanceAndPoll, auth, createVideo, startTestGateway, testClientsFile, webhookSecrets, type TestGateway } from './helpers/gateway.js';
-import { inSequence, sendText, startScriptedServer, type RecordedRequest, type ScriptedHandler, type ScriptedServer } from './helpers/scripted-server.js';
+import {
+  advanceAndPoll,
+  auth,
+  createVideo,
+  startTestGateway,
+  testClientsFile,
+  type TestGateway,
+  webhookSecrets,
+} from './helpers/gateway.js';
+import { ManualClock } from './helpers/manual-time.js';
 import { videoRequest } from './helpers/records.js';
+import {
+  inSequence,
+  type RecordedRequest,
+  type ScriptedHandler,
+  type ScriptedServer,
+  sendText,
+  startScriptedServer,
+} from './helpers/scripted-server.js';
 
 type Json = Record<string, unknown>;
 interface WebhookBody {
@@ -38,7 +55,11 @@ interface WebhookSummary {
 }
 
 /** Local receivers over http on 127.0.0.1, a short schedule, and a clock near real time (signatures carry it). */
-async function webhookGateway(t: Test, env: Record<string, string> = {}, extra: Parameters<typeof startTestGateway>[1] = {}): Promise<TestGateway> {
+async function webhookGateway(
+  t: Test,
+  env: Record<string, string> = {},
+  extra: Parameters<typeof startTestGateway>[1] = {},
+): Promise<TestGateway> {
   return startTestGateway(t, {
     clock: new ManualClock(Math.floor(Date.now() / 1000) * 1000),
     env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true', WEBHOOK_RETRY_SCHEDULE: '5s,5m,30m', ...env },
@@ -61,7 +82,11 @@ function verified(request: RecordedRequest, secret: string = webhookSecrets.alic
   return new Webhook(secret).verify(request.body, flatHeaders(request.headers)) as WebhookBody;
 }
 
-async function readVideo(gw: TestGateway, id: string, who: 'alice' | 'bob' = 'alice'): Promise<Json & { webhook: WebhookSummary | null; status: string }> {
+async function readVideo(
+  gw: TestGateway,
+  id: string,
+  who: 'alice' | 'bob' = 'alice',
+): Promise<Json & { webhook: WebhookSummary | null; status: string }> {
   const response = await gw.app.inject({ method: 'GET', url: `/videos/${id}`, headers: auth(who) });
   return response.json();
 }
@@ -109,8 +134,16 @@ async function holdingReceiver(t: Test): Promise<ScriptedServer & { release(): v
 
 t.test('POST /videos refuses unsafe callback URLs with 400 naming the field, and stores the normalised URL', async (t) => {
   const gw = await startTestGateway(t);
-  const post = (payload: Json, who: 'alice' | 'bob' = 'alice') => gw.app.inject({ method: 'POST', url: '/videos', headers: auth(who), payload });
-  for (const callbackUrl of ['http://hooks.example.com/x', 'https://127.0.0.1/x', 'https://[::ffff:10.0.0.1]/x', 'https://localhost/x', 'https://a:b@hooks.example.com/x', 'hooks.example.com']) {
+  const post = (payload: Json, who: 'alice' | 'bob' = 'alice') =>
+    gw.app.inject({ method: 'POST', url: '/videos', headers: auth(who), payload });
+  for (const callbackUrl of [
+    'http://hooks.example.com/x',
+    'https://127.0.0.1/x',
+    'https://[::ffff:10.0.0.1]/x',
+    'https://localhost/x',
+    'https://a:b@hooks.example.com/x',
+    'hooks.example.com',
+  ]) {
     const response = await post({ prompt: 'A tiger', callbackUrl });
     t.equal(response.statusCode, 400, callbackUrl);
     t.equal(response.json().code, 'validation_failed');
@@ -127,7 +160,9 @@ t.test('POST /videos refuses unsafe callback URLs with 400 naming the field, and
 
 t.test('allowedCallbackHosts restricts a client’s callbacks; the two switches open local receivers', async (t) => {
   const clients = createClientRegistry({
-    clients: testClientsFile.clients.map((client) => (client.id === 'bob' ? { ...client, allowedCallbackHosts: ['hooks.bob.example', 'eu.bob.example'] } : client)),
+    clients: testClientsFile.clients.map((client) =>
+      client.id === 'bob' ? { ...client, allowedCallbackHosts: ['hooks.bob.example', 'eu.bob.example'] } : client,
+    ),
   });
   const gw = await startTestGateway(t, { gateway: { clients } });
   const post = (callbackUrl: string) =>
@@ -139,7 +174,12 @@ t.test('allowedCallbackHosts restricts a client’s callbacks; the two switches 
   t.same(refused.json().errors, [{ path: '/body/callbackUrl', message: "host is not in this client's allowedCallbackHosts" }]);
 
   const local = await webhookGateway(t);
-  const ok = await local.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt: 'A tiger', callbackUrl: 'http://127.0.0.1:9/hook' } });
+  const ok = await local.app.inject({
+    method: 'POST',
+    url: '/videos',
+    headers: auth(),
+    payload: { prompt: 'A tiger', callbackUrl: 'http://127.0.0.1:9/hook' },
+  });
   t.equal(ok.statusCode, 202, 'WEBHOOK_ALLOW_HTTP + WEBHOOK_ALLOW_PRIVATE_NETWORKS accept a local http receiver');
 });
 
@@ -152,11 +192,21 @@ t.test('a completed video POSTs one signed video.completed to its callback; the 
   const logStream = new Writable({ write: (chunk: Buffer, _encoding, done) => (lines.push(chunk.toString()), done()) });
   const gw = await webhookGateway(t, {}, { gateway: { logger: { level: 'info', stream: logStream } } });
   const hooks = await receiver(t);
-  const created = await createVideo(gw, { prompt: 'A tiger', callbackUrl: `${hooks.url}/hooks?token=s3cr3t-query`, metadata: { userId: 'u_42' } });
+  const created = await createVideo(gw, {
+    prompt: 'A tiger',
+    callbackUrl: `${hooks.url}/hooks?token=s3cr3t-query`,
+    metadata: { userId: 'u_42' },
+  });
   await advanceAndPoll(gw, 11_000);
   const before = await readVideo(gw, created.id);
   t.equal(before.status, 'completed');
-  t.same(before.webhook, { status: 'pending', attempts: 0, lastAttemptAt: null, nextAttemptAt: iso(gw.clock.now() - 1000), lastResponseStatus: null });
+  t.same(before.webhook, {
+    status: 'pending',
+    attempts: 0,
+    lastAttemptAt: null,
+    nextAttemptAt: iso(gw.clock.now() - 1000),
+    lastResponseStatus: null,
+  });
   t.equal(hooks.requests.length, 0, 'nothing is sent before the dispatcher runs');
 
   t.equal(await gw.dispatcher.tick(), 1);
@@ -179,10 +229,21 @@ t.test('a completed video POSTs one signed video.completed to its callback; the 
   t.notMatch(request.body, webhookSecrets.alice.slice(6), 'never the secret');
 
   const after = await readVideo(gw, created.id);
-  t.same(after.webhook, { status: 'delivered', attempts: 1, lastAttemptAt: iso(gw.clock.now()), nextAttemptAt: null, lastResponseStatus: 204 }, 'the cached body was replaced');
+  t.same(
+    after.webhook,
+    { status: 'delivered', attempts: 1, lastAttemptAt: iso(gw.clock.now()), nextAttemptAt: null, lastResponseStatus: 204 },
+    'the cached body was replaced',
+  );
   const log = await deliveryLog(gw, created.id);
   t.equal(log.length, 1);
-  t.match(log[0], { messageId: request.headers['webhook-id'], eventType: 'video.completed', attempt: 1, at: iso(gw.clock.now()), responseStatus: 204, error: null });
+  t.match(log[0], {
+    messageId: request.headers['webhook-id'],
+    eventType: 'video.completed',
+    attempt: 1,
+    at: iso(gw.clock.now()),
+    responseStatus: 204,
+    error: null,
+  });
   t.type(log[0]?.durationMs, 'number');
 
   t.equal(await gw.dispatcher.tick(), 0, 'delivered means done');
@@ -229,7 +290,11 @@ t.test('a change committed while a read is in flight never leaves the older body
 t.test('video.processing is sent once when subscribed, then the terminal event; video.failed for failures', async (t) => {
   const gw = await webhookGateway(t);
   const hooks = await receiver(t);
-  const created = await createVideo(gw, { prompt: 'A tiger', callbackUrl: `${hooks.url}/h`, webhookEvents: ['video.processing', 'video.completed'] });
+  const created = await createVideo(gw, {
+    prompt: 'A tiger',
+    callbackUrl: `${hooks.url}/h`,
+    webhookEvents: ['video.processing', 'video.completed'],
+  });
   await advanceAndPoll(gw, 3_000);
   t.equal((await readVideo(gw, created.id)).status, 'processing');
   await gw.dispatcher.tick();
@@ -238,7 +303,10 @@ t.test('video.processing is sent once when subscribed, then the terminal event; 
   await advanceAndPoll(gw, 5_000);
   await gw.dispatcher.tick();
   const events = hooks.requests.map((request) => verified(request));
-  t.same(events.map((event) => event.type), ['video.processing', 'video.completed']);
+  t.same(
+    events.map((event) => event.type),
+    ['video.processing', 'video.completed'],
+  );
   t.equal(events[0]?.data.status, 'processing');
   t.equal(events[1]?.data.status, 'completed');
   t.not(hooks.requests[0]?.headers['webhook-id'], hooks.requests[1]?.headers['webhook-id'], 'one id per event');
@@ -248,18 +316,25 @@ t.test('video.processing is sent once when subscribed, then the terminal event; 
   await advanceAndPoll(gw, 11_000);
   await gw.dispatcher.tick();
   const later = hooks.requests.slice(2).map((request) => verified(request));
-  t.same(later.map((event) => [event.type, event.data.id]).sort(), [
-    ['video.completed', quiet.id],
-    ['video.failed', failing.id],
-  ], 'default events: no processing; a failure sends video.failed');
+  t.same(
+    later.map((event) => [event.type, event.data.id]).sort(),
+    [
+      ['video.completed', quiet.id],
+      ['video.failed', failing.id],
+    ],
+    'default events: no processing; a failure sends video.failed',
+  );
 });
 
 t.test('a failed attempt is retried on the schedule with the same id and the same bytes, signed anew', async (t) => {
   const gw = await webhookGateway(t);
-  const hooks = await receiver(t, inSequence(
-    (_request, response) => sendText(response, 500, 'boom'),
-    (_request, response) => sendText(response, 200, 'ok'),
-  ));
+  const hooks = await receiver(
+    t,
+    inSequence(
+      (_request, response) => sendText(response, 500, 'boom'),
+      (_request, response) => sendText(response, 200, 'ok'),
+    ),
+  );
   const created = await createVideo(gw, { prompt: 'A tiger', callbackUrl: `${hooks.url}/h` });
   await advanceAndPoll(gw, 11_000);
   await gw.dispatcher.tick();
@@ -285,10 +360,14 @@ t.test('a failed attempt is retried on the schedule with the same id and the sam
     verified(second);
   }
   t.match((await readVideo(gw, created.id)).webhook, { status: 'delivered', attempts: 2, lastResponseStatus: 200 });
-  t.same((await deliveryLog(gw, created.id)).map((entry) => [entry.attempt, entry.responseStatus, entry.error]), [
-    [2, 200, null],
-    [1, 500, null],
-  ], 'newest first');
+  t.same(
+    (await deliveryLog(gw, created.id)).map((entry) => [entry.attempt, entry.responseStatus, entry.error]),
+    [
+      [2, 200, null],
+      [1, 500, null],
+    ],
+    'newest first',
+  );
 });
 
 t.test('after the last step of the schedule the delivery is failed and never tried again', async (t) => {
@@ -341,11 +420,14 @@ t.test('a 3xx is a failed attempt: the redirect is not followed', async (t) => {
 
 t.test('Retry-After on 429 and 503 is honoured when later than the schedule', async (t) => {
   const gw = await webhookGateway(t);
-  const hooks = await receiver(t, inSequence(
-    (_request, response) => sendText(response, 429, 'slow down', { 'retry-after': '120' }),
-    (_request, response) => sendText(response, 503, 'maintenance', { 'retry-after': new Date(gw.clock.now() + 3_600_000).toUTCString() }),
-    (_request, response) => sendText(response, 204, ''),
-  ));
+  const hooks = await receiver(
+    t,
+    inSequence(
+      (_request, response) => sendText(response, 429, 'slow down', { 'retry-after': '120' }),
+      (_request, response) => sendText(response, 503, 'maintenance', { 'retry-after': new Date(gw.clock.now() + 3_600_000).toUTCString() }),
+      (_request, response) => sendText(response, 204, ''),
+    ),
+  );
   const created = await createVideo(gw, { prompt: 'A tiger', callbackUrl: `${hooks.url}/h` });
   await advanceAndPoll(gw, 11_000);
   await gw.dispatcher.tick();
@@ -355,17 +437,24 @@ t.test('Retry-After on 429 and 503 is honoured when later than the schedule', as
   t.equal(await gw.dispatcher.tick(), 0);
   gw.clock.advance(60_000);
   t.equal(await gw.dispatcher.tick(), 1);
-  t.equal((await readVideo(gw, created.id)).webhook?.nextAttemptAt, iso(gw.clock.now() + 3_600_000), 'an HTTP-date an hour ahead, not the 5 min step');
+  t.equal(
+    (await readVideo(gw, created.id)).webhook?.nextAttemptAt,
+    iso(gw.clock.now() + 3_600_000),
+    'an HTTP-date an hour ahead, not the 5 min step',
+  );
 });
 
 t.test('a receiver that does not answer within WEBHOOK_TIMEOUT_MS fails the attempt; a slow one in time succeeds', async (t) => {
   const gw = await webhookGateway(t, { WEBHOOK_TIMEOUT_MS: '300ms' });
   const held: ServerResponse[] = [];
   t.teardown(() => held.forEach((response) => response.destroy()));
-  const hooks = await receiver(t, inSequence(
-    (_request, response) => void held.push(response),
-    (_request, response) => void setTimeout(() => sendText(response, 204, ''), 100),
-  ));
+  const hooks = await receiver(
+    t,
+    inSequence(
+      (_request, response) => void held.push(response),
+      (_request, response) => void setTimeout(() => sendText(response, 204, ''), 100),
+    ),
+  );
   const created = await createVideo(gw, { prompt: 'A tiger', callbackUrl: `${hooks.url}/h` });
   await advanceAndPoll(gw, 11_000);
   await gw.dispatcher.tick();
@@ -400,7 +489,11 @@ t.test('an event whose client was removed from the registry fails at once, witho
   });
   t.equal(await withoutAlice.tick(), 1);
   t.equal(hooks.requests.length, 0, 'nothing signed with a secret the gateway no longer has');
-  t.match((await deliveryLog(gw, created.id))[0], { attempt: 1, responseStatus: null, error: 'the client that owns this video is no longer configured' });
+  t.match((await deliveryLog(gw, created.id))[0], {
+    attempt: 1,
+    responseStatus: null,
+    error: 'the client that owns this video is no longer configured',
+  });
   t.match((await readVideo(gw, created.id)).webhook, { status: 'failed', attempts: 1 });
 });
 
@@ -502,7 +595,10 @@ t.test('redeliver: 409 while running; then the terminal event again, same id and
   t.equal(await gw.dispatcher.tick(), 1);
   t.equal(hooks.requests[1]?.headers['webhook-id'], hooks.requests[0]?.headers['webhook-id'], 'same webhook-id');
   t.equal(hooks.requests[1]?.body, hooks.requests[0]?.body, 'same bytes');
-  t.same((await deliveryLog(gw, created.id)).map((entry) => entry.attempt), [2, 1]);
+  t.same(
+    (await deliveryLog(gw, created.id)).map((entry) => entry.attempt),
+    [2, 1],
+  );
 
   // A delivery that ran out of retries gets a whole new schedule.
   answer = 500;
@@ -536,7 +632,12 @@ t.test('redeliver: 409 while running; then the terminal event again, same id and
 t.test('at delivery time an internal address is refused, even when the URL got past the request-time check', async (t) => {
   const gw = await webhookGateway(t, { WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'false' });
   const hooks = await receiver(t);
-  const refused = await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt: 'A tiger', callbackUrl: `${hooks.url}/h` } });
+  const refused = await gw.app.inject({
+    method: 'POST',
+    url: '/videos',
+    headers: auth(),
+    payload: { prompt: 'A tiger', callbackUrl: `${hooks.url}/h` },
+  });
   t.equal(refused.statusCode, 400, 'the request-time check refuses the loopback literal');
 
   // As if DNS changed after the check (rebinding), or the row predates a policy change: written straight to the store.
@@ -558,7 +659,13 @@ t.test('at delivery time an internal address is refused, even when the URL got p
     await gw.store.videos.applyTransition(
       video.id,
       now,
-      { status: 'failed', upstreamState: 'failed', estimatedWaitSeconds: null, result: null, failure: { code: 'upstream_failed', message: 'x' } },
+      {
+        status: 'failed',
+        upstreamState: 'failed',
+        estimatedWaitSeconds: null,
+        result: null,
+        failure: { code: 'upstream_failed', message: 'x' },
+      },
       null,
       [{ messageId: `msg_rebind_${n}`, eventType: 'video.failed' }],
     );
@@ -568,7 +675,10 @@ t.test('at delivery time an internal address is refused, even when the URL got p
   const byLiteral = await stored(2, `http://127.0.0.1:${hooks.port}/h`);
   t.equal(await gw.dispatcher.tick(), 2);
   t.equal(hooks.requests.length, 0, 'nothing reached the internal receiver');
-  t.match((await deliveryLog(gw, byName.id))[0], { responseStatus: null, error: /^callback host resolves to a forbidden address \((127\.0\.0\.1|::1)\)$/ });
+  t.match((await deliveryLog(gw, byName.id))[0], {
+    responseStatus: null,
+    error: /^callback host resolves to a forbidden address \((127\.0\.0\.1|::1)\)$/,
+  });
   t.match((await deliveryLog(gw, byLiteral.id))[0], { responseStatus: null, error: 'callback host is a forbidden address (127.0.0.1)' });
   t.match((await readVideo(gw, byName.id)).webhook, { status: 'retrying', attempts: 1, lastResponseStatus: null });
 });

@@ -1,15 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
+
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+
 import {
+  type ClientEntry,
   ClientId,
+  type ClientsFile,
+  type ClientsFileProblem,
   defaultCreateLimitPerMinute,
   defaultRateLimitPerMinute,
   validateClientsFile,
-  type ClientEntry,
-  type ClientsFile,
-  type ClientsFileProblem,
 } from '../../schemas/clients.js';
 import { errorCode } from '../lib/error-code.js';
 
@@ -79,9 +81,7 @@ function toClient(entry: ClientEntry): Client {
     rateLimitPerMinute: entry.rateLimitPerMinute ?? defaultRateLimitPerMinute,
     createLimitPerMinute: entry.createLimitPerMinute ?? defaultCreateLimitPerMinute,
     allowedCallbackHosts:
-      entry.allowedCallbackHosts === undefined
-        ? null
-        : [...new Set(entry.allowedCallbackHosts.map((host) => host.toLowerCase()))],
+      entry.allowedCallbackHosts === undefined ? null : [...new Set(entry.allowedCallbackHosts.map((host) => host.toLowerCase()))],
   };
 }
 

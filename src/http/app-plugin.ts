@@ -3,6 +3,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyPluginAsync } from 'fastify';
 import fp from 'fastify-plugin';
+
 import { deliveryRoutes } from '../../routes/deliveries.js';
 import { healthRoutes } from '../../routes/health.js';
 import { metricsRoutes } from '../../routes/metrics.js';

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+
 import type { Client } from '../auth/clients.js';
 import { ProblemError } from './problems.js';
 

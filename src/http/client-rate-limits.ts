@@ -1,5 +1,6 @@
 import rateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit';
 import type { FastifyInstance } from 'fastify';
+
 import type { Clock } from '../clock.js';
 import { clientOf } from './auth.js';
 import { ProblemError } from './problems.js';

@@ -8,7 +8,7 @@ export const openapiOptions: FastifyDynamicSwaggerOptions = {
       title: 'Video gateway',
       version: '1.0.0',
       description:
-        "Generate short videos with Luma Dream Machine through ElkAPI. Authenticate with your own API key; the gateway " +
+        'Generate short videos with Luma Dream Machine through ElkAPI. Authenticate with your own API key; the gateway ' +
         'polls the upstream, caches finished videos and sends signed webhooks (Standard Webhooks). Errors are RFC 9457 ' +
         'problem details (`application/problem+json`) with a stable `code`. Every response carries `x-request-id`.',
     },

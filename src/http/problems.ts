@@ -4,7 +4,8 @@
  * Fastify's framework errors. Only this file knows their statuses, headers and bodies.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { problemCodes, type Problem, type ProblemCode, type ProblemFieldError } from '../../schemas/problem.js';
+
+import { type Problem, type ProblemCode, problemCodes, type ProblemFieldError } from '../../schemas/problem.js';
 import { DomainError } from '../errors.js';
 import { isJsonObject } from '../lib/json.js';
 import { UpstreamError } from '../upstream/types.js';
@@ -75,13 +76,21 @@ export function problemFromUpstream(error: UpstreamError): ProblemError {
     case 'rate_limited':
     // Our breaker is open after repeated upstream outages: its retry-after says when it probes again.
     case 'circuit_open':
-      return new ProblemError('upstream_unavailable', upstreamUnavailable, { status: 503, headers: retryAfter ?? { 'retry-after': '5' }, cause: error });
+      return new ProblemError('upstream_unavailable', upstreamUnavailable, {
+        status: 503,
+        headers: retryAfter ?? { 'retry-after': '5' },
+        cause: error,
+      });
     case 'auth':
       // Our own key was refused: never a 401 to the client, whose key is fine.
       return new ProblemError('upstream_unavailable', upstreamUnavailable, { status: 503, cause: error });
     case 'not_found':
     case 'unavailable':
-      return new ProblemError('upstream_unavailable', upstreamUnavailable, { status: 502, ...(retryAfter ? { headers: retryAfter } : {}), cause: error });
+      return new ProblemError('upstream_unavailable', upstreamUnavailable, {
+        status: 502,
+        ...(retryAfter ? { headers: retryAfter } : {}),
+        cause: error,
+      });
   }
 }
 
@@ -123,8 +132,7 @@ export function validationErrors(context: string | undefined, details: readonly 
     const params = detail.params ?? {};
     if (typeof params['missingProperty'] === 'string') path += `/${params['missingProperty']}`;
     if (typeof params['additionalProperty'] === 'string') path += `/${params['additionalProperty']}`;
-    const message =
-      typeof params['additionalProperty'] === 'string' ? 'is not a known field' : (detail.message ?? 'is invalid');
+    const message = typeof params['additionalProperty'] === 'string' ? 'is not a known field' : (detail.message ?? 'is invalid');
     const key = `${path} ${message}`;
     if (seen.has(key)) continue;
     seen.add(key);

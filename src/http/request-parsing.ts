@@ -3,6 +3,7 @@
  * bodies. Both end as RFC 9457 problems like every other error.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+
 import { ProblemError, sendProblem, toProblem } from './problems.js';
 
 /**

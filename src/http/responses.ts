@@ -1,4 +1,5 @@
-import { Type, type TSchema } from '@sinclair/typebox';
+import { type TSchema, Type } from '@sinclair/typebox';
+
 import { Problem } from '../../schemas/problem.js';
 
 interface HeaderDoc {

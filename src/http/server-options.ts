@@ -1,8 +1,9 @@
 import type { FastifyServerOptions } from 'fastify';
+
 import type { ClientRegistry } from '../auth/clients.js';
 import type { Config } from '../config.js';
 import type { IdSource } from '../ids.js';
-import { createSecretScrubber, withRedaction, type LoggerOption } from '../lib/log-redaction.js';
+import { createSecretScrubber, type LoggerOption, withRedaction } from '../lib/log-redaction.js';
 import { answerFrameworkError } from './request-parsing.js';
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/;

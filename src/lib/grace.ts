@@ -5,7 +5,13 @@ export async function settledWithin(work: Promise<unknown>, graceMs: number): Pr
     timer = setTimeout(() => resolve(false), graceMs);
   });
   try {
-    return await Promise.race([work.then(() => true, () => true), late]);
+    return await Promise.race([
+      work.then(
+        () => true,
+        () => true,
+      ),
+      late,
+    ]);
   } finally {
     clearTimeout(timer);
   }

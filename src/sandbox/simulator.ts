@@ -6,9 +6,10 @@
  * moves a task from queued to completed instantly. Tests can also make it misbehave on purpose (`injectFault`).
  */
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
-import { createServer, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { systemClock, toIso, type Clock, type Random } from '../clock.js';
+
+import { type Clock, type Random, systemClock, toIso } from '../clock.js';
 import { isJsonObject } from '../lib/json.js';
 import type { UpstreamFrame } from '../upstream/types.js';
 import { sampleThumbnail, sampleVideo } from './assets.js';
@@ -138,11 +139,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   return simulator;
 }
 
-type Route =
-  | { kind: 'create' }
-  | { kind: 'query'; id: string }
-  | { kind: 'method_not_allowed'; allow: string }
-  | { kind: 'not_found' };
+type Route = { kind: 'create' } | { kind: 'query'; id: string } | { kind: 'method_not_allowed'; allow: string } | { kind: 'not_found' };
 
 type Operation = 'create' | 'query' | 'other';
 
@@ -419,8 +416,7 @@ class SandboxSimulator implements Sandbox {
   #stateAt(task: SandboxTask, now: number): { state: string; estimateWaitSeconds: number | null } {
     const elapsed = now - task.createdAtMs;
     const remainingSeconds = Math.max(0, Math.ceil((this.#durationMs - elapsed) / 1000));
-    const dreamingEstimate =
-      this.options.estimateWaitSeconds !== undefined ? this.options.estimateWaitSeconds : remainingSeconds;
+    const dreamingEstimate = this.options.estimateWaitSeconds !== undefined ? this.options.estimateWaitSeconds : remainingSeconds;
 
     if (task.override) {
       const { state, estimateWaitSeconds } = task.override;
@@ -439,8 +435,7 @@ class SandboxSimulator implements Sandbox {
     const videoUrl = `${this.#assetBaseUrl}/${sampleVideo.file}`;
     const { width, height } = sampleThumbnail;
     const thumbnail = completed ? { url: `${this.#assetBaseUrl}/${sampleThumbnail.file}`, width, height } : null;
-    const failure =
-      state === 'failed' ? { failure_reason: task.override?.failureReason ?? 'Simulated failure' } : {};
+    const failure = state === 'failed' ? { failure_reason: task.override?.failureReason ?? 'Simulated failure' } : {};
     return {
       id: task.id,
       liked: null,

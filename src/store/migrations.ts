@@ -1,4 +1,4 @@
-import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
 
 /*
  * Versioned schema migrations, kept in code (not files read at runtime) so the build ships them and
@@ -58,10 +58,7 @@ const initial: Migration = {
       .addColumn('last_error', 'text')
       .addColumn('created_at', 'integer', (c) => c.notNull())
       .addColumn('updated_at', 'integer', (c) => c.notNull())
-      .addCheckConstraint(
-        'webhook_deliveries_status_check',
-        sql`status in ('pending', 'delivering', 'retrying', 'delivered', 'failed')`,
-      )
+      .addCheckConstraint('webhook_deliveries_status_check', sql`status in ('pending', 'delivering', 'retrying', 'delivered', 'failed')`)
       .execute();
     // The dispatcher's claim of due deliveries.
     await db.schema.createIndex('webhook_deliveries_due_idx').on('webhook_deliveries').columns(['status', 'next_attempt_at']).execute();
@@ -128,7 +125,13 @@ const webhookDelivery: Migration = {
     // Rows written before this migration (no dispatcher existed to attempt them) learn their target from the
     // video's request, and their video gets a 'pending' summary of its latest event. Plain statements and JS,
     // so this runs unchanged on any dialect.
-    const existing = await sql<{ message_id: string; video_id: string; request_json: string; next_attempt_at: number | null; created_at: number }>`
+    const existing = await sql<{
+      message_id: string;
+      video_id: string;
+      request_json: string;
+      next_attempt_at: number | null;
+      created_at: number;
+    }>`
       select d.message_id, d.video_id, v.request_json, d.next_attempt_at, d.created_at
       from webhook_deliveries d join videos v on v.id = d.video_id order by d.created_at`.execute(db);
     const latestByVideo = new Map<string, { next_attempt_at: number | null }>();

@@ -1,8 +1,10 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
-import { textJson, type StoreDialect } from './kysely/dialect.js';
+
+import { type StoreDialect, textJson } from './kysely/dialect.js';
 import { createKyselyStore } from './kysely/store.js';
 import { runningStatusLiterals } from './kysely/video-repository.js';
 import { migrateToLatest } from './migrations.js';
@@ -53,7 +55,10 @@ export const sqliteDialect: StoreDialect = {
       .select((eb) => [
         'message_id',
         'next_attempt_at',
-        eb.fn.agg<number>('row_number').over((over) => over.partitionBy('target_host').orderBy('next_attempt_at').orderBy('message_id')).as('host_rank'),
+        eb.fn
+          .agg<number>('row_number')
+          .over((over) => over.partitionBy('target_host').orderBy('next_attempt_at').orderBy('message_id'))
+          .as('host_rank'),
       ])
       .where('status', 'in', claimableStatuses)
       .where('next_attempt_at', '<=', now)

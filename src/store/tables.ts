@@ -1,4 +1,5 @@
 import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+
 import type { VideoStatus, WebhookEventType } from '../../schemas/video.js';
 import type { IdempotencyState, WebhookDeliveryStatus } from './records.js';
 

@@ -1,11 +1,11 @@
 import type { Clock, Random } from '../clock.js';
 import type { EventBus } from '../events/bus.js';
-import { createClaimLoop, type ClaimingWorker } from '../lib/claim-loop.js';
+import { type ClaimingWorker, createClaimLoop } from '../lib/claim-loop.js';
 import { settledWithin } from '../lib/grace.js';
 import type { Logger } from '../lib/logger.js';
 import type { VideoRecord } from '../store/records.js';
 import type { VideoRepository } from '../store/repositories.js';
-import { UpstreamError, type UpstreamClient } from '../upstream/types.js';
+import { type UpstreamClient, UpstreamError } from '../upstream/types.js';
 import { decideAfterAnswer, decideAfterError, type PollDecision, type TrackingPolicy } from './transitions.js';
 
 export interface PollerOptions {
@@ -67,12 +67,22 @@ export function createPoller(options: PollerOptions): Poller {
       await videos.reschedulePoll(video.id, clock.now(), decision.schedule);
       return;
     }
-    const updated = await videos.applyTransition(video.id, clock.now(), decision.transition, decision.nextPollAt, decision.events, video.status);
+    const updated = await videos.applyTransition(
+      video.id,
+      clock.now(),
+      decision.transition,
+      decision.nextPollAt,
+      decision.events,
+      video.status,
+    );
     if (updated === undefined) {
       logger.info({ videoId: video.id }, 'ignored an upstream answer for a video that is already terminal');
       return;
     }
-    logger.info({ videoId: video.id, upstreamId: video.upstreamId, status: updated.status, upstreamState: updated.upstreamState }, 'video changed');
+    logger.info(
+      { videoId: video.id, upstreamId: video.upstreamId, status: updated.status, upstreamState: updated.upstreamState },
+      'video changed',
+    );
     bus.publish({ video: updated });
     options.onTransition?.(updated);
   };

@@ -9,8 +9,7 @@ export interface PollScheduleOptions {
   jitter?: number;
 }
 
-const jittered = (delayMs: number, jitter: number, random: Random): number =>
-  Math.round(delayMs * (1 - jitter + 2 * jitter * random()));
+const jittered = (delayMs: number, jitter: number, random: Random): number => Math.round(delayMs * (1 - jitter + 2 * jitter * random()));
 
 /**
  * Delay before the next poll of a running video. Grows ×1.5 from `minMs` up to `maxMs`; an upstream

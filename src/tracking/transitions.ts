@@ -41,7 +41,12 @@ function transitionTo(video: VideoRecord, transition: VideoTransition, context: 
   return { kind: 'transition', transition, nextPollAt, events: eventsFor(video, transition.status, context.newMessageId) };
 }
 
-function fail(video: VideoRecord, code: 'upstream_failed' | 'timed_out' | 'upstream_lost', message: string, context: DecisionContext): PollDecision {
+function fail(
+  video: VideoRecord,
+  code: 'upstream_failed' | 'timed_out' | 'upstream_lost',
+  message: string,
+  context: DecisionContext,
+): PollDecision {
   return transitionTo(
     video,
     { status: 'failed', upstreamState: video.upstreamState, estimatedWaitSeconds: null, result: null, failure: { code, message } },
@@ -66,8 +71,7 @@ function reschedule(
   return { kind: 'reschedule', schedule };
 }
 
-const timedOut = (video: VideoRecord, context: DecisionContext): boolean =>
-  context.now - video.createdAt >= context.policy.taskTimeoutMs;
+const timedOut = (video: VideoRecord, context: DecisionContext): boolean => context.now - video.createdAt >= context.policy.taskTimeoutMs;
 
 const timeoutMessage = (context: DecisionContext): string =>
   `The generation did not finish within ${Math.round(context.policy.taskTimeoutMs / 60000)} minutes.`;

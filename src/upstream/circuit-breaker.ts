@@ -7,18 +7,19 @@
  */
 import {
   BrokenCircuitError,
+  circuitBreaker,
   CircuitState as CockatielState,
   ConsecutiveBreaker,
-  IsolatedCircuitError,
-  circuitBreaker,
   handleWhen,
   type IBackoff,
   type IBackoffFactory,
   type IHalfOpenAfterBackoffContext,
+  IsolatedCircuitError,
 } from 'cockatiel';
-import { systemClock, type Clock } from '../clock.js';
+
+import { type Clock, systemClock } from '../clock.js';
 import type { UpstreamOperation } from './client.js';
-import { UpstreamError, type UpstreamClient, type UpstreamCreateRequest, type UpstreamGeneration } from './types.js';
+import { type UpstreamClient, type UpstreamCreateRequest, UpstreamError, type UpstreamGeneration } from './types.js';
 
 export type CircuitState = 'closed' | 'open' | 'half_open';
 

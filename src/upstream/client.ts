@@ -4,16 +4,17 @@
  * messages are safe for clients (never HTML, never the key).
  */
 import { handleWhen, retry } from 'cockatiel';
-import { Pool, type Dispatcher } from 'undici';
-import { systemClock, type Clock, type Random } from '../clock.js';
+import { type Dispatcher, Pool } from 'undici';
+
+import { type Clock, type Random, systemClock } from '../clock.js';
 import { errorCode } from '../lib/error-code.js';
-import { SAFE_MESSAGES, classifyUpstreamError, isTaskNotExist, unexpectedPayload } from './failures.js';
+import { classifyUpstreamError, isTaskNotExist, SAFE_MESSAGES, unexpectedPayload } from './failures.js';
 import { parseGeneration } from './generation.js';
 import { RateBudget, realSleep, type Sleep } from './rate-budget.js';
 import {
-  UpstreamError,
   type UpstreamClient,
   type UpstreamCreateRequest,
+  UpstreamError,
   type UpstreamErrorKind,
   type UpstreamGeneration,
   type UpstreamHeaders,

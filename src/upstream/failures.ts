@@ -44,10 +44,7 @@ function extractMessageText(raw: unknown, depth: number): string | null {
 
 const looksLikeHtml = (text: string): boolean => /<\s*\/?\s*[a-z!][^>]*>/i.test(text);
 
-const REQUEST_ID_PATTERNS: readonly RegExp[] = [
-  /\s*[([]\s*request[ _-]?id\s*[:=][^)\]]*[)\]]/gi,
-  /\s*\brequest[ _-]?id\s*[:=]\s*\S+/gi,
-];
+const REQUEST_ID_PATTERNS: readonly RegExp[] = [/\s*[([]\s*request[ _-]?id\s*[:=][^)\]]*[)\]]/gi, /\s*\brequest[ _-]?id\s*[:=]\s*\S+/gi];
 
 // Anything that could be a credential, whoever's it is: redacting a harmless token costs nothing.
 const SECRET_PATTERNS: ReadonlyArray<readonly [RegExp, string]> = [
@@ -120,12 +117,7 @@ function headerValue(headers: UpstreamHeaders, name: string): string | null {
  * Maps an upstream error answer onto an `UpstreamError` (DESIGN §2.6, ELKAPI.md "Errors").
  * `body` is the parsed JSON body, or undefined when the answer was not JSON (then only the status counts).
  */
-export function classifyUpstreamError(
-  status: number,
-  body: unknown,
-  headers: UpstreamHeaders,
-  nowMs: number = Date.now(),
-): UpstreamError {
+export function classifyUpstreamError(status: number, body: unknown, headers: UpstreamHeaders, nowMs: number = Date.now()): UpstreamError {
   // Relays drift: read their Retry-After leniently.
   const retryAfterMs = parseRetryAfter(headerValue(headers, 'retry-after'), nowMs, { lenient: true });
   if (status >= 400 && status < 500 && isTaskNotExist(body)) {

@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.js';
-import { UpstreamError, type UpstreamClient } from './types.js';
+import { type UpstreamClient, UpstreamError } from './types.js';
 
 /**
  * What the gateway knows about its own standing with the upstream: a refused key (401/403) is our

@@ -1,5 +1,6 @@
 import { setTimeout as timersSleep } from 'node:timers/promises';
-import { systemClock, type Clock } from '../clock.js';
+
+import { type Clock, systemClock } from '../clock.js';
 
 /** Waits `ms` milliseconds; injected so tests never really sleep. */
 export type Sleep = (ms: number) => Promise<void>;

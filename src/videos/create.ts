@@ -4,9 +4,9 @@ import type { Clock } from '../clock.js';
 import { IdempotencyKeyInUse, IdempotencyKeyReused, ValidationFailed } from '../errors.js';
 import type { IdSource } from '../ids.js';
 import type { Logger } from '../lib/logger.js';
-import { initialRecord, type IdempotencyClaim, type NewVideo, type StoredResponse, type VideoRequest } from '../store/records.js';
+import { type IdempotencyClaim, initialRecord, type NewVideo, type StoredResponse, type VideoRequest } from '../store/records.js';
 import type { IdempotencyRepository, VideoRepository } from '../store/repositories.js';
-import { UpstreamError, type UpstreamClient } from '../upstream/types.js';
+import { type UpstreamClient, UpstreamError } from '../upstream/types.js';
 import {
   decideForExistingKey,
   idempotencyInProgressTimeoutMs,
@@ -15,7 +15,7 @@ import {
   isStoredOutcome,
   requestFingerprint,
 } from './idempotency.js';
-import { renderVideo, type RenderedVideo } from './present.js';
+import { type RenderedVideo, renderVideo } from './present.js';
 import { normalizeCreateBody, referencedVideoIds, toUpstreamCreateRequest } from './requests.js';
 
 /** An HTTP answer to a create, fresh or replayed: the route sends it as is. */
@@ -118,7 +118,12 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
   };
 
   /** Runs the create that owns the key: a stored video completes it; a failure stores its final answer or releases it. */
-  const createOwningKey = async (client: Client, body: CreateVideoBody, claim: IdempotencyClaim, requestId: string): Promise<CreateAnswer> => {
+  const createOwningKey = async (
+    client: Client,
+    body: CreateVideoBody,
+    claim: IdempotencyClaim,
+    requestId: string,
+  ): Promise<CreateAnswer> => {
     let response: StoredResponse;
     try {
       response = await createFresh(client, body, claim);
@@ -127,11 +132,16 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
         await keys.complete(claim, options.renderRefusal(error, requestId));
       } else {
         if (error instanceof UpstreamError && error.kind === 'timeout') {
-          logger.warn({ clientId: client.id, requestId }, 'create timed out under an Idempotency-Key; the key is released, so a retry may start a second generation');
+          logger.warn(
+            { clientId: client.id, requestId },
+            'create timed out under an Idempotency-Key; the key is released, so a retry may start a second generation',
+          );
         }
-        await keys.abandon(claim).catch((abandonError: unknown) =>
-          logger.error({ err: abandonError, clientId: client.id }, 'could not release an idempotency key; it frees itself when orphaned'),
-        );
+        await keys
+          .abandon(claim)
+          .catch((abandonError: unknown) =>
+            logger.error({ err: abandonError, clientId: client.id }, 'could not release an idempotency key; it frees itself when orphaned'),
+          );
       }
       throw error;
     }

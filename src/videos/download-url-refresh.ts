@@ -1,11 +1,12 @@
 import { LRUCache } from 'lru-cache';
+
 import type { Clock } from '../clock.js';
 import type { EventBus } from '../events/bus.js';
 import type { VideoRecord } from '../store/records.js';
 import type { VideoRepository } from '../store/repositories.js';
 import { toVideoResult } from '../upstream/generation.js';
 import type { UpstreamClient } from '../upstream/types.js';
-import { renderVideo, type RenderedVideo } from './present.js';
+import { type RenderedVideo, renderVideo } from './present.js';
 import type { RenderedVideoCache } from './rendered-cache.js';
 
 /** A download URL this close to expiry is refreshed from the upstream before it is served (DESIGN §2.3). */

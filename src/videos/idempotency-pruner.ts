@@ -24,14 +24,17 @@ export function createIdempotencyKeyPruner(options: IdempotencyKeyPrunerOptions)
   return {
     start() {
       if (stopTimer !== null) return;
-      stopTimer = options.timers.setInterval(() => {
-        keys
-          .prune(clock.now())
-          .then((deleted) => {
-            if (deleted > 0) logger.debug({ deleted }, 'pruned expired idempotency keys');
-          })
-          .catch((error: unknown) => logger.warn({ err: error }, 'pruning idempotency keys failed; retrying later'));
-      }, options.everyMs ?? 10 * 60_000); // 10 min
+      stopTimer = options.timers.setInterval(
+        () => {
+          keys
+            .prune(clock.now())
+            .then((deleted) => {
+              if (deleted > 0) logger.debug({ deleted }, 'pruned expired idempotency keys');
+            })
+            .catch((error: unknown) => logger.warn({ err: error }, 'pruning idempotency keys failed; retrying later'));
+        },
+        options.everyMs ?? 10 * 60_000,
+      ); // 10 min
     },
     stop() {
       stopTimer?.();

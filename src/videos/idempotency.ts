@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+
 import type { IdempotencyRecord, StoredResponse } from '../store/records.js';
 import type { UpstreamError } from '../upstream/types.js';
 
@@ -43,14 +44,13 @@ export function canonicalJson(value: unknown): string {
 
 /** SHA-256 over method, path and the canonical validated body: what "the same request" means for a key. */
 export function requestFingerprint(method: string, path: string, body: unknown): string {
-  return createHash('sha256').update(`${method.toUpperCase()} ${path}\n${canonicalJson(body)}`).digest('hex');
+  return createHash('sha256')
+    .update(`${method.toUpperCase()} ${path}\n${canonicalJson(body)}`)
+    .digest('hex');
 }
 
 /** What a request carrying an already-known key gets. */
-export type IdempotencyDecision =
-  | { kind: 'replay'; response: StoredResponse }
-  | { kind: 'in_progress' }
-  | { kind: 'reused' };
+export type IdempotencyDecision = { kind: 'replay'; response: StoredResponse } | { kind: 'in_progress' } | { kind: 'reused' };
 
 /**
  * A known key with another fingerprint is a misuse (422) whatever its state; with the same fingerprint the

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+
 import type { Video, WebhookSummary } from '../../schemas/video.js';
 import { toIso } from '../clock.js';
 import { isTerminal } from '../lifecycle.js';
@@ -63,7 +64,14 @@ export function renderVideo(record: VideoRecord): RenderedVideo {
   const video = toVideo(record);
   const body = JSON.stringify(video);
   const expiresAt = video.result === null ? null : Date.parse(video.result.video.downloadUrlExpiresAt);
-  return { clientId: record.clientId, video, body, etag: etagOf(body), terminal: isTerminal(record.status), downloadUrlExpiresAt: expiresAt };
+  return {
+    clientId: record.clientId,
+    video,
+    body,
+    etag: etagOf(body),
+    terminal: isTerminal(record.status),
+    downloadUrlExpiresAt: expiresAt,
+  };
 }
 
 /** `If-None-Match` matches when it lists our tag (weak comparison, as RFC 9110 asks for GET) or is `*`. */

@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+
 import type { EventBus } from '../events/bus.js';
 import type { RenderedVideo } from './present.js';
 

@@ -6,7 +6,8 @@ export const defaultWebhookEvents: WebhookEventType[] = ['video.completed', 'vid
 
 /** Applies the documented defaults and trims the prompt. Pure. */
 export function normalizeCreateBody(body: CreateVideoBody): VideoRequest {
-  const keyframes = body.keyframes !== undefined && (body.keyframes.start !== undefined || body.keyframes.end !== undefined) ? body.keyframes : null;
+  const keyframes =
+    body.keyframes !== undefined && (body.keyframes.start !== undefined || body.keyframes.end !== undefined) ? body.keyframes : null;
   return {
     prompt: body.prompt.trim(),
     aspectRatio: body.aspectRatio ?? '16:9',

@@ -9,7 +9,7 @@ import type { VideoRepository } from '../store/repositories.js';
 import type { UpstreamClient } from '../upstream/types.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { createDownloadUrlRefresher, downloadRefreshWindowMs } from './download-url-refresh.js';
-import { renderVideo, type RenderedVideo } from './present.js';
+import { type RenderedVideo, renderVideo } from './present.js';
 import { createRenderedVideoCache } from './rendered-cache.js';
 
 /** Upper bound of `max-age` for terminal videos: the webhook summary still moves after completion. */

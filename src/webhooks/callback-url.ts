@@ -4,6 +4,7 @@
  * (./ssrf.ts), which is the check that actually stops SSRF — this one gives clients an early, clear answer.
  */
 import { domainToASCII } from 'node:url';
+
 import { isForbiddenAddress, parseIpLiteralHost } from './ssrf.js';
 
 export const MAX_CALLBACK_URL_LENGTH = 2048;

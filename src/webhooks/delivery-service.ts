@@ -4,7 +4,7 @@
  */
 import type { DeliveryAttempt, RedeliveryAccepted } from '../../schemas/deliveries.js';
 import type { Client } from '../auth/clients.js';
-import { toIso, type Clock } from '../clock.js';
+import { type Clock, toIso } from '../clock.js';
 import { NoWebhookToRedeliver, VideoNotFound, VideoNotTerminal } from '../errors.js';
 import type { EventBus } from '../events/bus.js';
 import type { Logger } from '../lib/logger.js';

@@ -9,17 +9,19 @@
  * (at least once; receivers dedupe by `webhook-id`).
  */
 import { performance } from 'node:perf_hooks';
+
 import type { Dispatcher } from 'undici';
+
 import type { ClientRegistry } from '../auth/clients.js';
 import type { Clock, Random } from '../clock.js';
 import type { EventBus } from '../events/bus.js';
-import { createClaimLoop, type ClaimingWorker } from '../lib/claim-loop.js';
+import { type ClaimingWorker, createClaimLoop } from '../lib/claim-loop.js';
 import { errorCode } from '../lib/error-code.js';
 import { settledWithin } from '../lib/grace.js';
 import type { Logger } from '../lib/logger.js';
 import type { ClaimedDelivery, DeliveryNextState } from '../store/records.js';
 import type { DeliveryRepository, VideoRepository } from '../store/repositories.js';
-import { classifyResponse, networkFailure, permanentFailure, truncate, type AttemptOutcome } from './outcome.js';
+import { type AttemptOutcome, classifyResponse, networkFailure, permanentFailure, truncate } from './outcome.js';
 import { buildWebhookPayload, signWebhook } from './payload.js';
 import { nextAttemptAt } from './schedule.js';
 import { isForbiddenAddressError } from './ssrf.js';
@@ -156,7 +158,10 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
         : await send(prepared, claimed, at);
     if (sent === 'interrupted') {
       await deliveries.release(claimed.messageId, claimed.leaseUntil);
-      logger.info({ videoId: claimed.videoId, messageId: claimed.messageId }, 'webhook attempt interrupted by shutdown; it will be sent again');
+      logger.info(
+        { videoId: claimed.videoId, messageId: claimed.messageId },
+        'webhook attempt interrupted by shutdown; it will be sent again',
+      );
       return;
     }
     const durationMs = Math.round(monotonic() - started);
@@ -190,7 +195,10 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
     if (next.status === 'delivered') logger.info(logContext, 'webhook delivered');
     else logger.warn(logContext, next.status === 'failed' ? 'webhook failed for good' : 'webhook attempt failed; will retry');
     if (video === undefined) {
-      logger.info({ videoId: claimed.videoId, messageId: claimed.messageId }, 'webhook row was taken over (redelivery); attempt logged only');
+      logger.info(
+        { videoId: claimed.videoId, messageId: claimed.messageId },
+        'webhook row was taken over (redelivery); attempt logged only',
+      );
     } else {
       bus.publish({ video });
     }
@@ -222,7 +230,10 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
       adjustHost(host, 1);
       const job = deliver(delivery)
         .catch((error: unknown) =>
-          logger.error({ err: error, videoId: delivery.videoId, messageId: delivery.messageId }, 'webhook attempt crashed; the lease will expire and retry'),
+          logger.error(
+            { err: error, videoId: delivery.videoId, messageId: delivery.messageId },
+            'webhook attempt crashed; the lease will expire and retry',
+          ),
         )
         .finally(() => {
           adjustHost(host, -1);

@@ -13,7 +13,11 @@ export type AttemptOutcome =
   | { kind: 'retry'; retryAfterMs: number | null; error: string | null };
 
 /** Classifies an HTTP answer. `retryAfter` is the raw header; `now` reads an HTTP-date. */
-export function classifyResponse(status: number, headers: { retryAfter?: string | string[]; location?: string | string[] }, now: number): AttemptOutcome {
+export function classifyResponse(
+  status: number,
+  headers: { retryAfter?: string | string[]; location?: string | string[] },
+  now: number,
+): AttemptOutcome {
   if (status >= 200 && status < 300) return { kind: 'delivered' };
   if (status === 410) return { kind: 'stop', error: 'the receiver answered 410 Gone: no more attempts for this event' };
   if (status >= 300 && status < 400) {

@@ -2,8 +2,9 @@
  * The webhook request (DESIGN §3): body and Standard Webhooks signature headers. Pure.
  */
 import { Webhook } from 'standardwebhooks';
-import type { WebhookEventType } from '../../schemas/video.js';
+
 import type { WebhookEvent } from '../../schemas/deliveries.js';
+import type { WebhookEventType } from '../../schemas/video.js';
 import { toIso } from '../clock.js';
 import type { VideoRecord } from '../store/records.js';
 import { toVideo } from '../videos/present.js';

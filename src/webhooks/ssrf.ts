@@ -18,8 +18,10 @@
  */
 import dns from 'node:dns';
 import net from 'node:net';
+
 import ipaddr from 'ipaddr.js';
 import { Agent, buildConnector } from 'undici';
+
 import { errorCode } from '../lib/error-code.js';
 
 export const FORBIDDEN_ADDRESS_ERROR_CODE = 'ERR_WEBHOOK_FORBIDDEN_ADDRESS';
@@ -246,11 +248,7 @@ export function createGuardedConnector(options: GuardedConnectorOptions): buildC
     // undici hands IPv6 hosts over without brackets; parseIpLiteralHost accepts either form.
     const literal = options.allowPrivate ? null : parseIpLiteralHost(connectOptions.hostname);
     if (literal !== null && isForbiddenAddress(literal)) {
-      const error = new ForbiddenAddressError(
-        connectOptions.hostname,
-        literal,
-        `callback host is a forbidden address (${literal})`,
-      );
+      const error = new ForbiddenAddressError(connectOptions.hostname, literal, `callback host is a forbidden address (${literal})`);
       // Connectors answer asynchronously (as the built-in one does); keep that contract.
       process.nextTick(() => callback(error, null));
       return;

@@ -2,12 +2,14 @@
  * The gateway as a real child process (`node --import tsx src/server.ts`), for crash and shutdown tests: the same
  * entry point `npm start` runs, on a database file and clients file the test owns.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
 import type { Test } from 'tap';
+
 import { testClientsFile } from './gateway.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));

@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+
 import type { Test } from 'tap';
+
 import { buildGateway, type Gateway, type GatewayOptions } from '../../src/app.js';
 import { createClientRegistry } from '../../src/auth/clients.js';
-import { ManualClock } from './manual-time.js';
-import { loadConfig, type Config } from '../../src/config.js';
-import { startSandbox, type Sandbox, type SandboxOptions } from '../../src/sandbox/simulator.js';
+import { type Config, loadConfig } from '../../src/config.js';
+import { type Sandbox, type SandboxOptions, startSandbox } from '../../src/sandbox/simulator.js';
 import { createUpstreamClient } from '../../src/upstream/client.js';
+import { ManualClock } from './manual-time.js';
 
 export const clientKeys = {
   alice: 'vgk_test_alice_0123456789abcdefghijklmnopqrstuv',
@@ -103,7 +105,11 @@ export async function startTestGateway(t: Test, options: TestGatewayOptions = {}
 }
 
 /** Creates a video as `who` and returns the parsed body. */
-export async function createVideo(gateway: Gateway, body: Record<string, unknown> = { prompt: 'A tiger walking in snow' }, who: keyof typeof clientKeys = 'alice') {
+export async function createVideo(
+  gateway: Gateway,
+  body: Record<string, unknown> = { prompt: 'A tiger walking in snow' },
+  who: keyof typeof clientKeys = 'alice',
+) {
   const response = await gateway.app.inject({ method: 'POST', url: '/videos', headers: auth(who), payload: body });
   if (response.statusCode !== 202) throw new Error(`create failed: ${response.statusCode} ${response.body}`);
   return response.json<{ id: string; status: string }>();

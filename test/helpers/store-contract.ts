@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import t, { type Test } from 'tap';
+
 import type { VideoResult } from '../../schemas/video.js';
 import { initialRecord, type NewVideo, type VideoRecord, type VideoTransition } from '../../src/store/records.js';
 import type { Store } from '../../src/store/repositories.js';
@@ -62,7 +63,13 @@ export const sampleResult = (expiresAt = '2026-01-01T01:00:00.000Z'): VideoResul
   lastFrame: null,
 });
 
-const processing: VideoTransition = { status: 'processing', upstreamState: 'dreaming', estimatedWaitSeconds: 30, result: null, failure: null };
+const processing: VideoTransition = {
+  status: 'processing',
+  upstreamState: 'dreaming',
+  estimatedWaitSeconds: 30,
+  result: null,
+  failure: null,
+};
 const completed = (result = sampleResult()): VideoTransition => ({
   status: 'completed',
   upstreamState: 'completed',
@@ -131,7 +138,14 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
         createdAt: T0 + 123,
         nextPollAt: T0 + 4_567,
       });
-      const expected: VideoRecord = { ...input, updatedAt: T0 + 123, completedAt: null, pollAttempts: 0, notFoundSince: null, leaseUntil: null };
+      const expected: VideoRecord = {
+        ...input,
+        updatedAt: T0 + 123,
+        completedAt: null,
+        pollAttempts: 0,
+        notFoundSince: null,
+        leaseUntil: null,
+      };
 
       t.same(await store.videos.insert(input), expected, 'insert returns the stored record');
       t.same(initialRecord(input), expected, 'which is initialRecord(input): a create can render it before the insert');
@@ -176,7 +190,10 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
         [queued.id, running.id],
         'due running rows only, most overdue first',
       );
-      t.ok(claimed.every((video) => video.leaseUntil === now + LEASE_MS), 'leased until now + leaseMs');
+      t.ok(
+        claimed.every((video) => video.leaseUntil === now + LEASE_MS),
+        'leased until now + leaseMs',
+      );
       t.equal((await store.videos.get(queued.id))?.leaseUntil, now + LEASE_MS, 'the lease is stored');
 
       t.same(await store.videos.claimDue(now, 10, LEASE_MS), [], 'a leased row is not claimed again');
@@ -230,7 +247,9 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
         const { store: a, db } = await opened(t);
         const b = await db.open();
         const ids = await seedDue(a, 40);
-        const batches = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? a : b).videos.claimDue(T0 + 1_000, 3, LEASE_MS)));
+        const batches = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? a : b).videos.claimDue(T0 + 1_000, 3, LEASE_MS)),
+        );
         assertDisjointCover(
           t,
           batches.map((batch) => batch.map((video) => video.id)),
@@ -245,7 +264,9 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
       await store.videos.claimDue(T0 + 2_000, 1, LEASE_MS);
 
       const now1 = T0 + 3_000;
-      const toProcessing = await store.videos.applyTransition(video.id, now1, processing, now1 + 2_000, [{ messageId: 'msg_A1', eventType: 'video.processing' }]);
+      const toProcessing = await store.videos.applyTransition(video.id, now1, processing, now1 + 2_000, [
+        { messageId: 'msg_A1', eventType: 'video.processing' },
+      ]);
       t.same(toProcessing, {
         ...video,
         status: 'processing',
@@ -286,16 +307,34 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
       const now2 = T0 + 9_000;
       const result = sampleResult();
       // A terminal transition never keeps a next poll, whatever the caller passes.
-      const done = await store.videos.applyTransition(video.id, now2, completed(result), now2 + 1, [{ messageId: 'msg_A2', eventType: 'video.completed' }]);
-      t.match(done, { status: 'completed', result, failure: null, completedAt: now2, updatedAt: now2, nextPollAt: null, pollAttempts: 2, leaseUntil: null });
-      t.same(done?.webhook, { status: 'pending', attempts: 0, lastAttemptAt: null, nextAttemptAt: now2, lastResponseStatus: null }, 'the latest event wins');
+      const done = await store.videos.applyTransition(video.id, now2, completed(result), now2 + 1, [
+        { messageId: 'msg_A2', eventType: 'video.completed' },
+      ]);
+      t.match(done, {
+        status: 'completed',
+        result,
+        failure: null,
+        completedAt: now2,
+        updatedAt: now2,
+        nextPollAt: null,
+        pollAttempts: 2,
+        leaseUntil: null,
+      });
+      t.same(
+        done?.webhook,
+        { status: 'pending', attempts: 0, lastAttemptAt: null, nextAttemptAt: now2, lastResponseStatus: null },
+        'the latest event wins',
+      );
       t.same(
         (await outboxRows(db.inspect, video.id)).map((row) => row.message_id),
         ['msg_A1', 'msg_A2'],
       );
 
       // Terminal states never change: a late answer is ignored and writes no event.
-      t.equal(await store.videos.applyTransition(video.id, T0 + 20_000, failed, null, [{ messageId: 'msg_A3', eventType: 'video.failed' }]), undefined);
+      t.equal(
+        await store.videos.applyTransition(video.id, T0 + 20_000, failed, null, [{ messageId: 'msg_A3', eventType: 'video.failed' }]),
+        undefined,
+      );
       t.equal(await store.videos.applyTransition(video.id, T0 + 20_000, processing, T0 + 30_000, []), undefined);
       t.same(await store.videos.get(video.id), done, 'the completed video is untouched');
       t.same(
@@ -304,7 +343,10 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
         'no event for the ignored answers',
       );
 
-      t.equal(await store.videos.applyTransition('vid_missing', now2, failed, null, [{ messageId: 'msg_X', eventType: 'video.failed' }]), undefined);
+      t.equal(
+        await store.videos.applyTransition('vid_missing', now2, failed, null, [{ messageId: 'msg_X', eventType: 'video.failed' }]),
+        undefined,
+      );
       t.same(await db.inspect.selectFrom('webhook_deliveries').select('message_id').where('message_id', '=', 'msg_X').execute(), []);
 
       const other = await store.videos.insert(newVideo());
@@ -321,15 +363,25 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
     t.test('videos: applyTransition compares and sets on the expected status', async (t) => {
       const { store } = await opened(t);
       const video = await store.videos.insert(newVideo());
-      t.equal(await store.videos.applyTransition(video.id, T0 + 1_000, processing, T0 + 2_000, [], 'processing'), undefined, 'another status: no change');
+      t.equal(
+        await store.videos.applyTransition(video.id, T0 + 1_000, processing, T0 + 2_000, [], 'processing'),
+        undefined,
+        'another status: no change',
+      );
       t.match(await store.videos.applyTransition(video.id, T0 + 1_000, processing, T0 + 2_000, [], 'queued'), { status: 'processing' });
-      t.equal(await store.videos.applyTransition(video.id, T0 + 1_000, processing, T0 + 2_000, [], 'queued'), undefined, 'the racing poller loses');
+      t.equal(
+        await store.videos.applyTransition(video.id, T0 + 1_000, processing, T0 + 2_000, [], 'queued'),
+        undefined,
+        'the racing poller loses',
+      );
     });
 
     t.test('videos: applyTransition is atomic with its outbox rows', async (t) => {
       const { store, db } = await opened(t);
       const first = await store.videos.insert(newVideo());
-      await store.videos.applyTransition(first.id, T0 + 3_000, processing, T0 + 5_000, [{ messageId: 'msg_DUP', eventType: 'video.processing' }]);
+      await store.videos.applyTransition(first.id, T0 + 3_000, processing, T0 + 5_000, [
+        { messageId: 'msg_DUP', eventType: 'video.processing' },
+      ]);
 
       const second = await store.videos.insert(newVideo());
       await store.videos.claimDue(T0 + 2_000, 10, LEASE_MS);
@@ -353,7 +405,9 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
       t.same(await outboxRows(db.inspect, second.id), []);
 
       // The store is still usable after a rolled-back transaction.
-      const ok = await store.videos.applyTransition(second.id, T0 + 5_000, completed(), null, [{ messageId: 'msg_B2', eventType: 'video.completed' }]);
+      const ok = await store.videos.applyTransition(second.id, T0 + 5_000, completed(), null, [
+        { messageId: 'msg_B2', eventType: 'video.completed' },
+      ]);
       t.equal(ok?.status, 'completed');
       t.same(
         (await outboxRows(db.inspect, second.id)).map((row) => row.message_id),
@@ -364,15 +418,33 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
     t.test('videos: insert completing a claimed key stores both in one transaction', async (t) => {
       const { store } = await opened(t);
       const claimKey = async (key: string) => {
-        const begun = await store.idempotencyKeys.begin({ clientId: 'client_a', key, fingerprint: 'f', now: T0, expiresAt: T0 + DAY_MS, staleBefore: T0 - 60_000 });
+        const begun = await store.idempotencyKeys.begin({
+          clientId: 'client_a',
+          key,
+          fingerprint: 'f',
+          now: T0,
+          expiresAt: T0 + DAY_MS,
+          staleBefore: T0 - 60_000,
+        });
         if (!begun.started) throw new Error('key not claimed');
         return begun.claim;
       };
       const keyState = async (key: string) => {
-        const begun = await store.idempotencyKeys.begin({ clientId: 'client_a', key, fingerprint: 'f', now: T0, expiresAt: T0 + DAY_MS, staleBefore: T0 - 60_000 });
+        const begun = await store.idempotencyKeys.begin({
+          clientId: 'client_a',
+          key,
+          fingerprint: 'f',
+          now: T0,
+          expiresAt: T0 + DAY_MS,
+          staleBefore: T0 - 60_000,
+        });
         return begun.started ? 'free' : begun.existing;
       };
-      const answer = (video: NewVideo) => ({ status: 202, body: JSON.stringify({ id: video.id }), headers: { location: `/videos/${video.id}` } });
+      const answer = (video: NewVideo) => ({
+        status: 202,
+        body: JSON.stringify({ id: video.id }),
+        headers: { location: `/videos/${video.id}` },
+      });
 
       const input = newVideo();
       const stored = await store.videos.insert(input, { claim: await claimKey('k1'), response: answer(input) });
@@ -405,20 +477,58 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
         'lease released, schedule stored, nothing visible changed (updatedAt kept)',
       );
 
-      await store.videos.reschedulePoll(video.id, T0 + 6_000, { nextPollAt: T0 + 9_000, pollAttempts: 2, notFoundSince: null, estimatedWaitSeconds: 40, upstreamState: 'queued' });
-      t.match(await store.videos.get(video.id), { updatedAt: T0, estimatedWaitSeconds: 40, upstreamState: 'queued', notFoundSince: null }, 'same estimate: updatedAt kept');
+      await store.videos.reschedulePoll(video.id, T0 + 6_000, {
+        nextPollAt: T0 + 9_000,
+        pollAttempts: 2,
+        notFoundSince: null,
+        estimatedWaitSeconds: 40,
+        upstreamState: 'queued',
+      });
+      t.match(
+        await store.videos.get(video.id),
+        { updatedAt: T0, estimatedWaitSeconds: 40, upstreamState: 'queued', notFoundSince: null },
+        'same estimate: updatedAt kept',
+      );
 
-      await store.videos.reschedulePoll(video.id, T0 + 10_000, { nextPollAt: T0 + 14_000, pollAttempts: 3, notFoundSince: null, estimatedWaitSeconds: 25 });
-      t.match(await store.videos.get(video.id), { updatedAt: T0 + 10_000, estimatedWaitSeconds: 25, upstreamState: 'queued', pollAttempts: 3 }, 'new estimate: updatedAt moves');
+      await store.videos.reschedulePoll(video.id, T0 + 10_000, {
+        nextPollAt: T0 + 14_000,
+        pollAttempts: 3,
+        notFoundSince: null,
+        estimatedWaitSeconds: 25,
+      });
+      t.match(
+        await store.videos.get(video.id),
+        { updatedAt: T0 + 10_000, estimatedWaitSeconds: 25, upstreamState: 'queued', pollAttempts: 3 },
+        'new estimate: updatedAt moves',
+      );
 
-      await store.videos.reschedulePoll(video.id, T0 + 15_000, { nextPollAt: T0 + 20_000, pollAttempts: 4, notFoundSince: null, estimatedWaitSeconds: null });
-      t.match(await store.videos.get(video.id), { updatedAt: T0 + 15_000, estimatedWaitSeconds: null }, 'estimate cleared: updatedAt moves');
+      await store.videos.reschedulePoll(video.id, T0 + 15_000, {
+        nextPollAt: T0 + 20_000,
+        pollAttempts: 4,
+        notFoundSince: null,
+        estimatedWaitSeconds: null,
+      });
+      t.match(
+        await store.videos.get(video.id),
+        { updatedAt: T0 + 15_000, estimatedWaitSeconds: null },
+        'estimate cleared: updatedAt moves',
+      );
 
-      await store.videos.reschedulePoll(video.id, T0 + 16_000, { nextPollAt: T0 + 21_000, pollAttempts: 5, notFoundSince: null, estimatedWaitSeconds: null });
+      await store.videos.reschedulePoll(video.id, T0 + 16_000, {
+        nextPollAt: T0 + 21_000,
+        pollAttempts: 5,
+        notFoundSince: null,
+        estimatedWaitSeconds: null,
+      });
       t.match(await store.videos.get(video.id), { updatedAt: T0 + 15_000, nextPollAt: T0 + 21_000 }, 'null to null is no change');
 
       const done = await store.videos.applyTransition(video.id, T0 + 22_000, completed(), null, []);
-      await store.videos.reschedulePoll(video.id, T0 + 23_000, { nextPollAt: T0 + 30_000, pollAttempts: 9, notFoundSince: T0, estimatedWaitSeconds: 5 });
+      await store.videos.reschedulePoll(video.id, T0 + 23_000, {
+        nextPollAt: T0 + 30_000,
+        pollAttempts: 9,
+        notFoundSince: T0,
+        estimatedWaitSeconds: 5,
+      });
       t.same(await store.videos.get(video.id), done, 'a terminal video is never rescheduled');
     });
 
@@ -524,13 +634,19 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
         },
       ]);
       t.same(await store.deliveries.claimDue(T0 + 5_000 + LEASE_MS - 1, { limit: 10, leaseMs: LEASE_MS }), [], 'leases hold');
-      t.equal((await store.deliveries.claimDue(T0 + 5_000 + LEASE_MS, { limit: 10, leaseMs: LEASE_MS })).length, 2, 'an expired lease is claimed again');
+      t.equal(
+        (await store.deliveries.claimDue(T0 + 5_000 + LEASE_MS, { limit: 10, leaseMs: LEASE_MS })).length,
+        2,
+        'an expired lease is claimed again',
+      );
       t.same(await store.deliveries.claimDue(T0 + 10 * LEASE_MS, { limit: 0, leaseMs: LEASE_MS }), [], 'limit 0 claims nothing');
 
       const other = await db.open();
       const more = await Promise.all(Array.from({ length: 12 }, () => terminalWithEvent(store, T0 + 3_000)));
       const now = T0 + 10 * LEASE_MS;
-      const batches = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? store : other).deliveries.claimDue(now, { limit: 2, leaseMs: LEASE_MS })));
+      const batches = await Promise.all(
+        Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? store : other).deliveries.claimDue(now, { limit: 2, leaseMs: LEASE_MS })),
+      );
       assertDisjointCover(
         t,
         batches.map((batch) => batch.map((delivery) => delivery.messageId)),
@@ -546,7 +662,12 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
       const calm = await terminalWithEvent(store, T0 + 10, to('calm.example'));
       const skipped = await terminalWithEvent(store, T0 + 11, to('skipped.example'));
 
-      const claimed = await store.deliveries.claimDue(T0 + 1_000, { limit: 10, leaseMs: LEASE_MS, perHostLimit: 2, excludeHosts: ['skipped.example'] });
+      const claimed = await store.deliveries.claimDue(T0 + 1_000, {
+        limit: 10,
+        leaseMs: LEASE_MS,
+        perHostLimit: 2,
+        excludeHosts: ['skipped.example'],
+      });
       t.same(
         claimed.map((delivery) => delivery.messageId),
         [busy[0], busy[1], calm.messageId],
@@ -581,11 +702,18 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
         now: T0 + 1_100,
       };
       const updated = await store.deliveries.recordAttempt(attempt);
-      t.same(updated, { ...video, webhook: { status: 'retrying', attempts: 1, lastAttemptAt: T0 + 1_000, nextAttemptAt: T0 + 6_000, lastResponseStatus: 500 } });
+      t.same(updated, {
+        ...video,
+        webhook: { status: 'retrying', attempts: 1, lastAttemptAt: T0 + 1_000, nextAttemptAt: T0 + 6_000, lastResponseStatus: 500 },
+      });
       t.same(await store.videos.get(video.id), updated, 'the video carries the delivery state');
       t.same(await store.deliveries.claimDue(T0 + 5_999, { limit: 1, leaseMs: LEASE_MS }), [], 'due again at nextAttemptAt');
 
-      t.equal(await store.deliveries.recordAttempt({ ...attempt, attempt: 2, responseStatus: 204 }), undefined, 'a stale lease applies nothing');
+      t.equal(
+        await store.deliveries.recordAttempt({ ...attempt, attempt: 2, responseStatus: 204 }),
+        undefined,
+        'a stale lease applies nothing',
+      );
       const [retry] = await store.deliveries.claimDue(T0 + 6_000, { limit: 1, leaseMs: LEASE_MS });
       t.match(retry, { messageId, attempts: 1, attemptsInSeries: 1 });
       if (retry === undefined) return;
@@ -599,14 +727,28 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
         next: { status: 'delivered', nextAttemptAt: null },
         now: T0 + 6_050,
       });
-      t.same(delivered?.webhook, { status: 'delivered', attempts: 2, lastAttemptAt: T0 + 6_000, nextAttemptAt: null, lastResponseStatus: 204 });
-      t.same(await store.deliveries.claimDue(T0 + DAY_MS, { limit: 10, leaseMs: LEASE_MS }), [], 'a delivered event is never claimed again');
+      t.same(delivered?.webhook, {
+        status: 'delivered',
+        attempts: 2,
+        lastAttemptAt: T0 + 6_000,
+        nextAttemptAt: null,
+        lastResponseStatus: 204,
+      });
+      t.same(
+        await store.deliveries.claimDue(T0 + DAY_MS, { limit: 10, leaseMs: LEASE_MS }),
+        [],
+        'a delivered event is never claimed again',
+      );
 
-      t.same(await store.deliveries.listAttempts(video.id, 10), [
-        { messageId, eventType: 'video.completed', attempt: 2, at: T0 + 6_000, durationMs: 12, responseStatus: 204, error: null },
-        { messageId, eventType: 'video.completed', attempt: 2, at: T0 + 1_000, durationMs: 12, responseStatus: 204, error: null },
-        { messageId, eventType: 'video.completed', attempt: 1, at: T0 + 1_000, durationMs: 12, responseStatus: 500, error: null },
-      ], 'every attempt is logged, newest first, the fenced-out one included');
+      t.same(
+        await store.deliveries.listAttempts(video.id, 10),
+        [
+          { messageId, eventType: 'video.completed', attempt: 2, at: T0 + 6_000, durationMs: 12, responseStatus: 204, error: null },
+          { messageId, eventType: 'video.completed', attempt: 2, at: T0 + 1_000, durationMs: 12, responseStatus: 204, error: null },
+          { messageId, eventType: 'video.completed', attempt: 1, at: T0 + 1_000, durationMs: 12, responseStatus: 500, error: null },
+        ],
+        'every attempt is logged, newest first, the fenced-out one included',
+      );
       t.equal((await store.deliveries.listAttempts(video.id, 1)).length, 1);
       t.equal(await store.deliveries.recordAttempt({ ...attempt, messageId: 'msg_unknown' }), undefined);
     });
@@ -619,7 +761,11 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
       await store.deliveries.release(messageId, claim.leaseUntil + 1);
       t.same(await store.deliveries.claimDue(T0, { limit: 1, leaseMs: LEASE_MS }), [], 'another lease releases nothing');
       await store.deliveries.release(messageId, claim.leaseUntil);
-      t.match(await store.deliveries.claimDue(T0, { limit: 1, leaseMs: LEASE_MS }), [{ messageId, attempts: 0 }], 'due again, no attempt counted');
+      t.match(
+        await store.deliveries.claimDue(T0, { limit: 1, leaseMs: LEASE_MS }),
+        [{ messageId, attempts: 0 }],
+        'due again, no attempt counted',
+      );
     });
 
     t.test('deliveries: redeliver', async (t) => {
@@ -651,7 +797,10 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
         kind: 'enqueued',
         messageId,
         eventType: 'video.completed',
-        video: { ...video, webhook: { status: 'pending', attempts: 1, lastAttemptAt: T0, nextAttemptAt: T0 + 60_000, lastResponseStatus: 410 } },
+        video: {
+          ...video,
+          webhook: { status: 'pending', attempts: 1, lastAttemptAt: T0, nextAttemptAt: T0 + 60_000, lastResponseStatus: 410 },
+        },
       });
       t.match(
         await store.deliveries.claimDue(T0 + 60_000, { limit: 1, leaseMs: LEASE_MS }),
@@ -670,13 +819,29 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
       t.same(first, { started: true, claim: { clientId: 'client_a', key: 'k', startedAt: T0 } });
       t.same(await begin('k', 'f2', T0 + 1), {
         started: false,
-        existing: { clientId: 'client_a', key: 'k', fingerprint: 'f1', state: 'in_progress', response: null, createdAt: T0, expiresAt: T0 + DAY_MS },
+        existing: {
+          clientId: 'client_a',
+          key: 'k',
+          fingerprint: 'f1',
+          state: 'in_progress',
+          response: null,
+          createdAt: T0,
+          expiresAt: T0 + DAY_MS,
+        },
       });
-      t.match(await keys.begin({ clientId: 'client_b', key: 'k', fingerprint: 'f1', now: T0, expiresAt: T0 + DAY_MS, staleBefore: 0 }), { started: true }, 'keys are per client');
+      t.match(
+        await keys.begin({ clientId: 'client_b', key: 'k', fingerprint: 'f1', now: T0, expiresAt: T0 + DAY_MS, staleBefore: 0 }),
+        { started: true },
+        'keys are per client',
+      );
 
       const response = { status: 202, body: '{"id":"vid_1"}', headers: { 'content-type': 'application/json', location: '/videos/vid_1' } };
       if (first.started) await keys.complete(first.claim, response);
-      t.match(await begin('k', 'f1', T0 + 2), { started: false, existing: { state: 'completed', response } }, 'the stored answer, byte for byte');
+      t.match(
+        await begin('k', 'f1', T0 + 2),
+        { started: false, existing: { state: 'completed', response } },
+        'the stored answer, byte for byte',
+      );
       t.match(await begin('k', 'f1', T0 + DAY_MS), { started: true, claim: { startedAt: T0 + DAY_MS } }, 'an expired key is taken over');
 
       const orphan = await begin('o', 'f', T0);
@@ -687,13 +852,27 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
         await keys.complete(orphan.claim, { status: 500, body: 'stale', headers: {} });
         await keys.abandon(orphan.claim);
       }
-      t.match(await begin('o', 'f', T0 + 60_001), { started: false, existing: { state: 'in_progress', createdAt: T0 + 60_000 } }, 'the old claim can neither complete nor free it');
+      t.match(
+        await begin('o', 'f', T0 + 60_001),
+        { started: false, existing: { state: 'in_progress', createdAt: T0 + 60_000 } },
+        'the old claim can neither complete nor free it',
+      );
       if (takeover.started) await keys.abandon(takeover.claim);
       t.match(await begin('o', 'f', T0 + 60_002), { started: true }, 'an abandoned key is free at once');
 
       t.equal(await keys.prune(T0 + DAY_MS - 1), 0, 'nothing has expired yet');
       t.equal(await keys.prune(T0 + 3 * DAY_MS), 3, 'every expired key is deleted');
-      t.match(await keys.begin({ clientId: 'client_b', key: 'k', fingerprint: 'other', now: T0 + 3 * DAY_MS, expiresAt: T0 + 4 * DAY_MS, staleBefore: 0 }), { started: true });
+      t.match(
+        await keys.begin({
+          clientId: 'client_b',
+          key: 'k',
+          fingerprint: 'other',
+          now: T0 + 3 * DAY_MS,
+          expiresAt: T0 + 4 * DAY_MS,
+          staleBefore: 0,
+        }),
+        { started: true },
+      );
     });
   });
 }

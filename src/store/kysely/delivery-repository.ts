@@ -1,10 +1,11 @@
-import { sql, type Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
+
 import { eventForStatus, isTerminal } from '../../lifecycle.js';
 import type { RedeliverResult } from '../records.js';
 import type { DeliveryRepository } from '../repositories.js';
 import type { Database, VideoRow } from '../tables.js';
 import type { StoreDialect } from './dialect.js';
-import { claimedDeliveryFromRow, webhookColumns, type RowMappers } from './row-mappers.js';
+import { claimedDeliveryFromRow, type RowMappers, webhookColumns } from './row-mappers.js';
 
 /**
  * Copies the state of a video's latest event (the most recently written outbox row; a terminal event wins a tie

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+
 import type { ClaimDeliveriesOptions } from '../records.js';
 import type { Database, NewIdempotencyKeyRow, VideoRow, WebhookDeliveryRow } from '../tables.js';
 
@@ -33,5 +34,9 @@ export interface StoreDialect {
    * expired (`expires_at <= now`) or is `in_progress` since `staleBefore` or earlier: one statement, so concurrent
    * requests race on the primary key. Returns the claim's `created_at`, or undefined when the existing row stays.
    */
-  claimIdempotencyKey(db: Kysely<Database>, row: NewIdempotencyKeyRow, takeover: { now: number; staleBefore: number }): Promise<number | undefined>;
+  claimIdempotencyKey(
+    db: Kysely<Database>,
+    row: NewIdempotencyKeyRow,
+    takeover: { now: number; staleBefore: number },
+  ): Promise<number | undefined>;
 }

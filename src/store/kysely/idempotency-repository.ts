@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+
 import type { BeginIdempotentResult, IdempotencyClaim, StoredResponse } from '../records.js';
 import type { IdempotencyRepository } from '../repositories.js';
 import type { Database } from '../tables.js';

@@ -121,7 +121,10 @@ function webhookStateFromRow(row: VideoRow): WebhookDeliveryState | null {
 /** The video columns that carry the state of its latest outbox row (undefined: the video has no event). */
 export function webhookColumns(
   latest: Pick<WebhookDeliveryRow, 'status' | 'attempts' | 'last_attempt_at' | 'next_attempt_at' | 'last_response_status'> | undefined,
-): Pick<VideoRow, 'webhook_status' | 'webhook_attempts' | 'webhook_last_attempt_at' | 'webhook_next_attempt_at' | 'webhook_last_response_status'> {
+): Pick<
+  VideoRow,
+  'webhook_status' | 'webhook_attempts' | 'webhook_last_attempt_at' | 'webhook_next_attempt_at' | 'webhook_last_response_status'
+> {
   return {
     webhook_status: latest?.status ?? null,
     webhook_attempts: latest?.attempts ?? null,
@@ -148,7 +151,11 @@ export function claimedDeliveryFromRow(row: WebhookDeliveryRow): ClaimedDelivery
 }
 
 /** An outbox row for one event of a video, due immediately; its target is the video's callback URL. */
-export function newDeliveryRow(video: Pick<VideoRecord, 'id' | 'clientId' | 'request'>, event: OutboxEvent, now: number): NewWebhookDeliveryRow {
+export function newDeliveryRow(
+  video: Pick<VideoRecord, 'id' | 'clientId' | 'request'>,
+  event: OutboxEvent,
+  now: number,
+): NewWebhookDeliveryRow {
   const { callbackUrl } = video.request;
   return {
     message_id: event.messageId,

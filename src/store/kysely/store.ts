@@ -1,4 +1,5 @@
-import { sql, type Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
+
 import type { Store } from '../repositories.js';
 import type { Database } from '../tables.js';
 import { createDeliveryRepository } from './delivery-repository.js';

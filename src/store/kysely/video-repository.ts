@@ -1,4 +1,5 @@
-import { sql, type Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
+
 import { isTerminal, runningStatuses } from '../../lifecycle.js';
 import type { VideoRecord } from '../records.js';
 import type { VideoRepository } from '../repositories.js';
