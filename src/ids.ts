@@ -45,9 +45,9 @@ export function ulid(timeMs: number, random: Uint8Array = pooledRandomBytes(10))
 }
 
 export interface IdSource {
-  videoId(): string;
-  messageId(): string;
-  requestId(): string;
+  videoId: () => string;
+  messageId: () => string;
+  requestId: () => string;
 }
 
 /**

@@ -27,9 +27,9 @@ export interface GatewayMetrics {
   /** `route` is the route pattern (`/videos/:id`), never the raw URL, to keep label cardinality bounded. */
   recordHttpRequest(method: string, route: string, statusCode: number, durationMs: number): void;
   /** One HTTP attempt toward the upstream (the upstream client's `onCall` hook). */
-  recordUpstreamCall(operation: UpstreamOperation, outcome: UpstreamCallOutcome, durationMs: number): void;
+  recordUpstreamCall: (operation: UpstreamOperation, outcome: UpstreamCallOutcome, durationMs: number) => void;
   /** A call the circuit breaker refused without reaching the upstream. */
-  recordShortCircuit(operation: UpstreamOperation): void;
+  recordShortCircuit: (operation: UpstreamOperation) => void;
   recordCircuitChange(state: CircuitState): void;
   /** A video's status changed; terminal ones record their time from creation to the terminal state. */
   recordTransition(video: VideoRecord): void;

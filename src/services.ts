@@ -61,7 +61,7 @@ export interface Services {
   bus: EventBus;
   metrics: GatewayMetrics;
   health: UpstreamHealth;
-  circuitState(): CircuitState;
+  circuitState: () => CircuitState;
   videos: VideoService;
   /** POST /videos with the Idempotency-Key protocol. */
   creator: VideoCreator;
@@ -71,7 +71,7 @@ export interface Services {
   poller: Poller;
   dispatcher: WebhookDispatcher;
   /** Starts background work: polling, webhook delivery, key pruning. */
-  startWorkers(): void;
+  startWorkers: () => void;
   /** Stops claiming work; lets polls and webhook attempts in flight finish within `graceMs`, then aborts them. */
   stopWorkers(graceMs: number): Promise<void>;
   /** Releases the upstream connections and the store: after the HTTP server has closed. */

@@ -4,14 +4,14 @@
  * one slow job cannot hold back the next claim.
  */
 export interface ClaimLoop {
-  start(): void;
+  start: () => void;
   /**
    * Stops scheduling claims; resolves once a claim under way has launched its jobs, so the owner's set of
    * jobs in flight is complete when it awaits them (none starts against a store that is closing).
    */
-  stop(): Promise<void>;
+  stop: () => Promise<void>;
   /** Claims now instead of at the next tick (no-op while stopped or mid-claim). */
-  wake(): void;
+  wake: () => void;
 }
 
 export interface ClaimLoopOptions {

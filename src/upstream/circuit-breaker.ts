@@ -37,7 +37,7 @@ export interface CircuitBreakerOptions {
 
 export interface CircuitBreakingClient extends UpstreamClient {
   /** `half_open` once the open period has passed: the next call is let through as the probe. */
-  circuitState(): CircuitState;
+  circuitState: () => CircuitState;
 }
 
 export const circuitOpenMessage = 'The video service is temporarily unavailable; try again later.';

@@ -44,7 +44,7 @@ export interface StatusStream {
   /** Delivers changes from now on (including any that arrived since `initial` was read). */
   start(handlers: StatusStreamHandlers): void;
   /** Releases the listener and the keep-alive timer; idempotent. */
-  stop(): void;
+  stop: () => void;
 }
 
 export interface VideoWatch {

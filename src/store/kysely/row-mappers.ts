@@ -14,7 +14,7 @@ import type { JsonCodec } from './dialect.js';
 
 /** Rows ↔ records. Pure; the only place JSON columns are read or written, through the dialect's codec. */
 export interface RowMappers {
-  videoFromRow(row: VideoRow): VideoRecord;
+  videoFromRow: (row: VideoRow) => VideoRecord;
   newVideoRow(video: NewVideo): NewVideoRow;
   idempotencyRecordFromRow(row: IdempotencyKeyRow): IdempotencyRecord;
   /** JSON text for a JSON column; null stays null. */
