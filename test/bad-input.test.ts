@@ -359,7 +359,7 @@ t.test('malformed requests at every route answer 4xx problems, never 5xx, and ch
     ['null token', 'Bearer null'],
     ['two keys', `Bearer ${clientKeys.alice}, Bearer ${clientKeys.bob}`],
   ];
-  for (const { method, template, route, operation } of operations.filter((op) => op.operation.security !== undefined)) {
+  for (const { method, template, route } of operations.filter((op) => op.operation.security !== undefined)) {
     const url = urlFor(template, completed.id);
     for (const [name, authorization] of badAuthorizations) {
       const headers: Record<string, string> = authorization === undefined ? {} : { authorization };

@@ -1,6 +1,7 @@
 import type { InjectOptions } from 'fastify';
 import t from 'tap';
 
+import type { Problem } from '../schemas/problem.js';
 import { auth, createVideo, startTestGateway } from './helpers/gateway.js';
 
 const problemType = 'application/problem+json; charset=utf-8';
@@ -40,7 +41,7 @@ t.test('every error is an RFC 9457 problem with code, requestId and x-request-id
     const response = await app.inject(request);
     t.equal(response.statusCode, status, name);
     t.equal(response.headers['content-type'], problemType, `${name}: problem content type`);
-    const body = response.json();
+    const body = response.json<Problem>();
     t.equal(body.code, code, `${name}: code`);
     t.equal(body.status, status);
     t.equal(body.type, `urn:problem:video-gateway:${code}`);

@@ -27,7 +27,7 @@ t.test('API responses, problems included, carry security headers that fit a JSON
     t.equal(headers['referrer-policy'], 'no-referrer', `${name}: no referrer`);
     t.match(headers['strict-transport-security'], /max-age=\d+/, `${name}: HSTS (honoured behind TLS)`);
     t.equal(headers['cross-origin-resource-policy'], 'same-origin', `${name}: CORP`);
-    const csp = directives(headers['content-security-policy'] as string | undefined);
+    const csp = directives(headers['content-security-policy']);
     t.same(csp.get('default-src'), ["'none'"], `${name}: a JSON body opened as a page can load nothing`);
     t.same(csp.get('frame-ancestors'), ["'none'"]);
     t.notOk(csp.has('upgrade-insecure-requests'), `${name}: plain http on 127.0.0.1 and the LAN keeps working`);
@@ -46,7 +46,7 @@ t.test('Swagger UI still renders under its own CSP, and every asset its page ref
   t.match(page.body, /<div id="swagger-ui"><\/div>/);
   t.notMatch(page.body, /<script>|<script\s+(?![^>]*\bsrc=)[^>]*>/, 'no inline script for the CSP to block');
 
-  const csp = directives(page.headers['content-security-policy'] as string | undefined);
+  const csp = directives(page.headers['content-security-policy']);
   t.same(csp.get('script-src'), ["'self'"], 'scripts from this origin');
   t.ok(csp.get('style-src')?.includes("'self'"), 'styles from this origin');
   t.ok(csp.get('img-src')?.includes('data:'), 'inline SVG/data images');

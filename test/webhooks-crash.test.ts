@@ -19,7 +19,7 @@ import { request } from 'undici';
 import { startSandbox } from '../src/sandbox/simulator.js';
 import { startChildGateway, until, writeClientsFile } from './helpers/child-gateway.js';
 import { clientKeys, webhookSecrets } from './helpers/gateway.js';
-import { type RecordedRequest, type ScriptedServer, sendText, startScriptedServer } from './helpers/scripted-server.js';
+import { type ScriptedServer, sendText, startScriptedServer } from './helpers/scripted-server.js';
 
 // Two gateway starts and a few seconds of real generation; the bound only matters if something is broken.
 t.setTimeout(240_000);
@@ -191,7 +191,7 @@ t.test('SIGKILL mid-flight, restart on the same database: every video ends, ever
   const bodies = new Map<string, string>();
   const received = new Map<string, number>();
   for (const receiver of receivers) {
-    for (const hook of receiver.requests as RecordedRequest[]) {
+    for (const hook of receiver.requests) {
       const headers = flatHeaders(hook.headers);
       const event = new Webhook(webhookSecrets.alice).verify(hook.body, headers) as { type: string; data: { id: string; status: string } };
       const messageId = headers['webhook-id'] ?? '';

@@ -73,8 +73,9 @@ export function problemFromUpstream(error: UpstreamError): ProblemError {
       return new ProblemError('upstream_rejected', error.safeMessage, { cause: error });
     case 'timeout':
       return new ProblemError('upstream_timeout', 'The video service did not answer in time; try again later.', { cause: error });
+    // The upstream asked us to slow down, or our breaker is open after repeated outages (its retry-after says when
+    // it probes again).
     case 'rate_limited':
-    // Our breaker is open after repeated upstream outages: its retry-after says when it probes again.
     case 'circuit_open':
       return new ProblemError('upstream_unavailable', upstreamUnavailable, {
         status: 503,

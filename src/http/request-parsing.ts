@@ -45,6 +45,7 @@ export function useStrictJsonParser(app: FastifyInstance): void {
       );
       return;
     }
-    parseJson(request, text, done);
+    // Callback style: it answers through `done`, so the value it returns carries nothing.
+    void parseJson(request, text, done);
   });
 }

@@ -50,6 +50,8 @@ export const sandboxAssets: FastifyPluginAsync = async (app) => {
     decorateReply: false,
     maxAge: 24 * 60 * 60 * 1000, // 1 day
     // Lets web apps on other origins embed the sample (helmet defaults this header to same-origin).
-    setHeaders: (response) => response.setHeader('cross-origin-resource-policy', 'cross-origin'),
+    setHeaders: (response) => {
+      response.setHeader('cross-origin-resource-policy', 'cross-origin');
+    },
   });
 };

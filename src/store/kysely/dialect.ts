@@ -10,7 +10,7 @@ export interface JsonCodec {
 }
 
 /** SQLite (and any dialect storing JSON as text): the driver returns the text. */
-export const textJson: JsonCodec = { read: (column) => JSON.parse(String(column)) };
+export const textJson: JsonCodec = { read: (column): unknown => JSON.parse(String(column)) };
 
 /**
  * The statements that differ between dialects; everything else in `src/store/kysely/` is written once.
