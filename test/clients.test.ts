@@ -244,6 +244,7 @@ t.test('loading a given clients file', async (t) => {
 
   await t.rejects(loadClientRegistry(options('missing.json')), {
     message: `Clients file ${path.join(dir, 'missing.json')}: cannot read it (no such file)`,
+    cause: { code: 'ENOENT' },
   });
 
   const broken = await loadClientRegistry(options('broken.json')).then(

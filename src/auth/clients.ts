@@ -127,15 +127,17 @@ async function readClientsFile(file: string): Promise<ClientRegistry> {
   } catch (error) {
     const code = errorCode(error);
     const reason = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (code ?? String(error));
-    throw new Error(`Clients file ${file}: cannot read it (${reason})`);
+    throw new Error(`Clients file ${file}: cannot read it (${reason})`, { cause: error });
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (error) {
-    // V8's message may quote the surrounding text (secrets included): keep only the position it names.
+    // V8's message may quote the surrounding text (secrets included): keep only the position it names, and
+    // deliberately not the cause, which would carry that text into the log.
     const position = /position (\d+)/.exec(error instanceof Error ? error.message : '')?.[1];
     const where = position === undefined ? '' : ` (at ${locate(text, Number(position))})`;
+    // eslint-disable-next-line preserve-caught-error -- see above
     throw new Error(`Clients file ${file}: not valid JSON${where}`);
   }
   const validation = validateClientsFile(json);

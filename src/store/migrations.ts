@@ -1,3 +1,5 @@
+import { inspect } from 'node:util';
+
 import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
 
 /*
@@ -208,7 +210,7 @@ export async function migrateToLatest<DB>(db: Kysely<DB>): Promise<string[]> {
   const { error, results = [] } = await migrator.migrateToLatest();
   if (error !== undefined) {
     const failed = results.find((result) => result.status === 'Error')?.migrationName;
-    throw new Error(`database migration ${failed ?? '(setup)'} failed: ${error instanceof Error ? error.message : String(error)}`, {
+    throw new Error(`database migration ${failed ?? '(setup)'} failed: ${error instanceof Error ? error.message : inspect(error)}`, {
       cause: error,
     });
   }
