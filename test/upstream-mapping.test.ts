@@ -286,6 +286,8 @@ t.test('sanitizeUpstreamMessage', async (t) => {
   t.equal(sanitizeUpstreamMessage('Invalid key: please check it'), 'Invalid key: please check it', 'plain words survive');
 
   t.equal(sanitizeUpstreamMessage('  many\n\tlines \r\n  here\u0000 '), 'many lines here');
+  // C1 controls too: U+009B is a terminal's CSI, as able to rewrite a log viewer's screen as ESC [.
+  t.equal(sanitizeUpstreamMessage('bad\u009b2Jrequest\u0085end'), 'bad 2Jrequest end', 'C1 control characters');
   const long = sanitizeUpstreamMessage('word '.repeat(200));
   t.ok(long.length <= 300, `capped at 300 (${long.length})`);
   t.ok(long.endsWith('…'));

@@ -58,7 +58,7 @@ function cleanMessage(text: string): string {
   let cleaned = text;
   for (const pattern of REQUEST_ID_PATTERNS) cleaned = cleaned.replace(pattern, '');
   for (const [pattern, replacement] of SECRET_PATTERNS) cleaned = cleaned.replace(pattern, replacement);
-  cleaned = cleaned.replace(/[\u0000-\u001f\u007f\s]+/g, ' ').trim();
+  cleaned = cleaned.replace(/[\p{Cc}\s]+/gu, ' ').trim();
   return cleaned.length <= MAX_MESSAGE_LENGTH ? cleaned : `${cleaned.slice(0, MAX_MESSAGE_LENGTH - 1).trimEnd()}…`;
 }
 
