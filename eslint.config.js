@@ -1,13 +1,14 @@
 // ESLint flat config: typescript-eslint's type-aware rules, import ordering, and the layer boundaries
 // (DESIGN §4; issue 7): domain code never reaches the HTTP layer or Fastify, routes never reach the store or the
-// upstream, schemas depend on nothing in src/. Formatting is Prettier's (eslint-config-prettier turns off clashes).
+// upstream, schemas depend on nothing in src/. These rules are the boundaries' one guard (no test repeats them).
+// Formatting is Prettier's (eslint-config-prettier turns off clashes).
 import js from '@eslint/js';
 import prettier from 'eslint-config-prettier';
 import simpleImportSort from 'eslint-plugin-simple-import-sort';
 import tseslint from 'typescript-eslint';
 
 const httpLayer = {
-  group: ['fastify', '@fastify/*', '**/http/*', '**/http/**'],
+  group: ['fastify', 'fastify-plugin', '@fastify/*', '**/http/*', '**/http/**'],
   message: 'Domain code never imports Fastify or the HTTP layer: throw a DomainError and let src/http map it.',
 };
 
@@ -39,6 +40,13 @@ export default tseslint.config(
       ],
       // `response.json()` is typed `any` by light-my-request: reading a field of a parsed body is what tests do.
       '@typescript-eslint/no-unsafe-member-access': 'off',
+    },
+  },
+  {
+    files: ['src/**', 'routes/**', 'schemas/**'],
+    rules: {
+      // no-restricted-imports sees only static imports: a dynamic one would slip past the boundaries below.
+      'no-restricted-syntax': ['error', { selector: 'ImportExpression', message: 'Import statically, so the layer rules can see it.' }],
     },
   },
   {
