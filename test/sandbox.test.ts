@@ -452,9 +452,8 @@ t.test('close() does not hang on keep-alive or parked requests', async (t) => {
   const parked = client.request({ path: `${GENERATIONS}/y`, method: 'GET' }).catch((error: unknown) => error);
   while (sandbox.stats.queries < 2) await new Promise((resolve) => setImmediate(resolve));
 
-  const started = performance.now();
+  // A close that waited for the parked request would hang for its 60 s delay (past the test's timeout).
   await sandbox.close();
-  t.ok(performance.now() - started < 1000, 'closed promptly');
   t.type(await parked, Error, 'the parked request fails instead of hanging');
   await sandbox.close(); // idempotent
 });

@@ -111,8 +111,10 @@ t.test('an attempt still running at the shutdown bound is aborted, given back, a
   gateway.process.kill('SIGTERM');
   const exit = await gateway.exited;
   const tookMs = Date.now() - signalledAt;
+  // The attempt would hang for 2 min; close-with-grace kills the process (exit 1) after 10 s. Exiting 0 is the proof
+  // that the 5 s grace aborted it; the lower bound, that the grace was given.
   t.equal(exit.code, 0, 'exits 0, not killed by close-with-grace');
-  t.ok(tookMs >= 4_500 && tookMs < 9_500, `bounded by the 5 s grace (${tookMs} ms)`);
+  t.ok(tookMs >= 4_500, `waited the 5 s grace first (${tookMs} ms)`);
   t.match(gateway.output(), /aborting them/);
 
   const db = new BetterSqlite3(join(dir, 'gateway.db'), { readonly: true });
