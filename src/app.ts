@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify';
 
 import { systemClock } from './clock.js';
 import { gatewayApp } from './http/app-plugin.js';
@@ -18,6 +18,8 @@ export interface GatewayOptions extends Omit<ServicesOptions, 'logger' | 'render
   logger?: LoggerOption;
   /** Serve the sandbox's sample video and thumbnail (sandbox mode). */
   serveSandboxAssets?: boolean;
+  /** Sees every route as it is added (the bad-input suite collects them to prove each one is attacked). */
+  onRoute?: (route: RouteOptions) => void;
 }
 
 export interface Gateway extends Pick<
@@ -33,6 +35,7 @@ export interface Gateway extends Pick<
 export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const ids = options.ids ?? createIdSource(options.clock ?? systemClock);
   const app = Fastify(gatewayServerOptions({ config: options.config, clients: options.clients, ids, logger: options.logger }));
+  if (options.onRoute !== undefined) app.addHook('onRoute', options.onRoute);
   const services = await buildServices({ ...options, ids, logger: app.log, renderRefusal: problemResponse });
   await app.register(gatewayApp, {
     services,
