@@ -32,10 +32,16 @@ export function writeClientsFile(dir: string): string {
   return file;
 }
 
-/** Starts the gateway and resolves once it prints its listening address. Killed (SIGKILL) at teardown if still up. */
-export async function startChildGateway(t: Test, env: Record<string, string>, startTimeoutMs = 30_000): Promise<ChildGateway> {
+export interface ChildGatewayOptions {
+  /** Working directory (the default data directory is relative to it). Default: the repository root. */
+  cwd?: string;
+  startTimeoutMs?: number;
+}
+
+/** Spawns the gateway without waiting for it (`url` is empty): for starts that must fail. Killed at teardown if still up. */
+export function spawnChildGateway(t: Test, env: Record<string, string>, options: ChildGatewayOptions = {}): ChildGateway {
   const child = spawn(process.execPath, ['--import', 'tsx', serverEntry], {
-    cwd: root,
+    cwd: options.cwd ?? root,
     env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', HOST: '127.0.0.1', PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -46,14 +52,25 @@ export async function startChildGateway(t: Test, env: Record<string, string>, st
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
+  return { url: '', process: child, output: () => output, exited };
+}
 
-  const listening = /Video gateway listening on (http:\/\/\S+)/;
+const listening = /Video gateway listening on (http:\/\/\S+)/;
+
+/** Starts the gateway and resolves once it prints its listening address. Killed (SIGKILL) at teardown if still up. */
+export async function startChildGateway(t: Test, env: Record<string, string>, options: ChildGatewayOptions = {}): Promise<ChildGateway> {
+  const startTimeoutMs = options.startTimeoutMs ?? 30_000;
+  const gateway = spawnChildGateway(t, env, options);
+  const child = gateway.process;
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => finish(new Error(`the gateway did not start within ${startTimeoutMs} ms:\n${output}`)), startTimeoutMs);
+    const timer = setTimeout(
+      () => finish(new Error(`the gateway did not start within ${startTimeoutMs} ms:\n${gateway.output()}`)),
+      startTimeoutMs,
+    );
     const onData = (): void => {
-      if (listening.test(output)) finish();
+      if (listening.test(gateway.output())) finish();
     };
-    const onExit = (): void => finish(new Error(`the gateway exited before listening:\n${output}`));
+    const onExit = (): void => finish(new Error(`the gateway exited before listening:\n${gateway.output()}`));
     function finish(error?: Error): void {
       clearTimeout(timer);
       child.stdout?.off('data', onData);
@@ -64,7 +81,7 @@ export async function startChildGateway(t: Test, env: Record<string, string>, st
     child.stdout?.on('data', onData);
     child.once('exit', onExit);
   });
-  return { url: listening.exec(output)?.[1] ?? '', process: child, output: () => output, exited };
+  return { ...gateway, url: listening.exec(gateway.output())?.[1] ?? '' };
 }
 
 /** Polls something only a real process can make true; the bound turns a hang into a failure with a reason. */
