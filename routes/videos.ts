@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { FastifyReply } from 'fastify';
 
+import { RefTo } from '../schemas/common.js';
 import { CreateVideoHeaders, defaultListLimit, ListVideosQuery, VideoEventStream, VideoList } from '../schemas/list.js';
 import { CreateVideoBody, GetVideoQuery, Video, VideoParams } from '../schemas/video.js';
 import { type Authenticate, clientOf, requireClient } from '../src/http/auth.js';
@@ -57,9 +58,9 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
           'Counts against both `rateLimitPerMinute` and `createLimitPerMinute`.',
         security: bearerSecurity(),
         headers: CreateVideoHeaders,
-        body: Type.Ref(CreateVideoBody),
+        body: RefTo(CreateVideoBody),
         response: {
-          202: jsonResponse(Type.Ref(Video), 'Accepted: the stored video, normally `queued`.', {
+          202: jsonResponse(RefTo(Video), 'Accepted: the stored video, normally `queued`.', {
             location: { type: 'string', description: '`/videos/{id}` of the new video.' },
             'idempotent-replayed': {
               type: 'string',
@@ -99,7 +100,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
         security: bearerSecurity(),
         querystring: ListVideosQuery,
         response: {
-          200: jsonResponse(Type.Ref(VideoList), 'A page of your videos.'),
+          200: jsonResponse(RefTo(VideoList), 'A page of your videos.'),
           ...problemsFor(400, 401, 429, 500),
         },
       },
@@ -129,7 +130,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
         params: VideoParams,
         querystring: GetVideoQuery,
         response: {
-          200: jsonResponse(Type.Ref(Video), 'The video.', {
+          200: jsonResponse(RefTo(Video), 'The video.', {
             etag: { type: 'string', description: 'Strong validator of this body; send it back in `If-None-Match`.' },
             'cache-control': { type: 'string', description: '`private, no-cache` while running; `private, max-age=N` once terminal.' },
           }),

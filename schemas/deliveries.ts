@@ -1,6 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox';
 
-import { Nullable, Timestamp } from './common.js';
+import { Nullable, RefTo, Timestamp } from './common.js';
 import { Video, WebhookEventType } from './video.js';
 
 const MessageId = Type.String({
@@ -13,7 +13,7 @@ export const WebhookEvent = Type.Object(
   {
     type: WebhookEventType,
     timestamp: { ...Timestamp, description: 'When the event happened (ISO 8601, UTC); the same on every retry.' },
-    data: Type.Ref(Video),
+    data: RefTo(Video),
   },
   {
     $id: 'WebhookEvent',
@@ -24,7 +24,7 @@ export const WebhookEvent = Type.Object(
       'first attempt (`data.webhook` is always null); retries and redeliveries send the same bytes under the same `webhook-id`.',
   },
 );
-export type WebhookEvent = Omit<Static<typeof WebhookEvent>, 'data'> & { data: Static<typeof Video> };
+export type WebhookEvent = Static<typeof WebhookEvent>;
 
 export const DeliveryAttempt = Type.Object(
   {
@@ -43,9 +43,10 @@ export const DeliveryAttempt = Type.Object(
 export type DeliveryAttempt = Static<typeof DeliveryAttempt>;
 
 export const DeliveryList = Type.Object(
-  { data: Type.Array(Type.Ref(DeliveryAttempt), { description: 'Newest first; at most the 100 latest attempts.' }) },
+  { data: Type.Array(RefTo(DeliveryAttempt), { description: 'Newest first; at most the 100 latest attempts.' }) },
   { additionalProperties: false },
 );
+export type DeliveryList = Static<typeof DeliveryList>;
 
 export const RedeliveryAccepted = Type.Object(
   {

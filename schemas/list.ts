@@ -1,7 +1,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 
-import { Nullable } from './common.js';
-import { literals, videoStatuses } from './video.js';
+import { Nullable, RefTo } from './common.js';
+import { literals, Video, videoStatuses } from './video.js';
 
 export const defaultListLimit = 20;
 
@@ -29,7 +29,7 @@ export type ListVideosQuery = Static<typeof ListVideosQuery>;
 
 export const VideoList = Type.Object(
   {
-    data: Type.Array(Type.Ref('Video'), { description: 'Your videos, newest first.' }),
+    data: Type.Array(RefTo(Video), { description: 'Your videos, newest first.' }),
     nextCursor: Nullable(Type.String(), {
       description: 'Pass as `cursor` to get the next page; null on the last page.',
     }),

@@ -1,5 +1,6 @@
-import { type TSchema, Type } from '@sinclair/typebox';
+import type { TSchema } from '@sinclair/typebox';
 
+import { RefTo } from '../../schemas/common.js';
 import { Problem } from '../../schemas/problem.js';
 
 interface HeaderDoc {
@@ -16,7 +17,7 @@ export const jsonResponse = (schema: TSchema, description: string, headers?: Rec
 
 export const problemContent = (description: string) => ({
   description,
-  content: { 'application/problem+json': { schema: Type.Ref(Problem) } },
+  content: { 'application/problem+json': { schema: RefTo(Problem) } },
 });
 
 /** Problem responses documented on routes, by status. */
