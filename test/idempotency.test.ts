@@ -2,6 +2,7 @@ import { join } from 'node:path';
 
 import t from 'tap';
 
+import type { VideoList } from '../schemas/list.js';
 import { createClientRegistry } from '../src/auth/clients.js';
 import { silentLogger } from '../src/lib/logger.js';
 import type { IdempotencyRecord } from '../src/store/records.js';
@@ -31,9 +32,7 @@ const post = (gw: TestGateway, body: Record<string, unknown>, key: string | unde
   });
 
 const listIds = async (gw: TestGateway, who: 'alice' | 'bob' = 'alice'): Promise<string[]> =>
-  (await gw.app.inject({ method: 'GET', url: '/videos?limit=100', headers: auth(who) }))
-    .json<{ data: Array<{ id: string }> }>()
-    .data.map((video) => video.id);
+  (await gw.app.inject({ method: 'GET', url: '/videos?limit=100', headers: auth(who) })).json<VideoList>().data.map((video) => video.id);
 
 t.test('pure rules', async (t) => {
   t.test('canonical JSON ignores key order at every level, keeps array order', async (t) => {

@@ -1,13 +1,12 @@
 import t from 'tap';
 
+import type { VideoList } from '../schemas/list.js';
 import { decodeCursor, encodeCursor } from '../src/videos/cursor.js';
 import { advanceAndPoll, auth, createVideo, startTestGateway, type TestGateway } from './helpers/gateway.js';
 
-type Page = { data: Array<{ id: string; status: string; prompt: string; webhook: unknown }>; nextCursor: string | null };
-
 const list = async (gw: TestGateway, query = '', who: 'alice' | 'bob' = 'alice') => {
   const response = await gw.app.inject({ method: 'GET', url: `/videos${query}`, headers: auth(who) });
-  return { response, page: response.json<Page>() };
+  return { response, page: response.json<VideoList>() };
 };
 
 /** Creates `count` videos one millisecond apart (ids are time-sortable), oldest first. */

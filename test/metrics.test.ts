@@ -1,5 +1,6 @@
 import t from 'tap';
 
+import type { Video } from '../schemas/video.js';
 import { advanceAndPoll, auth, createVideo, startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { parsePrometheus, type Sample, sampleValue } from './helpers/prometheus.js';
 
@@ -41,11 +42,7 @@ t.test('a video’s life shows in the metrics: requests by route pattern, upstre
   gw.clock.advance(1_000);
   await advanceAndPoll(gw, 14_000);
   for (let i = 0; i < 2; i++) await gw.app.inject({ method: 'GET', url: `/videos/${created.id}`, headers: auth() });
-  const video = (await gw.app.inject({ method: 'GET', url: `/videos/${failing.id}`, headers: auth() })).json<{
-    status: string;
-    createdAt: string;
-    completedAt: string;
-  }>();
+  const video = (await gw.app.inject({ method: 'GET', url: `/videos/${failing.id}`, headers: auth() })).json<Video>();
   t.equal(video.status, 'failed');
 
   samples = await scrape(gw);
@@ -70,7 +67,7 @@ t.test('a video’s life shows in the metrics: requests by route pattern, upstre
   t.equal(sampleValue(samples, 'gateway_video_time_to_terminal_seconds_count', { status: 'failed' }), 1);
   t.equal(
     sampleValue(samples, 'gateway_video_time_to_terminal_seconds_sum', { status: 'failed' }),
-    (Date.parse(video.completedAt) - Date.parse(video.createdAt)) / 1000,
+    (Date.parse(video.completedAt ?? '') - Date.parse(video.createdAt)) / 1000,
     'measured from creation to the terminal state, on the gateway clock',
   );
   t.equal(sampleValue(samples, 'gateway_video_time_to_terminal_seconds_bucket', { status: 'completed', le: '5' }), 0);

@@ -2,32 +2,19 @@ import { join } from 'node:path';
 
 import t from 'tap';
 
-import { advanceAndPoll, auth, createVideo, startTestGateway, type TestGateway } from './helpers/gateway.js';
-
-const read = async (gw: TestGateway, id: string) =>
-  (await gw.app.inject({ method: 'GET', url: `/videos/${id}`, headers: auth() })).json<{
-    status: string;
-    failure: { code: string; message: string } | null;
-    result: unknown;
-  }>();
-
-const upstreamIdOf = (gw: TestGateway, index = 0): string => {
-  const task = [...gw.sandbox.tasks.values()][index];
-  if (task === undefined) throw new Error('no upstream task');
-  return task.id;
-};
+import { advanceAndPoll, createVideo, readVideo, startTestGateway, upstreamIdOf } from './helpers/gateway.js';
 
 t.test('a video in flight when the process stops is polled again after restart', async (t) => {
   const sqlitePath = join(t.testdir(), 'restart.db');
   const first = await startTestGateway(t, { sqlitePath });
   const created = await createVideo(first);
   await advanceAndPoll(first, 3000);
-  t.equal((await read(first, created.id)).status, 'processing');
+  t.equal((await readVideo(first, created.id)).status, 'processing');
   await first.close();
 
   const second = await startTestGateway(t, { sqlitePath, clock: first.clock, sandboxInstance: first.sandbox });
   await advanceAndPoll(second, 15_000);
-  const video = await read(second, created.id);
+  const video = await readVideo(second, created.id);
   t.equal(video.status, 'completed');
 });
 
@@ -38,20 +25,20 @@ t.test('a claimed video whose poll crashed is claimed again once its lease expir
   const claimed = await gw.store.videos.claimDue(gw.clock.now(), 10, 60_000); // a poller that then died
   t.equal(claimed.length, 1);
   await advanceAndPoll(gw, 30_000, 5000);
-  t.equal((await read(gw, created.id)).status, 'queued', 'not polled while the dead lease holds');
+  t.equal((await readVideo(gw, created.id)).status, 'queued', 'not polled while the dead lease holds');
   t.equal(gw.sandbox.stats.queries, 0);
   await advanceAndPoll(gw, 40_000, 5000);
-  t.equal((await read(gw, created.id)).status, 'completed');
+  t.equal((await readVideo(gw, created.id)).status, 'completed');
 });
 
 t.test('task_not_exist is retried for 60 s, then the video fails with upstream_lost', async (t) => {
   const gw = await startTestGateway(t);
   const created = await createVideo(gw);
-  gw.sandbox.forget(upstreamIdOf(gw));
+  gw.sandbox.forget(await upstreamIdOf(gw, created.id));
   await advanceAndPoll(gw, 50_000);
-  t.equal((await read(gw, created.id)).status, 'queued', 'still waiting within the grace period');
+  t.equal((await readVideo(gw, created.id)).status, 'queued', 'still waiting within the grace period');
   await advanceAndPoll(gw, 30_000);
-  const video = await read(gw, created.id);
+  const video = await readVideo(gw, created.id);
   t.equal(video.status, 'failed');
   t.equal(video.failure?.code, 'upstream_lost');
 });
@@ -61,17 +48,17 @@ t.test('a just-created task that briefly answers task_not_exist still completes'
   const created = await createVideo(gw);
   gw.sandbox.injectFault({ op: 'query', status: 400, body: { code: 'task_not_exist', message: 'task_not_exist', data: null }, times: 2 });
   await advanceAndPoll(gw, 30_000);
-  t.equal((await read(gw, created.id)).status, 'completed');
+  t.equal((await readVideo(gw, created.id)).status, 'completed');
 });
 
 t.test('a video still running after TASK_TIMEOUT_MS fails with timed_out', async (t) => {
   const gw = await startTestGateway(t, { env: { TASK_TIMEOUT_MS: '2m' } });
   const created = await createVideo(gw);
-  gw.sandbox.setTaskState(upstreamIdOf(gw), { state: 'dreaming' });
+  gw.sandbox.setTaskState(await upstreamIdOf(gw, created.id), { state: 'dreaming' });
   await advanceAndPoll(gw, 100_000, 5000);
-  t.equal((await read(gw, created.id)).status, 'processing');
+  t.equal((await readVideo(gw, created.id)).status, 'processing');
   await advanceAndPoll(gw, 40_000, 5000);
-  const video = await read(gw, created.id);
+  const video = await readVideo(gw, created.id);
   t.equal(video.status, 'failed');
   t.equal(video.failure?.code, 'timed_out');
 });
@@ -79,9 +66,9 @@ t.test('a video still running after TASK_TIMEOUT_MS fails with timed_out', async
 t.test('a never-seen upstream state means processing', async (t) => {
   const gw = await startTestGateway(t);
   const created = await createVideo(gw);
-  gw.sandbox.setTaskState(upstreamIdOf(gw), { state: 'upscaling' });
+  gw.sandbox.setTaskState(await upstreamIdOf(gw, created.id), { state: 'upscaling' });
   await advanceAndPoll(gw, 3000);
-  t.equal((await read(gw, created.id)).status, 'processing');
+  t.equal((await readVideo(gw, created.id)).status, 'processing');
 });
 
 t.test('terminal states never change: a late contradictory answer is ignored', async (t) => {
@@ -92,7 +79,7 @@ t.test('terminal states never change: a late contradictory answer is ignored', a
     return gw.store.videos.claimDue(gw.clock.now(), 1, 1); // stale snapshot held by a slow poller
   })();
   await advanceAndPoll(gw, 15_000);
-  t.equal((await read(gw, created.id)).status, 'completed');
+  t.equal((await readVideo(gw, created.id)).status, 'completed');
   const stale = claimedEarly[0];
   if (stale === undefined) throw new Error('expected a claim');
   const applied = await gw.store.videos.applyTransition(
@@ -109,7 +96,7 @@ t.test('terminal states never change: a late contradictory answer is ignored', a
     [],
   );
   t.equal(applied, undefined);
-  t.equal((await read(gw, created.id)).status, 'completed');
+  t.equal((await readVideo(gw, created.id)).status, 'completed');
 });
 
 t.test('5xx bursts on queries are retried; polling recovers', async (t) => {
@@ -119,7 +106,7 @@ t.test('5xx bursts on queries are retried; polling recovers', async (t) => {
   gw.sandbox.injectFault({ op: 'query', html: true, status: 502, times: 3 });
   gw.sandbox.injectFault({ op: 'query', status: 200, body: '{"id": "broken', times: 1 });
   await advanceAndPoll(gw, 40_000);
-  t.equal((await read(gw, created.id)).status, 'completed');
+  t.equal((await readVideo(gw, created.id)).status, 'completed');
   t.equal(gw.sandbox.pendingFaults, 0);
 });
 
@@ -146,9 +133,9 @@ t.test('an upstream 401 never fails videos: readiness reports it and polling con
   const notReady = await gw.app.inject({ method: 'GET', url: '/readyz' });
   t.equal(notReady.statusCode, 503);
   t.equal(notReady.json().checks.upstreamAuth, 'refused');
-  t.equal((await read(gw, created.id)).status, 'queued');
+  t.equal((await readVideo(gw, created.id)).status, 'queued');
   await advanceAndPoll(gw, 120_000, 5000);
-  t.equal((await read(gw, created.id)).status, 'completed', 'the key works again: videos finish');
+  t.equal((await readVideo(gw, created.id)).status, 'completed', 'the key works again: videos finish');
   t.equal((await gw.app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200);
 });
 

@@ -12,6 +12,8 @@ import type { InjectOptions } from 'fastify';
 import { Webhook } from 'standardwebhooks';
 import t from 'tap';
 
+import type { WebhookEvent } from '../schemas/deliveries.js';
+import type { Video } from '../schemas/video.js';
 import { advanceAndPoll, auth, clientKeys, startTestGateway, webhookSecrets } from './helpers/gateway.js';
 
 const elkapiKey = 'elk-test-key-do-not-leak';
@@ -75,7 +77,7 @@ t.test('no secret appears in any log line, response or webhook over a full run, 
     },
   });
   t.equal(created.statusCode, 202);
-  const videoId = created.json<{ id: string }>().id;
+  const videoId = created.json<Video>().id;
   await call({
     method: 'POST',
     url: '/videos',
@@ -93,7 +95,7 @@ t.test('no secret appears in any log line, response or webhook over a full run, 
     headers: auth('bob'),
     payload: { prompt: 'Bob’s failing video [fail]', callbackUrl },
   });
-  const bobsId = bobs.json<{ id: string }>().id;
+  const bobsId = bobs.json<Video>().id;
 
   // Credentials sent wrong, or in the wrong place: refused, and never logged as sent.
   const misplaced: InjectOptions[] = [
@@ -188,7 +190,7 @@ t.test('no secret appears in any log line, response or webhook over a full run, 
 
   // Webhooks were signed with the secret, which they never carry. (Signatures are recomputed rather than
   // `verify()`-ed: verify compares the timestamp with the real time, and this run is on a manual clock.)
-  const signed = received.filter((delivery) => (JSON.parse(delivery.body) as { data?: { id?: string } }).data?.id === videoId);
+  const signed = received.filter((delivery) => (JSON.parse(delivery.body) as WebhookEvent).data.id === videoId);
   t.ok(signed.length >= 2, 'alice’s video sent its webhooks');
   for (const delivery of signed) {
     const { 'webhook-id': id, 'webhook-timestamp': timestamp, 'webhook-signature': signature } = delivery.headers;

@@ -5,7 +5,7 @@ import { type CircuitState, withCircuitBreaker } from '../src/upstream/circuit-b
 import { createUpstreamClient } from '../src/upstream/client.js';
 import { createUpstreamHealth, withHealthTracking } from '../src/upstream/health.js';
 import type { UpstreamClient, UpstreamCreateRequest } from '../src/upstream/types.js';
-import { advanceAndPoll, auth, createVideo, startTestGateway } from './helpers/gateway.js';
+import { advanceAndPoll, auth, createVideo, startTestGateway, upstreamIdOf } from './helpers/gateway.js';
 import { ManualClock } from './helpers/manual-time.js';
 import { upstreamRejection } from './helpers/rejection.js';
 
@@ -196,7 +196,7 @@ t.test(
       });
 
     const created = await createVideo(gw, { prompt: 'Takes the only token of the burst' });
-    const upstreamId = (await gw.store.videos.get(created.id))?.upstreamId ?? '';
+    const upstreamId = await upstreamIdOf(gw, created.id);
     // Polls queue however long it takes: 11 of them book the budget 11 s ahead.
     for (let i = 0; i < 11; i++) await upstream.getGeneration(upstreamId);
     t.same(sleeps, [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10_000, 11_000], 'queries wait past the create bound');

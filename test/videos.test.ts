@@ -1,21 +1,7 @@
 import t from 'tap';
 
+import type { Video } from '../schemas/video.js';
 import { advanceAndPoll, auth, createVideo, startTestGateway } from './helpers/gateway.js';
-
-type VideoBody = {
-  id: string;
-  status: string;
-  prompt: string;
-  aspectRatio: string;
-  loop: boolean;
-  webhookEvents: string[];
-  metadata: Record<string, string> | null;
-  keyframes: unknown;
-  result: null | { video: { url: string; downloadUrl: string; downloadUrlExpiresAt: string; durationSeconds: number | null } };
-  failure: null | { code: string; message: string };
-  completedAt: string | null;
-  estimatedWaitSeconds: number | null;
-};
 
 t.test('POST /videos answers 202 with Location and the queued Video, with defaults applied', async (t) => {
   const gw = await startTestGateway(t);
@@ -26,7 +12,7 @@ t.test('POST /videos answers 202 with Location and the queued Video, with defaul
     payload: { prompt: '  A serene lake at sunset  ', metadata: { userId: 'u_42' } },
   });
   t.equal(response.statusCode, 202);
-  const video = response.json<VideoBody>();
+  const video = response.json<Video>();
   t.match(video.id, /^vid_[0-9A-Z]{26}$/);
   t.equal(response.headers.location, `/videos/${video.id}`);
   t.equal(video.status, 'queued');
@@ -100,7 +86,7 @@ t.test('a videoId keyframe resolves to the upstream id of the caller’s own com
 t.test('a video goes queued → processing → completed with playable URLs, polled by the gateway', async (t) => {
   const gw = await startTestGateway(t);
   const created = await createVideo(gw);
-  const read = async () => (await gw.app.inject({ method: 'GET', url: `/videos/${created.id}`, headers: auth() })).json<VideoBody>();
+  const read = async () => (await gw.app.inject({ method: 'GET', url: `/videos/${created.id}`, headers: auth() })).json<Video>();
 
   await advanceAndPoll(gw, 3000);
   const processing = await read();
@@ -133,7 +119,7 @@ t.test('a failed generation ends failed with the upstream reason', async (t) => 
   const gw = await startTestGateway(t);
   const created = await createVideo(gw, { prompt: 'Something that fails [fail]' });
   await advanceAndPoll(gw, 25_000);
-  const video = (await gw.app.inject({ method: 'GET', url: `/videos/${created.id}`, headers: auth() })).json<VideoBody>();
+  const video = (await gw.app.inject({ method: 'GET', url: `/videos/${created.id}`, headers: auth() })).json<Video>();
   t.equal(video.status, 'failed');
   t.same(video.failure, { code: 'upstream_failed', message: 'Simulated failure' });
   t.equal(video.result, null);
@@ -149,7 +135,7 @@ t.test('terminal videos come from the cache with a strong ETag, 304 on If-None-M
   t.match(etag, /^"[A-Za-z0-9_-]+"$/, 'strong ETag');
   const cacheControl = String(first.headers['cache-control']);
   t.match(cacheControl, /^private, max-age=\d+$/);
-  const expiresAt = Date.parse(first.json<VideoBody>().result?.video.downloadUrlExpiresAt ?? '');
+  const expiresAt = Date.parse(first.json<Video>().result?.video.downloadUrlExpiresAt ?? '');
   const maxAge = Number(cacheControl.split('=')[1]);
   t.ok(gw.clock.now() + maxAge * 1000 <= expiresAt, 'max-age never outlives the download URL');
 
@@ -210,7 +196,7 @@ t.test('a download URL about to expire is refreshed with exactly one upstream ca
   const gw = await startTestGateway(t);
   const created = await createVideo(gw);
   await advanceAndPoll(gw, 15_000);
-  const first = (await gw.app.inject({ method: 'GET', url: `/videos/${created.id}`, headers: auth() })).json<VideoBody>();
+  const first = (await gw.app.inject({ method: 'GET', url: `/videos/${created.id}`, headers: auth() })).json<Video>();
   const expiresAt = Date.parse(first.result?.video.downloadUrlExpiresAt ?? '');
 
   // 56 minutes later the signed URL has less than 5 minutes left.
@@ -220,7 +206,7 @@ t.test('a download URL about to expire is refreshed with exactly one upstream ca
     Array.from({ length: 100 }, () => gw.app.inject({ method: 'GET', url: `/videos/${created.id}`, headers: auth() })),
   );
   t.equal(gw.sandbox.stats.queries - queriesBefore, 1, 'one upstream call');
-  const bodies = responses.map((response) => response.json<VideoBody>());
+  const bodies = responses.map((response) => response.json<Video>());
   t.ok(bodies.every((body) => body.result?.video.downloadUrlExpiresAt === bodies[0]?.result?.video.downloadUrlExpiresAt));
   const refreshedExpiry = Date.parse(bodies[0]?.result?.video.downloadUrlExpiresAt ?? '');
   t.equal(refreshedExpiry, gw.clock.now() + 3600_000, 'fresh signature: one hour from now');
@@ -228,26 +214,26 @@ t.test('a download URL about to expire is refreshed with exactly one upstream ca
 
   const again = await gw.app.inject({ method: 'GET', url: `/videos/${created.id}`, headers: auth() });
   t.equal(gw.sandbox.stats.queries - queriesBefore, 1, 'the refreshed URL is stored and cached');
-  t.equal(again.json<VideoBody>().result?.video.downloadUrl, bodies[0]?.result?.video.downloadUrl);
+  t.equal(again.json<Video>().result?.video.downloadUrl, bodies[0]?.result?.video.downloadUrl);
 });
 
 t.test('a failed refresh still serves the stored URL', async (t) => {
   const gw = await startTestGateway(t);
   const created = await createVideo(gw);
   await advanceAndPoll(gw, 15_000);
-  const first = (await gw.app.inject({ method: 'GET', url: `/videos/${created.id}`, headers: auth() })).json<VideoBody>();
+  const first = (await gw.app.inject({ method: 'GET', url: `/videos/${created.id}`, headers: auth() })).json<Video>();
   gw.clock.set(Date.parse(first.result?.video.downloadUrlExpiresAt ?? '') - 60_000);
   gw.sandbox.injectFault({ op: 'query', status: 500, times: 10 });
   const response = await gw.app.inject({ method: 'GET', url: `/videos/${created.id}`, headers: auth() });
   t.equal(response.statusCode, 200);
-  t.equal(response.json<VideoBody>().result?.video.downloadUrl, first.result?.video.downloadUrl);
+  t.equal(response.json<Video>().result?.video.downloadUrl, first.result?.video.downloadUrl);
 });
 
 t.test('a refresh that cannot renew the download URL is not retried on every read', async (t) => {
   const gw = await startTestGateway(t);
   const created = await createVideo(gw);
   await advanceAndPoll(gw, 15_000);
-  const first = (await gw.app.inject({ method: 'GET', url: `/videos/${created.id}`, headers: auth() })).json<VideoBody>();
+  const first = (await gw.app.inject({ method: 'GET', url: `/videos/${created.id}`, headers: auth() })).json<Video>();
   gw.clock.set(Date.parse(first.result?.video.downloadUrlExpiresAt ?? '') - 4 * 60_000);
   // Old generations are purged upstream: every refresh answers task_not_exist.
   for (const id of [...gw.sandbox.tasks.keys()]) gw.sandbox.forget(id);
@@ -255,7 +241,7 @@ t.test('a refresh that cannot renew the download URL is not retried on every rea
   for (let i = 0; i < 5; i++) {
     const response = await gw.app.inject({ method: 'GET', url: `/videos/${created.id}`, headers: auth() });
     t.equal(response.statusCode, 200);
-    t.equal(response.json<VideoBody>().result?.video.downloadUrl, first.result?.video.downloadUrl, 'the stored URL is served');
+    t.equal(response.json<Video>().result?.video.downloadUrl, first.result?.video.downloadUrl, 'the stored URL is served');
     gw.clock.advance(1_000);
   }
   t.equal(gw.sandbox.stats.queries - queriesBefore, 1, 'a client polling GET does not turn into one upstream call per read');

@@ -3,17 +3,18 @@ import type { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
 import { Agent, request } from 'undici';
 
+import type { Problem } from '../schemas/problem.js';
+import type { Video } from '../schemas/video.js';
 import { createClientRegistry } from '../src/auth/clients.js';
 import { createInProcessBus } from '../src/events/bus.js';
 import { formatSseEvent, sseKeepAlive } from '../src/http/sse.js';
 import type { VideoRecord } from '../src/store/records.js';
 import { etagOf, type RenderedVideo, toVideo } from '../src/videos/present.js';
 import { createVideoWatch } from '../src/videos/watch.js';
-import { auth, clientKeys, createVideo, startTestGateway, testClientsFile, type TestGateway } from './helpers/gateway.js';
+import { auth, clientKeys, createVideo, startTestGateway, testClientsFile, type TestGateway, upstreamIdOf } from './helpers/gateway.js';
 import { ManualClock, ManualTimers } from './helpers/manual-time.js';
 import { videoRequest } from './helpers/records.js';
-
-type VideoBody = { id: string; status: string; updatedAt: string };
+import { until } from './helpers/until.js';
 
 /** A gateway whose long-poll and keep-alive timers the test fires by hand (the clock moves with them). */
 async function startWatchGateway(t: Test, rateLimitPerMinute?: number): Promise<TestGateway & { timers: ManualTimers }> {
@@ -27,24 +28,9 @@ async function startWatchGateway(t: Test, rateLimitPerMinute?: number): Promise<
   return { ...gw, timers };
 }
 
-/** Yields to the event loop until `condition` holds (socket I/O, not timers, is what we wait for here). */
-async function until(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-}
-
-const upstreamIdOf = (gw: TestGateway, prompt: string): string => {
-  const task = [...gw.sandbox.tasks.values()].find((candidate) => candidate.request.prompt === prompt);
-  if (task === undefined) throw new Error(`no sandbox task for ${prompt}`);
-  return task.id;
-};
-
 /** Finishes the upstream task now and lets the poller pick it up: exactly one upstream query. */
-async function completeViaPoller(gw: TestGateway, prompt: string): Promise<void> {
-  gw.sandbox.completeNow(upstreamIdOf(gw, prompt));
+async function completeViaPoller(gw: TestGateway, videoId: string): Promise<void> {
+  gw.sandbox.completeNow(await upstreamIdOf(gw, videoId));
   gw.clock.advance(2_000);
   await gw.poller.tick();
 }
@@ -93,10 +79,10 @@ function sseBlocks(body: Readable) {
   };
 }
 
-const parseStatusEvent = (block: string | null): { event: string; id: string; video: VideoBody } => {
+const parseStatusEvent = (block: string | null): { event: string; id: string; video: Video } => {
   const lines = (block ?? '').split('\n');
   const field = (name: string) => lines.find((line) => line.startsWith(`${name}: `))?.slice(name.length + 2) ?? '';
-  return { event: field('event'), id: field('id'), video: JSON.parse(field('data')) as VideoBody };
+  return { event: field('event'), id: field('id'), video: JSON.parse(field('data')) as Video };
 };
 
 t.test('SSE framing', async (t) => {
@@ -164,10 +150,10 @@ t.test('?wait=N answers as soon as the status changes, without an upstream call'
   await until(() => gw.bus.listenerCount(created.id) === 1, 'the waiter subscribed');
   t.equal(gw.sandbox.stats.queries, queriesBefore, 'waiting costs no upstream call');
 
-  await completeViaPoller(gw, prompt);
+  await completeViaPoller(gw, created.id);
   const response = await waiting;
   t.equal(response.statusCode, 200);
-  t.equal(response.json<VideoBody>().status, 'completed');
+  t.equal(response.json<Video>().status, 'completed');
   t.match(response.headers['cache-control'], /^private, max-age=\d+$/);
   t.ok(response.headers.etag);
   t.equal(gw.sandbox.stats.queries - queriesBefore, 1, 'only the poller’s own query');
@@ -189,7 +175,7 @@ t.test('?wait=N without a change answers after N seconds with the current state'
   gw.timers.advance(1);
   const response = await waiting;
   t.equal(response.statusCode, 200);
-  t.equal(response.json<VideoBody>().status, 'queued');
+  t.equal(response.json<Video>().status, 'queued');
   t.equal(response.headers['cache-control'], 'private, no-cache');
   t.equal(gw.bus.listenerCount(created.id), 0);
 });
@@ -208,7 +194,7 @@ t.test('?wait=N: a terminal video, a stale If-None-Match or an unknown id answer
     headers: { ...auth(), 'if-none-match': String(first.headers.etag) },
   });
   t.equal(stale.statusCode, 200, 'answered at once: the client’s copy is out of date');
-  t.equal(stale.json<VideoBody>().status, 'processing');
+  t.equal(stale.json<Video>().status, 'processing');
 
   // A current If-None-Match waits; when nothing changed, the answer is 304.
   const current = gw.app.inject({
@@ -220,10 +206,10 @@ t.test('?wait=N: a terminal video, a stale If-None-Match or an unknown id answer
   gw.timers.advance(10_000);
   t.equal((await current).statusCode, 304);
 
-  await completeViaPoller(gw, prompt);
+  await completeViaPoller(gw, created.id);
   const terminal = await gw.app.inject({ method: 'GET', url: `/videos/${created.id}?wait=60`, headers: auth() });
   t.equal(terminal.statusCode, 200);
-  t.equal(terminal.json<VideoBody>().status, 'completed');
+  t.equal(terminal.json<Video>().status, 'completed');
 
   const asBob = await gw.app.inject({ method: 'GET', url: `/videos/${created.id}?wait=60`, headers: auth('bob') });
   t.equal(asBob.statusCode, 404);
@@ -254,13 +240,13 @@ t.test('1,000 concurrent long-polls on one video: zero extra upstream calls, no 
 
   const responses = Array.from({ length: 1_000 }, () =>
     request(`${base}/videos/${created.id}?wait=60`, { dispatcher: agent, headers: { authorization: `Bearer ${clientKeys.alice}` } }).then(
-      async ({ statusCode, body }) => ({ statusCode, video: (await body.json()) as VideoBody }),
+      async ({ statusCode, body }) => ({ statusCode, video: (await body.json()) as Video }),
     ),
   );
   await until(() => gw.bus.listenerCount(created.id) === 1_000, '1,000 waiters subscribed');
   t.equal(gw.sandbox.stats.queries, queriesBefore, 'a thousand waiters cost no upstream call');
 
-  await completeViaPoller(gw, prompt);
+  await completeViaPoller(gw, created.id);
   const answers = await Promise.all(responses);
   t.ok(
     answers.every((answer) => answer.statusCode === 200 && answer.video.status === 'completed'),
@@ -315,7 +301,7 @@ t.test('SSE: the current state on connect, one event per status change, closed a
   gw.timers.advance(13_000);
   t.equal(await blocks.next(), ': keep-alive', 'keep-alive comment 15 s after connecting');
 
-  gw.sandbox.completeNow(upstreamIdOf(gw, prompt));
+  gw.sandbox.completeNow(await upstreamIdOf(gw, created.id));
   gw.clock.advance(5_000);
   await gw.poller.tick();
   t.equal(parseStatusEvent(await blocks.next()).video.status, 'completed');
@@ -329,7 +315,7 @@ t.test('SSE: a terminal video gets one event and the end; an unknown one a 404 p
   const gw = await startWatchGateway(t);
   const prompt = 'Already done';
   const created = await createVideo(gw, { prompt });
-  await completeViaPoller(gw, prompt);
+  await completeViaPoller(gw, created.id);
   const base = await listen(t, gw);
 
   const done = await request(`${base}/videos/${created.id}/events`, { headers: auth() });
@@ -340,7 +326,7 @@ t.test('SSE: a terminal video gets one event and the end; an unknown one a 404 p
   const unknown = await request(`${base}/videos/${created.id}/events`, { headers: auth('bob') });
   t.equal(unknown.statusCode, 404);
   t.equal(unknown.headers['content-type'], 'application/problem+json; charset=utf-8');
-  t.equal(((await unknown.body.json()) as { code: string }).code, 'not_found');
+  t.equal(((await unknown.body.json()) as Problem).code, 'not_found');
   const unauthenticated = await request(`${base}/videos/${created.id}/events`);
   t.equal(unauthenticated.statusCode, 401);
   await unauthenticated.body.dump();
@@ -393,7 +379,7 @@ t.test('shutting down answers open long-polls and ends open streams instead of w
   await gw.close();
   const answered = await longPoll;
   t.equal(answered.statusCode, 200, 'the long-poll got the current state');
-  t.equal(((await answered.body.json()) as VideoBody).status, 'queued');
+  t.equal(((await answered.body.json()) as Video).status, 'queued');
   t.equal(await blocks.next(), null, 'the stream ended (an EventSource reconnects elsewhere)');
   t.equal(gw.bus.listenerCount(created.id), 0);
   t.equal(gw.timers.pending(), 0);

@@ -1,6 +1,7 @@
 import { Webhook } from 'standardwebhooks';
 import t from 'tap';
 
+import type { WebhookEvent } from '../schemas/deliveries.js';
 import { createClientRegistry } from '../src/auth/clients.js';
 import { ValidationFailed } from '../src/errors.js';
 import { toProblem } from '../src/http/problems.js';
@@ -128,7 +129,7 @@ const video: VideoRecord = {
 
 t.test('the body is { type, timestamp, data: Video } without the upstream id or the webhook summary', async (t) => {
   const body = buildWebhookPayload('video.failed', now, video);
-  const parsed = JSON.parse(body) as { type: string; timestamp: string; data: Record<string, unknown> };
+  const parsed = JSON.parse(body) as WebhookEvent;
   t.same(Object.keys(parsed), ['type', 'timestamp', 'data']);
   t.equal(parsed.type, 'video.failed');
   t.equal(parsed.timestamp, '2026-11-29T12:00:00.000Z');

@@ -8,7 +8,7 @@
  * its tasks live in memory, and a simulator killed with the gateway would forget them — the real ElkAPI survives a
  * gateway crash, so the simulator has to as well.
  */
-import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import { join } from 'node:path';
 
 import BetterSqlite3 from 'better-sqlite3';
@@ -16,26 +16,21 @@ import { Webhook } from 'standardwebhooks';
 import t from 'tap';
 import { request } from 'undici';
 
+import type { WebhookEvent } from '../schemas/deliveries.js';
+import type { Video } from '../schemas/video.js';
 import { startSandbox } from '../src/sandbox/simulator.js';
-import { startChildGateway, until, writeClientsFile } from './helpers/child-gateway.js';
+import type { WebhookDeliveryRow } from '../src/store/tables.js';
+import { startChildGateway, writeClientsFile } from './helpers/child-gateway.js';
 import { clientKeys, webhookSecrets } from './helpers/gateway.js';
-import { type ScriptedServer, sendText, startScriptedServer } from './helpers/scripted-server.js';
+import { flatHeaders, type ScriptedServer, sendText, startScriptedServer } from './helpers/scripted-server.js';
+import { until } from './helpers/until.js';
 
 // Two gateway starts and a few seconds of real generation; the bound only matters if something is broken.
 t.setTimeout(240_000);
 
 const upstreamKey = 'elk-crash-test-key';
 
-const flatHeaders = (headers: IncomingHttpHeaders): Record<string, string> =>
-  Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, Array.isArray(value) ? value.join(', ') : (value ?? '')]));
-
-interface OutboxRow {
-  message_id: string;
-  video_id: string;
-  event_type: string;
-  status: string;
-  target_url: string;
-}
+type OutboxRow = Pick<WebhookDeliveryRow, 'message_id' | 'video_id' | 'event_type' | 'status' | 'target_url'>;
 
 t.test('SIGKILL mid-flight, restart on the same database: every video ends, every event arrives, none is invented', async (t) => {
   const dir = t.testdir();
@@ -86,7 +81,7 @@ t.test('SIGKILL mid-flight, restart on the same database: every video ends, ever
       headers: { authorization: `Bearer ${clientKeys.alice}`, 'content-type': 'application/json' },
       body: JSON.stringify(body),
     });
-    const json = (await response.body.json()) as { id: string };
+    const json = (await response.body.json()) as Video;
     if (response.statusCode !== 202) throw new Error(`create: ${response.statusCode} ${JSON.stringify(json)}`);
     return json.id;
   };
@@ -193,7 +188,7 @@ t.test('SIGKILL mid-flight, restart on the same database: every video ends, ever
   for (const receiver of receivers) {
     for (const hook of receiver.requests) {
       const headers = flatHeaders(hook.headers);
-      const event = new Webhook(webhookSecrets.alice).verify(hook.body, headers) as { type: string; data: { id: string; status: string } };
+      const event = new Webhook(webhookSecrets.alice).verify(hook.body, headers) as WebhookEvent;
       const messageId = headers['webhook-id'] ?? '';
       const row = byId.get(messageId);
       if (row === undefined) {

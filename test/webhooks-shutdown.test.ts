@@ -10,9 +10,12 @@ import BetterSqlite3 from 'better-sqlite3';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
 
-import { startChildGateway, until, writeClientsFile } from './helpers/child-gateway.js';
+import type { Video } from '../schemas/video.js';
+import type { WebhookDeliveryRow } from '../src/store/tables.js';
+import { startChildGateway, writeClientsFile } from './helpers/child-gateway.js';
 import { clientKeys } from './helpers/gateway.js';
 import { type ScriptedServer, sendText, startScriptedServer } from './helpers/scripted-server.js';
+import { until } from './helpers/until.js';
 
 t.setTimeout(180_000);
 
@@ -49,15 +52,7 @@ async function createVideo(base: string, callbackUrl: string): Promise<string> {
     body: JSON.stringify({ prompt: 'A tiger walking in snow', callbackUrl }),
   });
   if (response.statusCode !== 202) throw new Error(`create: ${response.statusCode}`);
-  return ((await response.body.json()) as { id: string }).id;
-}
-
-interface DeliveryRow {
-  video_id: string;
-  status: string;
-  attempts: number;
-  next_attempt_at: number | null;
-  lease_until: number | null;
+  return ((await response.body.json()) as Video).id;
 }
 
 t.test('SIGTERM stops claiming, lets the attempt in flight finish and be recorded, then exits 0', async (t) => {
@@ -78,7 +73,7 @@ t.test('SIGTERM stops claiming, lets the attempt in flight finish and be recorde
   // claiming would send that retry now.
   const db = new BetterSqlite3(join(dir, 'gateway.db'), { readonly: true });
   t.teardown(() => db.close());
-  const retry = db.prepare('select * from webhook_deliveries where video_id = ?').get(failingVideo) as DeliveryRow;
+  const retry = db.prepare('select * from webhook_deliveries where video_id = ?').get(failingVideo) as WebhookDeliveryRow;
   t.equal(retry.status, 'retrying');
   await until(() => Date.now() > (retry.next_attempt_at ?? 0) + 200, 'the retry to fall due', 5_000);
   for (const response of slow.held.splice(0)) sendText(response, 204, '');
@@ -87,7 +82,7 @@ t.test('SIGTERM stops claiming, lets the attempt in flight finish and be recorde
   t.equal(exit.code, 0, 'exits 0');
   t.equal(failing.requests.length, 1, 'no claim after SIGTERM: the due retry was left for the next start');
 
-  const delivered = db.prepare('select * from webhook_deliveries where video_id = ?').get(slowVideo) as DeliveryRow;
+  const delivered = db.prepare('select * from webhook_deliveries where video_id = ?').get(slowVideo) as WebhookDeliveryRow;
   t.match(delivered, { status: 'delivered', attempts: 1, lease_until: null }, 'the attempt in flight finished and was recorded');
   t.match(db.prepare('select response_status from delivery_attempts where video_id = ?').get(slowVideo), { response_status: 204 });
   t.match(db.prepare('select * from webhook_deliveries where video_id = ?').get(failingVideo), {

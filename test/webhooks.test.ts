@@ -1,10 +1,11 @@
-import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 
 import { Webhook } from 'standardwebhooks';
 import t, { type Test } from 'tap';
 
+import type { DeliveryAttempt, DeliveryList, WebhookEvent } from '../schemas/deliveries.js';
 import { createClientRegistry } from '../src/auth/clients.js';
 import type { VideoRecord } from '../src/store/records.js';
 import type { Store } from '../src/store/repositories.js';
@@ -15,14 +16,17 @@ import {
   advanceAndPoll,
   auth,
   createVideo,
+  readVideo,
   startTestGateway,
   testClientsFile,
   type TestGateway,
+  upstreamIdOf,
   webhookSecrets,
 } from './helpers/gateway.js';
 import { ManualClock } from './helpers/manual-time.js';
 import { videoRequest } from './helpers/records.js';
 import {
+  flatHeaders,
   inSequence,
   type RecordedRequest,
   type ScriptedHandler,
@@ -30,30 +34,9 @@ import {
   sendText,
   startScriptedServer,
 } from './helpers/scripted-server.js';
+import { until } from './helpers/until.js';
 
 type Json = Record<string, unknown>;
-interface WebhookBody {
-  type: string;
-  timestamp: string;
-  data: Json & { id: string; status: string; webhook: unknown };
-}
-interface DeliveryEntry {
-  messageId: string;
-  eventType: string;
-  attempt: number;
-  at: string;
-  durationMs: number;
-  responseStatus: number | null;
-  error: string | null;
-}
-interface WebhookSummary {
-  status: string;
-  attempts: number;
-  lastAttemptAt: string | null;
-  nextAttemptAt: string | null;
-  lastResponseStatus: number | null;
-}
-
 /** Local receivers over http on 127.0.0.1, a short schedule, and a clock near real time (signatures carry it). */
 async function webhookGateway(
   t: Test,
@@ -74,27 +57,15 @@ async function receiver(t: Test, answer?: ScriptedHandler): Promise<ScriptedServ
   return server;
 }
 
-const flatHeaders = (headers: IncomingHttpHeaders): Record<string, string> =>
-  Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, Array.isArray(value) ? value.join(', ') : (value ?? '')]));
-
 /** The body of a received webhook, after checking its signature the way a partner would. */
-function verified(request: RecordedRequest, secret: string = webhookSecrets.alice): WebhookBody {
-  return new Webhook(secret).verify(request.body, flatHeaders(request.headers)) as WebhookBody;
+function verified(request: RecordedRequest, secret: string = webhookSecrets.alice): WebhookEvent {
+  return new Webhook(secret).verify(request.body, flatHeaders(request.headers)) as WebhookEvent;
 }
 
-async function readVideo(
-  gw: TestGateway,
-  id: string,
-  who: 'alice' | 'bob' = 'alice',
-): Promise<Json & { webhook: WebhookSummary | null; status: string }> {
-  const response = await gw.app.inject({ method: 'GET', url: `/videos/${id}`, headers: auth(who) });
-  return response.json();
-}
-
-async function deliveryLog(gw: TestGateway, id: string): Promise<DeliveryEntry[]> {
+async function deliveryLog(gw: TestGateway, id: string): Promise<DeliveryAttempt[]> {
   const response = await gw.app.inject({ method: 'GET', url: `/videos/${id}/deliveries`, headers: auth() });
   if (response.statusCode !== 200) throw new Error(`deliveries: ${response.statusCode} ${response.body}`);
-  return response.json<{ data: DeliveryEntry[] }>().data;
+  return response.json<DeliveryList>().data;
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -104,15 +75,6 @@ function testAgent(t: Test, timeoutMs: number) {
   const agent = createGuardedAgent({ allowPrivate: true, timeoutMs });
   t.teardown(() => agent.close());
   return agent;
-}
-
-/** Waits (bounded) for something real sockets will make true, e.g. requests reaching a receiver. */
-async function until(condition: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setImmediate(resolve));
-  }
 }
 
 /** A receiver that holds every request until `release()`, then answers 204 (and answers later ones at once). */
@@ -224,7 +186,7 @@ t.test('a completed video POSTs one signed video.completed to its callback; the 
   t.equal(event.data.webhook, null);
   const { webhook: _ignored, ...publicVideo } = before;
   t.same({ ...event.data, webhook: undefined }, { ...publicVideo, webhook: undefined }, 'data is the public Video');
-  const upstreamId = [...gw.sandbox.tasks.keys()][0] ?? 'missing';
+  const upstreamId = await upstreamIdOf(gw, created.id);
   t.notMatch(request.body, upstreamId, 'never the upstream id');
   t.notMatch(request.body, webhookSecrets.alice.slice(6), 'never the secret');
 

@@ -83,12 +83,3 @@ export async function startChildGateway(t: Test, env: Record<string, string>, op
   });
   return { ...gateway, url: listening.exec(gateway.output())?.[1] ?? '' };
 }
-
-/** Polls something only a real process can make true; the bound turns a hang into a failure with a reason. */
-export async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs: number, everyMs = 25): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, everyMs));
-  }
-}

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 
 import type { Test } from 'tap';
 
+import type { Video } from '../../schemas/video.js';
 import { buildGateway, type Gateway, type GatewayOptions } from '../../src/app.js';
 import { createClientRegistry } from '../../src/auth/clients.js';
 import { type Config, loadConfig } from '../../src/config.js';
@@ -112,7 +113,21 @@ export async function createVideo(
 ) {
   const response = await gateway.app.inject({ method: 'POST', url: '/videos', headers: auth(who), payload: body });
   if (response.statusCode !== 202) throw new Error(`create failed: ${response.statusCode} ${response.body}`);
-  return response.json<{ id: string; status: string }>();
+  return response.json<Video>();
+}
+
+/** GET /videos/{id} as `who`, parsed. */
+export async function readVideo(gateway: Gateway, id: string, who: keyof typeof clientKeys = 'alice'): Promise<Video> {
+  const response = await gateway.app.inject({ method: 'GET', url: `/videos/${id}`, headers: auth(who) });
+  if (response.statusCode !== 200) throw new Error(`read failed: ${response.statusCode} ${response.body}`);
+  return response.json<Video>();
+}
+
+/** The upstream task id the gateway stored for one of its videos. */
+export async function upstreamIdOf(gateway: Gateway, videoId: string): Promise<string> {
+  const video = await gateway.store.videos.get(videoId);
+  if (video === undefined) throw new Error(`no stored video ${videoId}`);
+  return video.upstreamId;
 }
 
 /** Moves the manual clock and lets the poller catch up, as the background loop would. */

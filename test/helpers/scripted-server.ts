@@ -29,6 +29,10 @@ export interface ScriptedServer {
   close(): Promise<void>;
 }
 
+/** A recorded request's headers as one string each (repeated ones joined), the shape webhook verifiers take. */
+export const flatHeaders = (headers: IncomingHttpHeaders): Record<string, string> =>
+  Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, Array.isArray(value) ? value.join(', ') : (value ?? '')]));
+
 /** Writes a JSON answer. */
 export function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   response.writeHead(status, { 'content-type': 'application/json', ...headers });
