@@ -54,7 +54,7 @@ export interface IdSource {
  * ULIDs that also sort in creation order within one millisecond (the ULID spec's monotonic mode): the
  * random part of the previous id is incremented instead of drawn anew. Videos list "newest first" by id.
  */
-export function monotonicUlid(clock: Clock): () => string {
+function monotonicUlid(clock: Clock): () => string {
   let lastTime = -1;
   let lastRandom = new Uint8Array(10);
   return () => {

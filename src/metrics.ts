@@ -37,7 +37,7 @@ export interface GatewayMetrics {
   recordWebhookDelivery(outcome: string, durationMs: number): void;
 }
 
-export const circuitStates: readonly CircuitState[] = ['closed', 'half_open', 'open'];
+const circuitStates: readonly CircuitState[] = ['closed', 'half_open', 'open'];
 
 const seconds = (ms: number): number => Math.max(0, ms) / 1000;
 

@@ -19,7 +19,7 @@ declare module 'fastify' {
   }
 }
 
-export const rateLimitWindowMs = 60_000;
+const rateLimitWindowMs = 60_000;
 
 interface WindowCount {
   count: number;

@@ -26,8 +26,8 @@ const titles: Record<ProblemCode, string> = {
   upstream_timeout: 'Upstream timeout',
 };
 
-export const problemContentType = 'application/problem+json';
-export const problemTypeUri = (code: ProblemCode): string => `urn:problem:video-gateway:${code}`;
+const problemContentType = 'application/problem+json';
+const problemTypeUri = (code: ProblemCode): string => `urn:problem:video-gateway:${code}`;
 
 /** A problem the HTTP layer raises itself (auth, parsing, rate limits); domain code throws `DomainError`s. */
 export class ProblemError extends Error {
@@ -54,7 +54,7 @@ export class ProblemError extends Error {
 const retryAfterHeader = (seconds: number): Record<string, string> => ({ 'retry-after': String(Math.max(1, Math.ceil(seconds))) });
 
 /** A domain rule's refusal: its code decides the status; field errors and a retry hint come along. */
-export function problemFromDomain(error: DomainError): ProblemError {
+function problemFromDomain(error: DomainError): ProblemError {
   const { fieldErrors, retryAfterSeconds } = error;
   return new ProblemError(error.code, error.detail, {
     ...(fieldErrors === undefined ? {} : { errors: fieldErrors }),
@@ -66,7 +66,7 @@ export function problemFromDomain(error: DomainError): ProblemError {
 const upstreamUnavailable = 'The video service is temporarily unavailable; try again later.';
 
 /** How an upstream failure during a client request reads to that client (DESIGN §2.6). */
-export function problemFromUpstream(error: UpstreamError): ProblemError {
+function problemFromUpstream(error: UpstreamError): ProblemError {
   const retryAfter = error.retryAfterMs === null ? undefined : retryAfterHeader(error.retryAfterMs / 1000);
   switch (error.kind) {
     case 'rejected':
@@ -124,7 +124,7 @@ interface AjvLikeError {
 }
 
 /** Turns Fastify's schema validation errors into `{ path, message }` entries with JSON pointers. */
-export function validationErrors(context: string | undefined, details: readonly AjvLikeError[]): ProblemFieldError[] {
+function validationErrors(context: string | undefined, details: readonly AjvLikeError[]): ProblemFieldError[] {
   const part = context ?? 'body';
   const seen = new Set<string>();
   const errors: ProblemFieldError[] = [];

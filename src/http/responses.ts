@@ -15,7 +15,7 @@ export const jsonResponse = (schema: TSchema, description: string, headers?: Rec
   content: { 'application/json': { schema } },
 });
 
-export const problemContent = (description: string) => ({
+const problemContent = (description: string) => ({
   description,
   content: { 'application/problem+json': { schema: RefTo(Problem) } },
 });

@@ -7,9 +7,9 @@
  */
 import type { FastifyServerOptions } from 'fastify';
 
-export const redactedText = '[redacted]';
+const redactedText = '[redacted]';
 
-export const redactPaths: readonly string[] = [
+const redactPaths: readonly string[] = [
   'req.headers.authorization',
   'req.headers.cookie',
   'req.headers["x-api-key"]',

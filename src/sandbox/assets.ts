@@ -16,7 +16,7 @@ import fastifyStatic from '@fastify/static';
 import type { FastifyPluginAsync } from 'fastify';
 
 /** Where the gateway serves the assets; the simulator's `assetBaseUrl` is `<gateway origin>` + this. */
-export const SANDBOX_ASSETS_PATH = '/sandbox/assets';
+const SANDBOX_ASSETS_PATH = '/sandbox/assets';
 
 /** What the simulator reports for a completed video: the real properties of the committed file. */
 export const sampleVideo = { file: 'sample.mp4', width: 640, height: 360, durationSeconds: 5 } as const;

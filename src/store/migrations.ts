@@ -197,7 +197,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0003_raw_webhook_state': rawWebhookState,
 };
 
-export const migrationProvider: MigrationProvider = {
+const migrationProvider: MigrationProvider = {
   getMigrations: () => Promise.resolve({ ...migrations }),
 };
 

@@ -40,10 +40,10 @@ export interface CircuitBreakingClient extends UpstreamClient {
   circuitState: () => CircuitState;
 }
 
-export const circuitOpenMessage = 'The video service is temporarily unavailable; try again later.';
+const circuitOpenMessage = 'The video service is temporarily unavailable; try again later.';
 
 /** Outages only: the upstream did not answer usefully. Anything it answered on purpose proves it is up. */
-export const countsAsOutage = (error: unknown): boolean =>
+const countsAsOutage = (error: unknown): boolean =>
   error instanceof UpstreamError && (error.kind === 'unavailable' || error.kind === 'timeout');
 
 /**

@@ -69,7 +69,7 @@ export interface UpstreamClientOptions {
   logger?: UpstreamLogger;
 }
 
-export const GENERATIONS_PATH = '/dream-machine/v1/generations';
+const GENERATIONS_PATH = '/dream-machine/v1/generations';
 
 /** Default deadline of one upstream attempt. */
 export const DEFAULT_UPSTREAM_TIMEOUT_MS = 15_000;

@@ -9,7 +9,7 @@ import { VideoId } from '../../schemas/video.js';
 const version = 'v1:';
 const videoIdPattern = new RegExp(VideoId.pattern ?? '^vid_');
 /** Base64url of `v1:` + a video id; anything longer is not one of ours. */
-export const maxCursorLength = 64;
+const maxCursorLength = 64;
 
 export function encodeCursor(lastVideoId: string): string {
   return Buffer.from(`${version}${lastVideoId}`, 'utf8').toString('base64url');

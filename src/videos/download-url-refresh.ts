@@ -16,7 +16,7 @@ export const downloadRefreshWindowMs = 5 * 60_000;
  * soon) is not tried again for this video before this long: reads keep serving the stored URL meanwhile, so a client
  * polling GET never turns into one upstream call per read.
  */
-export const downloadRefreshRetryMs = 60_000;
+const downloadRefreshRetryMs = 60_000;
 
 export interface DownloadUrlRefresherOptions {
   videos: Pick<VideoRepository, 'refreshResult'>;

@@ -2,7 +2,7 @@ import type { CreateVideoBody, Keyframe, WebhookEventType } from '../../schemas/
 import type { VideoRequest } from '../store/records.js';
 import type { UpstreamCreateRequest, UpstreamFrame } from '../upstream/types.js';
 
-export const defaultWebhookEvents: WebhookEventType[] = ['video.completed', 'video.failed'];
+const defaultWebhookEvents: WebhookEventType[] = ['video.completed', 'video.failed'];
 
 /** Applies the documented defaults and trims the prompt. Pure. */
 export function normalizeCreateBody(body: CreateVideoBody): VideoRequest {

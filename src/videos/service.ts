@@ -13,7 +13,7 @@ import { type RenderedVideo, renderVideo } from './present.js';
 import { createRenderedVideoCache } from './rendered-cache.js';
 
 /** Upper bound of `max-age` for terminal videos: the webhook summary still moves after completion. */
-export const terminalMaxAgeSeconds = 300;
+const terminalMaxAgeSeconds = 300;
 
 /** One page of GET /videos: the rendered videos, the serialized body and the cursor of the next page. */
 export interface VideoPage {

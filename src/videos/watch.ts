@@ -11,7 +11,7 @@ import type { VideoService } from './service.js';
  * upstream; each waiter holds one bus listener and one timer, both released when it ends or the client leaves.
  */
 
-export const defaultKeepAliveMs = 15_000;
+const defaultKeepAliveMs = 15_000;
 
 export interface VideoWatchOptions {
   bus: EventBus;

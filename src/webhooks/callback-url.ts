@@ -7,7 +7,7 @@ import { domainToASCII } from 'node:url';
 
 import { isForbiddenAddress, parseIpLiteralHost } from './ssrf.js';
 
-export const MAX_CALLBACK_URL_LENGTH = 2048;
+const MAX_CALLBACK_URL_LENGTH = 2048;
 
 export interface CallbackUrlPolicy {
   /** WEBHOOK_ALLOW_HTTP: accept `http:` as well as `https:` (development only). */

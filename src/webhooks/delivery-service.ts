@@ -11,7 +11,7 @@ import type { Logger } from '../lib/logger.js';
 import type { DeliveryRepository, VideoRepository } from '../store/repositories.js';
 
 /** `GET /videos/{id}/deliveries` lists at most this many attempts (the newest). */
-export const DELIVERY_LOG_LIMIT = 100;
+const DELIVERY_LOG_LIMIT = 100;
 
 export interface DeliveryServiceOptions {
   videos: Pick<VideoRepository, 'get'>;

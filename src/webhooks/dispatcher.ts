@@ -27,9 +27,9 @@ import { nextAttemptAt } from './schedule.js';
 import { isForbiddenAddressError } from './ssrf.js';
 
 /** Bytes of a receiver's answer read at most (small answers are read whole, so the connection is reused). */
-export const RESPONSE_READ_LIMIT = 4096;
+const RESPONSE_READ_LIMIT = 4096;
 /** Characters of the answer kept in the attempt log. */
-export const RESPONSE_EXCERPT_LIMIT = 1024;
+const RESPONSE_EXCERPT_LIMIT = 1024;
 const ERROR_LIMIT = 500;
 
 export type DeliveryOutcome = DeliveryNextState['status'];

@@ -4,7 +4,7 @@
 import type { Random } from '../clock.js';
 
 /** ±20 % spread, so receivers that failed together are not retried in lockstep. */
-export const RETRY_JITTER = 0.2;
+const RETRY_JITTER = 0.2;
 /** A receiver's `Retry-After` is honoured up to this long (a day: the longest default step). */
 export const MAX_RETRY_AFTER_MS = 24 * 60 * 60 * 1000;
 

@@ -239,7 +239,7 @@ export interface GuardedConnectorOptions extends GuardOptions {
  * An undici connector (`connect` option of Agent/Pool/Client) that applies `guardedLookup` to DNS names and
  * refuses forbidden IP-literal hosts before any socket is opened.
  */
-export function createGuardedConnector(options: GuardedConnectorOptions): buildConnector.connector {
+function createGuardedConnector(options: GuardedConnectorOptions): buildConnector.connector {
   const connect = buildConnector({
     lookup: guardedLookup({ allowPrivate: options.allowPrivate }),
     timeout: options.timeoutMs,

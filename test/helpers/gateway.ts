@@ -31,7 +31,7 @@ export const testClientsFile = {
 
 export const auth = (who: keyof typeof clientKeys = 'alice'): Record<string, string> => ({ authorization: `Bearer ${clientKeys[who]}` });
 
-export function testConfig(overrides: Record<string, string> = {}, sqlitePath = ':memory:'): Config {
+function testConfig(overrides: Record<string, string> = {}, sqlitePath = ':memory:'): Config {
   const loaded = loadConfig({
     DATABASE_URL: `sqlite:${sqlitePath}`,
     LOG_LEVEL: 'silent',

@@ -49,7 +49,7 @@ export function newVideo(overrides: Partial<NewVideo> = {}): NewVideo {
   };
 }
 
-export const sampleResult = (expiresAt = '2026-01-01T01:00:00.000Z'): VideoResult => ({
+const sampleResult = (expiresAt = '2026-01-01T01:00:00.000Z'): VideoResult => ({
   video: {
     url: 'https://cdn.example/v.mp4',
     downloadUrl: `https://cdn.example/v.mp4?sig=${expiresAt}`,
