@@ -417,8 +417,8 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
 
     t.test('videos: insert completing a claimed key stores both in one transaction', async (t) => {
       const { store } = await opened(t);
-      const claimKey = async (key: string) => {
-        const begun = await store.idempotencyKeys.begin({
+      const begin = (key: string) =>
+        store.idempotencyKeys.begin({
           clientId: 'client_a',
           key,
           fingerprint: 'f',
@@ -426,18 +426,13 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
           expiresAt: T0 + DAY_MS,
           staleBefore: T0 - 60_000,
         });
+      const claimKey = async (key: string) => {
+        const begun = await begin(key);
         if (!begun.started) throw new Error('key not claimed');
         return begun.claim;
       };
       const keyState = async (key: string) => {
-        const begun = await store.idempotencyKeys.begin({
-          clientId: 'client_a',
-          key,
-          fingerprint: 'f',
-          now: T0,
-          expiresAt: T0 + DAY_MS,
-          staleBefore: T0 - 60_000,
-        });
+        const begun = await begin(key);
         return begun.started ? 'free' : begun.existing;
       };
       const answer = (video: NewVideo) => ({
