@@ -1,5 +1,6 @@
-import { type Static, type TSchema, Type } from '@sinclair/typebox';
+import { type Static, Type } from '@sinclair/typebox';
 
+import { Nullable } from './common.js';
 import { decimalPattern, durationWithUnitPattern } from './duration-patterns.js';
 
 /*
@@ -126,19 +127,17 @@ const ms = (env: EnvVarName, minimum: number) =>
     expected: minimum === 0 ? 'a duration of at most 596h' : `a duration from ${minimum}ms to 596h`,
   });
 
-const nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
-
 /** The converted configuration: its static type is `Config` (src/config.ts), so schema and type cannot drift. */
 export const ConfigValues = Type.Object({
   port: Type.Integer({ minimum: 0, maximum: 65535, env: 'PORT', expected: 'a port from 0 to 65535' }),
   host: Type.String({ minLength: 1, env: 'HOST' }),
-  elkapiApiKey: nullable(Type.String({ minLength: 1, env: 'ELKAPI_API_KEY' })),
+  elkapiApiKey: Nullable(Type.String({ minLength: 1, env: 'ELKAPI_API_KEY' })),
   elkapiBaseUrl: Type.String({ env: 'ELKAPI_BASE_URL' }),
   databaseUrl: Type.String({ env: 'DATABASE_URL' }),
   /** Path of the SQLite file (from `DATABASE_URL=sqlite:<path>`), or `:memory:`. */
   sqlitePath: Type.String({ minLength: 1, env: 'DATABASE_URL' }),
   /** null → `data/clients.json`, created with one `default` client on first start. */
-  clientsFile: nullable(Type.String({ minLength: 1, env: 'CLIENTS_FILE' })),
+  clientsFile: Nullable(Type.String({ minLength: 1, env: 'CLIENTS_FILE' })),
   cacheMaxEntries: Type.Integer({
     minimum: 1,
     maximum: Number.MAX_SAFE_INTEGER,
