@@ -50,7 +50,7 @@ async function notModifiedBlocker(url: string, scenario: Scenario, fullLength: n
   const length = response.headers.get('content-length');
   return length === null || Number(length) === fullLength
     ? null
-    : `not measurable: the 304 carries \`content-length: ${length}\` (the 200 has ${fullLength} bytes), so http-parser clients (wrk, autocannon) wait for a body that never comes`;
+    : `not measurable: its \`content-length: ${length}\` (the 200 has ${fullLength} bytes) stalls wrk and autocannon`;
 }
 
 /** Alternates A B A B … so drift on a shared machine hits both sides alike. */

@@ -20,7 +20,11 @@ export interface Bar {
 
 const integer = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
 export const formatInteger = (value: number): string => (Number.isFinite(value) ? integer.format(value) : 'n/a');
-export const formatMs = (value: number): string => (Number.isFinite(value) ? `${value < 10 ? value.toFixed(2) : value.toFixed(0)} ms` : 'n/a');
+export function formatMs(value: number): string {
+  if (!Number.isFinite(value)) return 'n/a';
+  if (value >= 10_000) return `${(value / 1000).toFixed(1)} s`;
+  return `${value < 10 ? value.toFixed(2) : value.toFixed(0)} ms`;
+}
 export const formatRatio = (value: number): string => (Number.isFinite(value) ? `${value.toFixed(2)}×` : 'n/a');
 export const throughput = (requestsPerSecond: number, p99Ms: number): string => `${formatInteger(requestsPerSecond)} req/s, p99 ${formatMs(p99Ms)}`;
 
@@ -54,7 +58,8 @@ export function barChartSvg(bars: readonly Bar[], title: string): string {
   ];
   bars.forEach((bar, index) => {
     const y = top + index * groupHeight;
-    parts.push(`<text x="10" y="${y + barHeight + 4}">${escapeXml(bar.label)}</text>`);
+    const ratio = bar.baseline > 0 ? ` (${formatRatio(bar.gateway / bar.baseline)})` : '';
+    parts.push(`<text x="10" y="${y + barHeight + 4}">${escapeXml(`${bar.label}${ratio}`)}</text>`);
     for (const [row, value, color, name] of [
       [0, bar.gateway, '#d9622b', 'gateway'],
       [1, bar.baseline, '#4a7ab5', 'baseline'],
