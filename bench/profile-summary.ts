@@ -26,7 +26,8 @@ const CpuProfile = Type.Object({
 export type CpuProfile = Static<typeof CpuProfile>;
 type ProfileNode = CpuProfile['nodes'][number];
 
-const headerFunction = /header|writeHead|checkIsHttpToken/i;
+/** Building and validating response headers; `parserOnHeadersComplete` reads the request's. */
+const headerFunction = /^(?!parser).*(header|writeHead|checkIsHttpToken)/i;
 const headerFiles = /^node:_http_(outgoing|server|common)$|\/fastify\/lib\/reply\.js$/;
 
 /** First match wins; tested against the URL of the frame the time is attributed to. */
