@@ -55,6 +55,7 @@ const video = (overrides: Partial<VideoRecord> = {}): VideoRecord => ({
   pollAttempts: 1,
   notFoundSince: null,
   leaseUntil: now + 60_000,
+  version: 1,
   ...overrides,
 });
 let messages = 0;

@@ -112,6 +112,7 @@ t.test('a change published while the first read is in flight still wakes the wai
     pollAttempts: 0,
     notFoundSince: null,
     leaseUntil: null,
+    version: 1,
   });
   const present = (stored: VideoRecord): RenderedVideo => {
     const body = JSON.stringify(toVideo(stored));

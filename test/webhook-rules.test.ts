@@ -124,6 +124,7 @@ const video: VideoRecord = {
   pollAttempts: 4,
   notFoundSince: null,
   leaseUntil: null,
+  version: 1,
   webhook: { status: 'retrying', attempts: 2, lastAttemptAt: null, nextAttemptAt: null, lastResponseStatus: 500 },
 };
 

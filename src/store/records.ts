@@ -48,11 +48,16 @@ export interface VideoRecord {
   /** First time the upstream answered task_not_exist (grace window), null otherwise. */
   notFoundSince: number | null;
   leaseUntil: number | null;
+  /** Row revision, bumped by every stored change: lets a replica tell a change it has already seen. */
+  version: number;
   /** Delivery state of the video's latest webhook event; absent while it has none. */
   webhook?: WebhookDeliveryState;
 }
 
-export type NewVideo = Omit<VideoRecord, 'leaseUntil' | 'notFoundSince' | 'pollAttempts' | 'updatedAt' | 'completedAt' | 'webhook'>;
+export type NewVideo = Omit<
+  VideoRecord,
+  'leaseUntil' | 'notFoundSince' | 'pollAttempts' | 'updatedAt' | 'completedAt' | 'version' | 'webhook'
+>;
 
 /** The record a new video is stored as: unpolled, unleased, unchanged since creation, no webhook yet. */
 export const initialRecord = (video: NewVideo): VideoRecord => ({
@@ -62,6 +67,7 @@ export const initialRecord = (video: NewVideo): VideoRecord => ({
   pollAttempts: 0,
   notFoundSince: null,
   leaseUntil: null,
+  version: 1,
 });
 
 /** A state change computed by the poller; applied atomically (with its outbox rows). */

@@ -145,6 +145,7 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
         pollAttempts: 0,
         notFoundSince: null,
         leaseUntil: null,
+        version: 1,
       };
 
       t.same(await store.videos.insert(input), expected, 'insert returns the stored record');
@@ -280,7 +281,9 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
         leaseUntil: null,
         // The new event's delivery state, on the video in the same transaction: raw, epoch ms.
         webhook: { status: 'pending', attempts: 0, lastAttemptAt: null, nextAttemptAt: now1, lastResponseStatus: null },
+        version: toProcessing?.version ?? Number.NaN,
       });
+      t.ok((toProcessing?.version ?? 0) > video.version, 'a change bumps the version');
       t.same(await store.videos.get(video.id), toProcessing, 'stored as returned');
       t.same(await outboxRows(db.inspect, video.id), [
         {
@@ -466,9 +469,17 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
       await store.videos.claimDue(T0 + 2_000, 1, LEASE_MS);
 
       await store.videos.reschedulePoll(video.id, T0 + 2_500, { nextPollAt: T0 + 5_000, pollAttempts: 1, notFoundSince: T0 + 2_500 });
+      const rescheduled = await store.videos.get(video.id);
       t.same(
-        await store.videos.get(video.id),
-        { ...video, nextPollAt: T0 + 5_000, pollAttempts: 1, notFoundSince: T0 + 2_500, leaseUntil: null },
+        rescheduled,
+        {
+          ...video,
+          nextPollAt: T0 + 5_000,
+          pollAttempts: 1,
+          notFoundSince: T0 + 2_500,
+          leaseUntil: null,
+          version: rescheduled?.version ?? Number.NaN,
+        },
         'lease released, schedule stored, nothing visible changed (updatedAt kept)',
       );
 
@@ -542,7 +553,8 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
       const video = await store.videos.insert(newVideo());
       const doneRecord = await store.videos.applyTransition(video.id, T0 + 5_000, completed(), null, []);
       const refreshed = await store.videos.refreshResult(video.id, T0 + 3_500_000, fresh);
-      t.same(refreshed, { ...doneRecord, result: fresh, updatedAt: T0 + 3_500_000 });
+      t.same(refreshed, { ...doneRecord, result: fresh, updatedAt: T0 + 3_500_000, version: refreshed?.version ?? Number.NaN });
+      t.ok((refreshed?.version ?? 0) > (doneRecord?.version ?? Number.POSITIVE_INFINITY), 'a refresh bumps the version');
       t.same(await store.videos.get(video.id), refreshed);
       t.equal(refreshed?.completedAt, T0 + 5_000, 'completedAt is kept');
 
@@ -700,7 +712,9 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
       t.same(updated, {
         ...video,
         webhook: { status: 'retrying', attempts: 1, lastAttemptAt: T0 + 1_000, nextAttemptAt: T0 + 6_000, lastResponseStatus: 500 },
+        version: updated?.version ?? Number.NaN,
       });
+      t.ok((updated?.version ?? 0) > video.version, 'a recorded attempt bumps the version');
       t.same(await store.videos.get(video.id), updated, 'the video carries the delivery state');
       t.same(await store.deliveries.claimDue(T0 + 5_999, { limit: 1, leaseMs: LEASE_MS }), [], 'due again at nextAttemptAt');
 
@@ -795,8 +809,10 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
         video: {
           ...video,
           webhook: { status: 'pending', attempts: 1, lastAttemptAt: T0, nextAttemptAt: T0 + 60_000, lastResponseStatus: 410 },
+          version: redelivered.kind === 'enqueued' ? redelivered.video.version : Number.NaN,
         },
       });
+      t.ok(redelivered.kind === 'enqueued' && redelivered.video.version > video.version, 'a redelivery bumps the version');
       t.match(
         await store.deliveries.claimDue(T0 + 60_000, { limit: 1, leaseMs: LEASE_MS }),
         [{ messageId, attempts: 1, attemptsInSeries: 0 }],

@@ -50,6 +50,7 @@ export function createRowMappers(json: JsonCodec): RowMappers {
         pollAttempts: row.poll_attempts,
         notFoundSince: row.not_found_since,
         leaseUntil: row.lease_until,
+        version: row.version,
         // Absent (not null) while the video has no webhook event, so records compare equal to what was inserted.
         ...(webhook === null ? {} : { webhook }),
       };
