@@ -97,13 +97,13 @@ t.test('migrations', async (t) => {
   const applied = raw.prepare('select name from kysely_migration order by name').all() as Array<{ name: string }>;
   t.same(
     applied.map((row) => row.name),
-    ['0001_initial', '0002_webhook_delivery', '0003_raw_webhook_state'],
+    ['0001_initial', '0002_webhook_delivery', '0003_raw_webhook_state', '0006_delete_tombstones'],
   );
   t.equal(raw.pragma('journal_mode', { simple: true }), 'wal', 'the file is in WAL mode');
   const tables = (raw.prepare("select name from sqlite_master where type = 'table' order by name").all() as Array<{ name: string }>).map(
     (r) => r.name,
   );
-  for (const table of ['videos', 'webhook_deliveries', 'delivery_attempts', 'idempotency_keys'])
+  for (const table of ['videos', 'webhook_deliveries', 'delivery_attempts', 'idempotency_keys', 'video_tombstones'])
     t.ok(tables.includes(table), `${table} exists`);
   const indexes = (raw.prepare("select name from sqlite_master where type = 'index'").all() as Array<{ name: string }>).map((r) => r.name);
   for (const index of [
@@ -113,6 +113,8 @@ t.test('migrations', async (t) => {
     'webhook_deliveries_due_idx',
     'delivery_attempts_video_idx',
     'idempotency_keys_expires_at_idx',
+    'idempotency_keys_video_id_idx',
+    'videos_completed_at_idx',
   ]) {
     t.ok(indexes.includes(index), `${index} exists`);
   }
@@ -122,6 +124,12 @@ t.test('migrations', async (t) => {
     )
     .all(T0) as Array<{ detail: string }>;
   t.match(plan.map((row) => row.detail).join('\n'), /videos_due_idx/, 'the due-rows query can use the partial index');
+  const retentionPlan = raw
+    .prepare(
+      "explain query plan select id from videos where completed_at <= ? and status in ('completed', 'failed') order by completed_at limit 100",
+    )
+    .all(T0) as Array<{ detail: string }>;
+  t.match(retentionPlan.map((row) => row.detail).join('\n'), /videos_completed_at_idx/, 'retention reads terminal videos by index');
 
   const memory = await openStore(t, ':memory:');
   await memory.ping();
