@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+
 import type { Dispatcher as HttpDispatcher } from 'undici';
 
 import type { ClientRegistry } from './auth/clients.js';
@@ -8,6 +10,7 @@ import { createIdSource, type IdSource } from './ids.js';
 import type { Logger } from './lib/logger.js';
 import { createMetrics, type GatewayMetrics } from './metrics.js';
 import { createReadinessCheck, type ReadinessCheck } from './readiness.js';
+import { deriveKey } from './secrets/gateway-secret.js';
 import type { StoredResponse } from './store/records.js';
 import type { Store } from './store/repositories.js';
 import { openSqliteStore } from './store/sqlite.js';
@@ -21,6 +24,7 @@ import type { UpstreamClient, UpstreamError } from './upstream/types.js';
 import { createVideoCreator, type VideoCreator } from './videos/create.js';
 import { createIdempotencyKeyPruner } from './videos/idempotency-pruner.js';
 import { createVideoService, type VideoService } from './videos/service.js';
+import { createStreamTokens, type StreamTokens } from './videos/stream-tokens.js';
 import { createVideoWatch, type VideoWatch } from './videos/watch.js';
 import { createCallbackUrlValidator } from './webhooks/callback-policy.js';
 import { createDeliveryService, type DeliveryService } from './webhooks/delivery-service.js';
@@ -68,6 +72,8 @@ export interface Services {
   /** POST /videos with the Idempotency-Key protocol. */
   creator: VideoCreator;
   watch: VideoWatch;
+  /** Tokens for `GET /videos/{id}/events?token=` (browsers' EventSource). */
+  streamTokens: StreamTokens;
   deliveries: DeliveryService;
   readiness: ReadinessCheck;
   poller: Poller;
@@ -180,6 +186,8 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
   });
   const keyPruner = createIdempotencyKeyPruner({ keys: store.idempotencyKeys, clock, timers, logger });
   const watch = createVideoWatch({ bus, videos, timers });
+  const gatewaySecret = options.gatewaySecret ?? randomBytes(32);
+  const streamTokens = createStreamTokens({ key: deriveKey(gatewaySecret, 'stream-tokens'), clock });
   const readiness = createReadinessCheck({ pingStore: () => store.ping(), health, circuitState: upstream.circuitState });
   metrics.attach({
     videosInFlight: () => store.videos.countRunning(),
@@ -198,6 +206,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     videos,
     creator,
     watch,
+    streamTokens,
     deliveries,
     readiness,
     poller,

@@ -11,7 +11,7 @@ import { videoRoutes } from '../../routes/videos.js';
 import { sharedSchemas } from '../../schemas/index.js';
 import { sandboxAssets } from '../sandbox/assets.js';
 import type { Services } from '../services.js';
-import type { Authenticate } from './auth.js';
+import type { Authenticate, AuthenticateStreamToken } from './auth.js';
 import { createClientRateLimits } from './client-rate-limits.js';
 import { openapiOptions } from './openapi.js';
 import { errorHandler, ProblemError, sendProblem } from './problems.js';
@@ -20,8 +20,9 @@ import { apiHelmetOptions, docsContentSecurityPolicy } from './security-headers.
 import { createValidatorCompiler } from './validation.js';
 
 export interface GatewayAppOptions {
-  services: Pick<Services, 'clock' | 'videos' | 'creator' | 'watch' | 'deliveries' | 'readiness' | 'metrics'>;
+  services: Pick<Services, 'clock' | 'videos' | 'creator' | 'watch' | 'streamTokens' | 'deliveries' | 'readiness' | 'metrics'>;
   authenticate: Authenticate;
+  authenticateStreamToken: AuthenticateStreamToken;
   /** Serve the sandbox's sample video and thumbnail (sandbox mode). */
   serveSandboxAssets: boolean;
 }
@@ -30,8 +31,11 @@ export interface GatewayAppOptions {
  * The gateway's HTTP layer as one plugin: parsers, validation, hooks, security headers, docs, error handling and
  * routes over services built elsewhere. Not encapsulated (fastify-plugin), so its handlers and docs apply app-wide.
  */
-const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { services, authenticate, serveSandboxAssets }) => {
-  const { videos, creator, watch, deliveries, readiness, metrics } = services;
+const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (
+  app,
+  { services, authenticate, authenticateStreamToken, serveSandboxAssets },
+) => {
+  const { videos, creator, watch, streamTokens, deliveries, readiness, metrics } = services;
   const rateLimits = createClientRateLimits({ clock: services.clock });
 
   // JSON only: a text/plain body is a 415, not a string that fails validation.
@@ -61,7 +65,7 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { se
     uiConfig: { deepLinking: true, persistAuthorization: true },
     staticCSP: docsContentSecurityPolicy,
   });
-  await app.register(videoRoutes, { videos, creator, watch, rateLimits, authenticate });
+  await app.register(videoRoutes, { videos, creator, watch, rateLimits, authenticate, streamTokens, authenticateStreamToken });
   await app.register(deliveryRoutes, { deliveries, rateLimits, authenticate });
   await app.register(healthRoutes, { readiness });
   await app.register(metricsRoutes, { metrics });
