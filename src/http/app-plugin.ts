@@ -1,3 +1,4 @@
+import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -13,6 +14,7 @@ import { sandboxAssets } from '../sandbox/assets.js';
 import type { Services } from '../services.js';
 import type { Authenticate, AuthenticateStreamToken } from './auth.js';
 import { createClientRateLimits } from './client-rate-limits.js';
+import { corsOptions } from './cors.js';
 import { openapiOptions } from './openapi.js';
 import { errorHandler, ProblemError, sendProblem } from './problems.js';
 import { useStrictJsonParser } from './request-parsing.js';
@@ -20,7 +22,7 @@ import { apiHelmetOptions, docsContentSecurityPolicy } from './security-headers.
 import { createValidatorCompiler } from './validation.js';
 
 export interface GatewayAppOptions {
-  services: Pick<Services, 'clock' | 'videos' | 'creator' | 'watch' | 'streamTokens' | 'deliveries' | 'readiness' | 'metrics'>;
+  services: Pick<Services, 'clock' | 'clients' | 'videos' | 'creator' | 'watch' | 'streamTokens' | 'deliveries' | 'readiness' | 'metrics'>;
   authenticate: Authenticate;
   authenticateStreamToken: AuthenticateStreamToken;
   /** Serve the sandbox's sample video and thumbnail (sandbox mode). */
@@ -59,6 +61,8 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (
   );
 
   await app.register(helmet, apiHelmetOptions);
+  // Before the routes: preflights are answered ahead of authentication (they carry no credential).
+  await app.register(cors, corsOptions(services.clients.all()));
   await app.register(swagger, openapiOptions);
   await app.register(swaggerUi, {
     routePrefix: '/docs',

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 
 import type { Client } from '../auth/clients.js';
+import { narrowCorsToClient } from './cors.js';
 import { ProblemError } from './problems.js';
 
 declare module 'fastify' {
@@ -35,7 +36,7 @@ function streamTokenOf(request: FastifyRequest): { token: string; videoId: strin
  * `acceptsStreamToken` also takes `?token=`; anywhere else a token is ignored, so it is a 401 like no credential.
  */
 export function requireClient(app: FastifyInstance, authenticate: Authenticate, authenticateStreamToken?: AuthenticateStreamToken): void {
-  app.addHook('onRequest', async (request) => {
+  app.addHook('onRequest', async (request, reply) => {
     const streamToken = authenticateStreamToken === undefined ? undefined : streamTokenOf(request);
     const client =
       streamToken === undefined
@@ -54,6 +55,7 @@ export function requireClient(app: FastifyInstance, authenticate: Authenticate, 
       });
     }
     request.client = client;
+    narrowCorsToClient(request, reply, client);
   });
 }
 
