@@ -172,7 +172,7 @@ async function startPageServer(t: Test): Promise<{ origin: string; setGateway(ur
   };
 }
 
-/** The README's browser code, nearly verbatim (there the token is minted by the app's own server). */
+/** The README's browser code ("From a browser"), nearly verbatim. */
 function pageHtml(gatewayUrl: string, key: string): string {
   return `<!doctype html>
 <html><head><meta charset="utf-8"><title>Video gateway from another origin</title></head>
