@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+// A cold tsx start plus a ~5 s sandbox render, on a loaded machine: above tap's 60 s default per file.
+t.setTimeout(120_000);
 
 t.test('npm run demo: one video from prompt to verified webhook, exit 0', async (t) => {
   t.setTimeout(120_000);
