@@ -1,3 +1,5 @@
+import { Writable } from 'node:stream';
+
 import t from 'tap';
 import { request } from 'undici';
 
@@ -163,4 +165,27 @@ t.test('a token-authenticated stream of a running video gets its changes, over a
   await gw.poller.tick();
   await ended;
   t.match(text, /"status":"completed"/, 'the terminal event arrived and the stream ended');
+});
+
+t.test('at LOG_LEVEL=trace, no log line of minting, streaming or refusing carries the token', async (t) => {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer | string, _encoding, done) {
+      lines.push(chunk.toString());
+      done();
+    },
+  });
+  const gw = await startTestGateway(t, { env: { LOG_LEVEL: 'trace' }, gateway: { logger: { level: 'trace', stream } } });
+  const video = await completed(gw);
+  const { token } = (await mint(gw, video.id)).json<StreamToken>();
+  t.equal((await gw.app.inject({ method: 'GET', url: `/videos/${video.id}/events?token=${token}` })).statusCode, 200);
+  t.equal((await gw.app.inject({ method: 'GET', url: `/videos/${video.id}?token=${token}` })).statusCode, 401);
+  gw.clock.advance(300_000);
+  t.equal((await gw.app.inject({ method: 'GET', url: `/videos/${video.id}/events?token=${token}` })).statusCode, 401);
+  t.ok(
+    lines.some((line) => line.includes('/events?token=[redacted]')),
+    'the requests were logged, token redacted',
+  );
+  const mac = token.split('.')[1] ?? '';
+  t.equal(lines.filter((line) => line.includes(mac) || line.includes(token.slice(4, 30))).length, 0, 'no line carries the token');
 });
