@@ -40,6 +40,10 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   await app.register(gatewayApp, {
     services,
     authenticate: (header) => options.clients.authenticate(header),
+    authenticateStreamToken: (token, videoId) => {
+      const grant = services.streamTokens.verify(token, videoId);
+      return grant === undefined ? undefined : options.clients.get(grant.clientId);
+    },
     serveSandboxAssets: options.serveSandboxAssets === true,
   });
 

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+
 import type { Dispatcher as HttpDispatcher } from 'undici';
 
 import type { ClientRegistry } from './auth/clients.js';
@@ -8,6 +10,7 @@ import { createIdSource, type IdSource } from './ids.js';
 import type { Logger } from './lib/logger.js';
 import { createMetrics, type GatewayMetrics } from './metrics.js';
 import { createReadinessCheck, type ReadinessCheck } from './readiness.js';
+import { deriveKey } from './secrets/gateway-secret.js';
 import type { StoredResponse } from './store/records.js';
 import type { Store } from './store/repositories.js';
 import { openSqliteStore } from './store/sqlite.js';
@@ -23,6 +26,7 @@ import { createVideoEraser, type VideoEraser } from './videos/erase.js';
 import { createIdempotencyKeyPruner } from './videos/idempotency-pruner.js';
 import { createVideoRetention, type VideoRetention } from './videos/retention.js';
 import { createVideoService, type VideoService } from './videos/service.js';
+import { createStreamTokens, type StreamTokens } from './videos/stream-tokens.js';
 import { createVideoWatch, type VideoWatch } from './videos/watch.js';
 import { createCallbackUrlValidator } from './webhooks/callback-policy.js';
 import { createDeliveryService, type DeliveryService } from './webhooks/delivery-service.js';
@@ -34,6 +38,8 @@ export interface ServicesOptions {
   config: Config;
   clients: ClientRegistry;
   logger: Logger;
+  /** The root secret (src/secrets/gateway-secret.ts) keys are derived from; default a random one per process (tests). */
+  gatewaySecret?: Buffer;
   clock?: Clock;
   random?: Random;
   ids?: IdSource;
@@ -72,6 +78,8 @@ export interface Services {
   /** VIDEO_RETENTION sweeps; null when videos are kept. */
   retention: VideoRetention | null;
   watch: VideoWatch;
+  /** Tokens for `GET /videos/{id}/events?token=` (browsers' EventSource). */
+  streamTokens: StreamTokens;
   deliveries: DeliveryService;
   readiness: ReadinessCheck;
   poller: Poller;
@@ -189,6 +197,8 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
       ? null
       : createVideoRetention({ videos: store.videos, bus, clock, timers, logger, retentionMs: config.videoRetentionMs });
   const watch = createVideoWatch({ bus, videos, timers });
+  const gatewaySecret = options.gatewaySecret ?? randomBytes(32);
+  const streamTokens = createStreamTokens({ key: deriveKey(gatewaySecret, 'stream-tokens'), clock });
   const readiness = createReadinessCheck({ pingStore: () => store.ping(), health, circuitState: upstream.circuitState });
   metrics.attach({
     videosInFlight: () => store.videos.countRunning(),
@@ -209,6 +219,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     eraser,
     retention,
     watch,
+    streamTokens,
     deliveries,
     readiness,
     poller,

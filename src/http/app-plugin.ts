@@ -1,3 +1,4 @@
+import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -11,8 +12,9 @@ import { videoRoutes } from '../../routes/videos.js';
 import { sharedSchemas } from '../../schemas/index.js';
 import { sandboxAssets } from '../sandbox/assets.js';
 import type { Services } from '../services.js';
-import type { Authenticate } from './auth.js';
+import type { Authenticate, AuthenticateStreamToken } from './auth.js';
 import { createClientRateLimits } from './client-rate-limits.js';
+import { corsOptions } from './cors.js';
 import { openapiOptions } from './openapi.js';
 import { errorHandler, ProblemError, sendProblem } from './problems.js';
 import { useStrictJsonParser } from './request-parsing.js';
@@ -20,8 +22,12 @@ import { apiHelmetOptions, docsContentSecurityPolicy } from './security-headers.
 import { createValidatorCompiler } from './validation.js';
 
 export interface GatewayAppOptions {
-  services: Pick<Services, 'clock' | 'videos' | 'creator' | 'eraser' | 'watch' | 'deliveries' | 'readiness' | 'metrics'>;
+  services: Pick<
+    Services,
+    'clock' | 'clients' | 'videos' | 'creator' | 'eraser' | 'watch' | 'streamTokens' | 'deliveries' | 'readiness' | 'metrics'
+  >;
   authenticate: Authenticate;
+  authenticateStreamToken: AuthenticateStreamToken;
   /** Serve the sandbox's sample video and thumbnail (sandbox mode). */
   serveSandboxAssets: boolean;
 }
@@ -30,8 +36,11 @@ export interface GatewayAppOptions {
  * The gateway's HTTP layer as one plugin: parsers, validation, hooks, security headers, docs, error handling and
  * routes over services built elsewhere. Not encapsulated (fastify-plugin), so its handlers and docs apply app-wide.
  */
-const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { services, authenticate, serveSandboxAssets }) => {
-  const { videos, creator, eraser, watch, deliveries, readiness, metrics } = services;
+const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (
+  app,
+  { services, authenticate, authenticateStreamToken, serveSandboxAssets },
+) => {
+  const { videos, creator, eraser, watch, streamTokens, deliveries, readiness, metrics } = services;
   const rateLimits = createClientRateLimits({ clock: services.clock });
 
   // JSON only: a text/plain body is a 415, not a string that fails validation.
@@ -55,13 +64,15 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { se
   );
 
   await app.register(helmet, apiHelmetOptions);
+  // Before the routes: preflights are answered ahead of authentication (they carry no credential).
+  await app.register(cors, corsOptions(services.clients.all()));
   await app.register(swagger, openapiOptions);
   await app.register(swaggerUi, {
     routePrefix: '/docs',
     uiConfig: { deepLinking: true, persistAuthorization: true },
     staticCSP: docsContentSecurityPolicy,
   });
-  await app.register(videoRoutes, { videos, creator, eraser, watch, rateLimits, authenticate });
+  await app.register(videoRoutes, { videos, creator, eraser, watch, rateLimits, authenticate, streamTokens, authenticateStreamToken });
   await app.register(deliveryRoutes, { deliveries, rateLimits, authenticate });
   await app.register(healthRoutes, { readiness });
   await app.register(metricsRoutes, { metrics });

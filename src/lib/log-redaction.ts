@@ -36,7 +36,7 @@ const asJsonText = (text: string): string => JSON.stringify(text).slice(1, -1);
 /**
  * Replaces credentials in one serialized log line. The replacements hold no quote or backslash, so the line
  * stays valid JSON. `knownSecrets` are exact values (the ElkAPI key, webhook secrets); client keys are only known
- * by their hash, so they are caught by their `vgk_` prefix, like any `whsec_` secret or `Bearer`/`Basic` credential.
+ * by their hash, so they are caught by their `vgk_` prefix, like any `whsec_` secret, `vst_` stream token or `Bearer`/`Basic` credential.
  */
 export function createSecretScrubber(knownSecrets: readonly string[]): (line: string) => string {
   const exact = [...new Set(knownSecrets.filter((secret) => secret.length >= 8).map(asJsonText))]
@@ -46,6 +46,8 @@ export function createSecretScrubber(knownSecrets: readonly string[]): (line: st
     ...exact,
     '\\bvgk_[A-Za-z0-9_-]{8,}',
     '\\bwhsec_[A-Za-z0-9+/=]{8,}',
+    // Stream tokens travel in a query string (`?token=vst_…`), so they reach request logs.
+    '\\bvst_[A-Za-z0-9_-]{8,}(?:\\.[A-Za-z0-9_-]*)?',
     // RFC 6750 token68 characters, so prose such as "Bearer <key>" is left alone.
     '\\b(?:Bearer|Basic)\\s+[A-Za-z0-9._~+/-]+=*',
   ];
