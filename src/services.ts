@@ -4,6 +4,7 @@ import type { ClientRegistry } from './auth/clients.js';
 import { type Clock, type Random, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import { createInProcessBus, type EventBus } from './events/bus.js';
+import { createPgChangeListener } from './events/pg-listener.js';
 import { createIdSource, type IdSource } from './ids.js';
 import type { Logger } from './lib/logger.js';
 import { createMetrics, type GatewayMetrics } from './metrics.js';
@@ -176,6 +177,21 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
       allowPrivateNetworks: config.webhookAllowPrivateNetworks,
     }),
   });
+  // Replicas on one Postgres (DESIGN §4.5): changes committed by any replica reach this one's waiters, cache and dispatcher.
+  const changeFeed = /^postgres(?:ql)?:\/\//i.test(config.databaseUrl)
+    ? createPgChangeListener({
+        connectionString: config.databaseUrl,
+        bus,
+        videos: store.videos,
+        cache: videos,
+        wakeDispatcher: () => dispatcher.wake(),
+        timers,
+        random,
+        logger,
+        registry: metrics.registry,
+      })
+    : null;
+  await changeFeed?.start();
   const keyPruner = createIdempotencyKeyPruner({ keys: store.idempotencyKeys, clock, timers, logger });
   const watch = createVideoWatch({ bus, videos, timers });
   const readiness = createReadinessCheck({ pingStore: () => store.ping(), health, circuitState: upstream.circuitState });
@@ -212,6 +228,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
       if (options.webhookAgent === undefined) await webhookAgent.close();
     },
     async close() {
+      await changeFeed?.close();
       await upstream.close();
       await store.close();
     },
