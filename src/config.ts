@@ -111,6 +111,17 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
   const sqliteRest = databaseUrl.slice('sqlite:'.length);
   const sqlitePath = sqliteRest.startsWith('//') ? sqliteRest.slice(2) : sqliteRest;
 
+  const redisUrl = vars.REDIS_URL ?? null;
+  if (redisUrl !== null && !problemOf.has('REDIS_URL')) {
+    let host = '';
+    try {
+      host = new URL(redisUrl).hostname;
+    } catch {
+      /* reported below */
+    }
+    if (host === '') fail('REDIS_URL', `REDIS_URL: ${shown('REDIS_URL', redisUrl)} ${keyword(EnvVars.properties.REDIS_URL, 'invalid')}`);
+  }
+
   const config: Config = {
     port: Number(text('PORT')),
     host: text('HOST'),
@@ -119,6 +130,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     databaseUrl,
     sqlitePath,
     clientsFile: vars.CLIENTS_FILE ?? null,
+    redisUrl,
     cacheMaxEntries: Number(text('CACHE_MAX_ENTRIES')),
     pollIntervalMinMs: duration('POLL_INTERVAL_MIN_MS'),
     pollIntervalMaxMs: duration('POLL_INTERVAL_MAX_MS'),
@@ -183,7 +195,11 @@ export function formatConfigProblems(problems: readonly string[]): string {
 /** Sandbox mode: no upstream key, the built-in ElkAPI simulator stands in (DESIGN §4.2). */
 export const sandboxEnabled = (config: Pick<Config, 'elkapiApiKey'>): boolean => config.elkapiApiKey === null;
 
-/** The config as it may be logged: the upstream key replaced by `(hidden)`. */
+/** The config as it may be logged: the upstream key replaced by `(hidden)`, the Redis password masked. */
 export function redactConfig(config: Config): Omit<Config, 'elkapiApiKey'> & { elkapiApiKey: '(hidden)' | null } {
-  return { ...config, elkapiApiKey: config.elkapiApiKey === null ? null : '(hidden)' };
+  return {
+    ...config,
+    elkapiApiKey: config.elkapiApiKey === null ? null : '(hidden)',
+    redisUrl: config.redisUrl === null ? null : config.redisUrl.replace(/\/\/[^/@\s]*@/, '//***@'),
+  };
 }
