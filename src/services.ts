@@ -7,6 +7,8 @@ import { createInProcessBus, type EventBus } from './events/bus.js';
 import { createPgChangeListener } from './events/pg-listener.js';
 import { createIdSource, type IdSource } from './ids.js';
 import type { Logger } from './lib/logger.js';
+import { openRedisLink, type RedisLink } from './limits/redis-link.js';
+import { createSharedUpstreamBudget } from './limits/shared-upstream-budget.js';
 import { createMetrics, type GatewayMetrics } from './metrics.js';
 import { createReadinessCheck, type ReadinessCheck } from './readiness.js';
 import type { StoredResponse } from './store/records.js';
@@ -18,6 +20,7 @@ import { firstPollAt } from './tracking/schedule.js';
 import { type CircuitBreakerOptions, type CircuitState, withCircuitBreaker } from './upstream/circuit-breaker.js';
 import { createUpstreamClient, type UpstreamClientOptions } from './upstream/client.js';
 import { createUpstreamHealth, type UpstreamHealth, withHealthTracking } from './upstream/health.js';
+import { realSleep } from './upstream/rate-budget.js';
 import type { UpstreamClient, UpstreamError } from './upstream/types.js';
 import { createVideoCreator, type VideoCreator } from './videos/create.js';
 import { createIdempotencyKeyPruner } from './videos/idempotency-pruner.js';
@@ -43,6 +46,8 @@ export interface ServicesOptions {
   /** Circuit breaker over upstream calls; defaults: 5 consecutive outages, 30 s open. */
   circuit?: Omit<CircuitBreakerOptions, 'clock' | 'onStateChange' | 'onShortCircuit'>;
   store?: Store;
+  /** Prefix of the Redis keys (with REDIS_URL); replicas that share limits share it. Default `video-gateway:`. */
+  redisKeyPrefix?: string;
   /** Where webhooks are sent through; default the SSRF-guarded undici agent (tests may pass a MockAgent). */
   webhookAgent?: HttpDispatcher;
   /** The answer stored under an Idempotency-Key for a final upstream refusal: the HTTP layer's problem response. */
@@ -53,6 +58,8 @@ export interface ServicesOptions {
 export interface UpstreamHooks {
   onCall: NonNullable<UpstreamClientOptions['onCall']>;
   logger: NonNullable<UpstreamClientOptions['logger']>;
+  /** The UPSTREAM_MAX_RPS budget shared by all replicas (with REDIS_URL). */
+  sharedBudget?: UpstreamClientOptions['sharedBudget'];
 }
 
 export interface Services {
@@ -60,6 +67,8 @@ export interface Services {
   clients: ClientRegistry;
   store: Store;
   bus: EventBus;
+  /** Shared counters of all replicas (REDIS_URL), or null: limits per replica. */
+  redis: RedisLink | null;
   metrics: GatewayMetrics;
   health: UpstreamHealth;
   circuitState: () => CircuitState;
@@ -93,7 +102,25 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
 
   const store = options.store ?? (await openSqliteStore({ path: config.sqlitePath }));
   const metrics = createMetrics();
-  const upstreamHooks: UpstreamHooks = { onCall: metrics.recordUpstreamCall, logger };
+  // With REDIS_URL the limits are shared by every replica (DESIGN §4.5); Redis down means local limits, never errors.
+  const redis =
+    config.redisUrl === null
+      ? null
+      : await openRedisLink({
+          url: config.redisUrl,
+          keyPrefix: options.redisKeyPrefix ?? 'video-gateway:',
+          logger,
+          registry: metrics.registry,
+        });
+  const sharedBudget =
+    redis !== null && Number.isFinite(config.upstreamMaxRps) && config.upstreamMaxRps > 0
+      ? createSharedUpstreamBudget({ link: redis, ratePerSecond: config.upstreamMaxRps, sleep: realSleep })
+      : undefined;
+  const upstreamHooks: UpstreamHooks = {
+    onCall: metrics.recordUpstreamCall,
+    logger,
+    ...(sharedBudget === undefined ? {} : { sharedBudget }),
+  };
   const givenUpstream = options.upstream;
   const rawUpstream =
     givenUpstream === undefined
@@ -206,6 +233,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     clients: options.clients,
     store,
     bus,
+    redis,
     metrics,
     health,
     circuitState: upstream.circuitState,
@@ -230,6 +258,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     async close() {
       await changeFeed?.close();
       await upstream.close();
+      await redis?.close();
       await store.close();
     },
   };

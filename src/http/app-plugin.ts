@@ -20,7 +20,7 @@ import { apiHelmetOptions, docsContentSecurityPolicy } from './security-headers.
 import { createValidatorCompiler } from './validation.js';
 
 export interface GatewayAppOptions {
-  services: Pick<Services, 'clock' | 'videos' | 'creator' | 'watch' | 'deliveries' | 'readiness' | 'metrics'>;
+  services: Pick<Services, 'clock' | 'videos' | 'creator' | 'watch' | 'deliveries' | 'readiness' | 'metrics' | 'redis'>;
   authenticate: Authenticate;
   /** Serve the sandbox's sample video and thumbnail (sandbox mode). */
   serveSandboxAssets: boolean;
@@ -32,7 +32,7 @@ export interface GatewayAppOptions {
  */
 const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { services, authenticate, serveSandboxAssets }) => {
   const { videos, creator, watch, deliveries, readiness, metrics } = services;
-  const rateLimits = createClientRateLimits({ clock: services.clock });
+  const rateLimits = createClientRateLimits({ clock: services.clock, shared: services.redis });
 
   // JSON only: a text/plain body is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
