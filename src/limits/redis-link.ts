@@ -35,7 +35,7 @@ export interface RedisLinkOptions {
   registry?: Registry;
   /** Longest wait of one command; past it the decision is taken locally. Default 250 ms. */
   commandTimeoutMs?: number;
-  /** Longest wait for the first connection at start; Redis absent then means local limits. Default 1 s. */
+  /** Longest wait for the first connection at start; Redis absent then means local limits. Default 2 s. */
   startTimeoutMs?: number;
 }
 
@@ -65,26 +65,29 @@ export async function openRedisLink(options: RedisLinkOptions): Promise<RedisLin
     retryStrategy: (times) => Math.min(100 * times, 2_000),
   });
   let closing = false;
-  let local = false;
+  /** An outage was announced (warned once) and has not ended yet. */
+  let warned = false;
   const goLocal = (error: unknown): void => {
-    if (closing || local) return;
-    local = true;
+    if (closing) return;
     fallbackGauge.set(1);
+    if (warned) return;
+    warned = true;
     const reason = error instanceof Error ? error.message : 'connection closed';
     logger.warn({ reason }, 'Redis does not answer: rate limits and the upstream budget are counted per replica until it is back');
   };
   const goShared = (): void => {
-    if (!local) return;
-    local = false;
     fallbackGauge.set(0);
+    if (!warned) return;
+    warned = false;
     logger.info({}, 'Redis answers again: rate limits and the upstream budget are shared again');
   };
   redis.on('ready', goShared);
   redis.on('error', goLocal);
   redis.on('close', () => goLocal(undefined));
-  fallbackGauge.set(0);
+  // Local until the first connection is ready.
+  fallbackGauge.set(1);
 
-  const startTimeoutMs = options.startTimeoutMs ?? 1_000;
+  const startTimeoutMs = options.startTimeoutMs ?? 2_000;
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([
     redis.connect().catch((error: unknown) => goLocal(error)),

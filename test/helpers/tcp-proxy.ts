@@ -10,6 +10,8 @@ export interface TcpProxy {
   port: number;
   /** Connections accepted and forwarded since the start (a reconnect shows up as one more). */
   readonly connections: number;
+  /** Connections reset because the proxy was cut. */
+  readonly refused: number;
   /** Destroys every open connection (both sides) and resets new ones until `restore()`. */
   cut(): void;
   /** Forwards new connections again. */
@@ -21,6 +23,7 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
   const open = new Set<Socket>();
   let isCut = false;
   let connections = 0;
+  let refused = 0;
 
   const track = (socket: Socket): void => {
     open.add(socket);
@@ -31,6 +34,7 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
 
   const server: Server = createServer((client) => {
     if (isCut) {
+      refused += 1;
       client.resetAndDestroy();
       return;
     }
@@ -60,6 +64,9 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     port,
     get connections() {
       return connections;
+    },
+    get refused() {
+      return refused;
     },
     cut() {
       isCut = true;
