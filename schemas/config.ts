@@ -87,6 +87,13 @@ export const EnvVars = Type.Object(
         invalid: 'is too short or contains whitespace (expected at least 32 random characters, e.g. openssl rand -hex 32)',
       }),
     ),
+    REDIS_URL: Type.Optional(
+      Type.String({
+        pattern: '^rediss?://[^\\s/?#]+(?:/[0-9]*)?$',
+        description: 'Redis shared by the replicas for rate limits and the upstream budget; unset → limits per replica.',
+        invalid: 'is not a Redis URL (expected redis://host:6379, rediss://… for TLS, optionally /<db number>)',
+      }),
+    ),
     CLIENTS_FILE: Type.Optional(Type.String({ description: 'Client registry (JSON); unset → data/clients.json, created on first start.' })),
     CACHE_MAX_ENTRIES: integer('10000', 'LRU cache size.'),
     POLL_INTERVAL_MIN_MS: durationMs('2000', 'First and shortest poll interval.'),
@@ -155,6 +162,8 @@ export const ConfigValues = Type.Object({
   gatewaySecret: Nullable(Type.String({ minLength: 1, env: 'GATEWAY_SECRET' })),
   /** null → `data/clients.json`, created with one `default` client on first start. */
   clientsFile: Nullable(Type.String({ minLength: 1, env: 'CLIENTS_FILE' })),
+  /** null → rate limits and the upstream budget are counted per replica. */
+  redisUrl: Nullable(Type.String({ minLength: 1, env: 'REDIS_URL' })),
   cacheMaxEntries: Type.Integer({
     minimum: 1,
     maximum: Number.MAX_SAFE_INTEGER,

@@ -111,6 +111,17 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
   const sqliteRest = databaseUrl.slice('sqlite:'.length);
   const sqlitePath = sqliteRest.startsWith('//') ? sqliteRest.slice(2) : sqliteRest;
 
+  const redisUrl = vars.REDIS_URL ?? null;
+  if (redisUrl !== null && !problemOf.has('REDIS_URL')) {
+    let host = '';
+    try {
+      host = new URL(redisUrl).hostname;
+    } catch {
+      /* reported below */
+    }
+    if (host === '') fail('REDIS_URL', `REDIS_URL: ${shown('REDIS_URL', redisUrl)} ${keyword(EnvVars.properties.REDIS_URL, 'invalid')}`);
+  }
+
   const config: Config = {
     port: Number(text('PORT')),
     host: text('HOST'),
@@ -120,6 +131,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     sqlitePath,
     gatewaySecret: vars.GATEWAY_SECRET ?? null,
     clientsFile: vars.CLIENTS_FILE ?? null,
+    redisUrl,
     cacheMaxEntries: Number(text('CACHE_MAX_ENTRIES')),
     pollIntervalMinMs: duration('POLL_INTERVAL_MIN_MS'),
     pollIntervalMaxMs: duration('POLL_INTERVAL_MAX_MS'),
@@ -187,10 +199,15 @@ export const sandboxEnabled = (config: Pick<Config, 'elkapiApiKey'>): boolean =>
 
 type Hidden = '(hidden)' | null;
 
-/** The config as it may be logged: the upstream key and the gateway secret replaced by `(hidden)`. */
+/** The config as it may be logged: the upstream key and the gateway secret replaced by `(hidden)`, the Redis password masked. */
 export function redactConfig(
   config: Config,
 ): Omit<Config, 'elkapiApiKey' | 'gatewaySecret'> & { elkapiApiKey: Hidden; gatewaySecret: Hidden } {
   const hide = (value: string | null): Hidden => (value === null ? null : '(hidden)');
-  return { ...config, elkapiApiKey: hide(config.elkapiApiKey), gatewaySecret: hide(config.gatewaySecret) };
+  return {
+    ...config,
+    elkapiApiKey: hide(config.elkapiApiKey),
+    gatewaySecret: hide(config.gatewaySecret),
+    redisUrl: config.redisUrl === null ? null : config.redisUrl.replace(/\/\/[^/@\s]*@/, '//***@'),
+  };
 }

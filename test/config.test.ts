@@ -69,6 +69,7 @@ t.test('defaults when the environment is empty (sandbox mode)', async (t) => {
     sqlitePath: './data/gateway.db',
     gatewaySecret: null,
     clientsFile: null,
+    redisUrl: null,
     cacheMaxEntries: 10000,
     pollIntervalMinMs: 2000,
     pollIntervalMaxMs: 15000,
@@ -104,6 +105,7 @@ t.test('every variable is parsed', async (t) => {
     DATABASE_URL: 'sqlite:/var/lib/gateway/gw.db',
     GATEWAY_SECRET: 'gs-0123456789abcdefghijklmnopqrstuvwxyz',
     CLIENTS_FILE: '/etc/gateway/clients.json',
+    REDIS_URL: 'redis://cache.internal:6380/2',
     CACHE_MAX_ENTRIES: '500',
     POLL_INTERVAL_MIN_MS: '250ms',
     POLL_INTERVAL_MAX_MS: '5s',
@@ -130,6 +132,7 @@ t.test('every variable is parsed', async (t) => {
     sqlitePath: '/var/lib/gateway/gw.db',
     gatewaySecret: 'gs-0123456789abcdefghijklmnopqrstuvwxyz',
     clientsFile: '/etc/gateway/clients.json',
+    redisUrl: 'redis://cache.internal:6380/2',
     cacheMaxEntries: 500,
     pollIntervalMinMs: 250,
     pollIntervalMaxMs: 5000,
@@ -306,6 +309,23 @@ t.test('database URL', async (t) => {
   ]);
   t.equal(problemsOf(t, { DATABASE_URL: 'sqlite:' }).length, 1);
   t.equal(problemsOf(t, { DATABASE_URL: 'sqlite://' }).length, 1, 'no path left');
+});
+
+t.test('Redis URL: redis:// or rediss://, one clear line otherwise, the password never shown', async (t) => {
+  t.equal(configOf(t, {}).redisUrl, null, 'unset: limits per replica');
+  t.equal(configOf(t, { REDIS_URL: 'redis://127.0.0.1:6379' }).redisUrl, 'redis://127.0.0.1:6379');
+  t.equal(configOf(t, { REDIS_URL: 'rediss://:s3cret@cache.example.com:6380/0' }).redisUrl, 'rediss://:s3cret@cache.example.com:6380/0');
+  const expected = 'is not a Redis URL (expected redis://host:6379, rediss://… for TLS, optionally /<db number>)';
+  t.equal(
+    redactConfig(configOf(t, { REDIS_URL: 'redis://app:s3cret@cache:6379' })).redisUrl,
+    'redis://***@cache:6379',
+    'masked in the logged config',
+  );
+  t.same(problemsOf(t, { REDIS_URL: 'localhost:6379' }), [`REDIS_URL: "localhost:6379" ${expected}`]);
+  t.same(problemsOf(t, { REDIS_URL: 'http://cache:6379' }), [`REDIS_URL: "http://cache:6379" ${expected}`]);
+  t.same(problemsOf(t, { REDIS_URL: 'redis://:s3cret@cache:6379/zero' }), [`REDIS_URL: "redis://***@cache:6379/zero" ${expected}`]);
+  t.same(problemsOf(t, { REDIS_URL: 'redis://:s3cret@[bad:6379' }), [`REDIS_URL: "redis://***@[bad:6379" ${expected}`], 'unparsable host');
+  t.same(problemsOf(t, { REDIS_URL: 'redis://cache:99999' }), [`REDIS_URL: "redis://cache:99999" ${expected}`], 'port out of range');
 });
 
 t.test('several invalid variables: one line each, in DESIGN order, every problem collected', async (t) => {

@@ -24,7 +24,7 @@ import { createValidatorCompiler } from './validation.js';
 export interface GatewayAppOptions {
   services: Pick<
     Services,
-    'clock' | 'clients' | 'videos' | 'creator' | 'eraser' | 'watch' | 'streamTokens' | 'deliveries' | 'readiness' | 'metrics'
+    'clock' | 'clients' | 'videos' | 'creator' | 'eraser' | 'watch' | 'streamTokens' | 'deliveries' | 'readiness' | 'metrics' | 'redis'
   >;
   authenticate: Authenticate;
   authenticateStreamToken: AuthenticateStreamToken;
@@ -41,7 +41,7 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (
   { services, authenticate, authenticateStreamToken, serveSandboxAssets },
 ) => {
   const { videos, creator, eraser, watch, streamTokens, deliveries, readiness, metrics } = services;
-  const rateLimits = createClientRateLimits({ clock: services.clock });
+  const rateLimits = createClientRateLimits({ clock: services.clock, shared: services.redis });
 
   // JSON only: a text/plain body is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');

@@ -75,6 +75,8 @@ export interface VideoRepository {
    * (`VIDEO_RETENTION`); running videos are never touched. Returns their tombstones.
    */
   eraseTerminalBefore(completedBefore: number, limit: number, now: number): Promise<VideoTombstone[]>;
+  /** The tombstone of an erased video (another replica's DELETE reaching this one's waiters), or undefined. */
+  tombstone(id: string): Promise<VideoTombstone | undefined>;
 }
 
 /** The outbox (DESIGN §3): the dispatcher's claims and records, the delivery log, redelivery. */

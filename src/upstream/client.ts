@@ -10,7 +10,7 @@ import { type Clock, type Random, systemClock } from '../clock.js';
 import { errorCode } from '../lib/error-code.js';
 import { classifyUpstreamError, isTaskNotExist, SAFE_MESSAGES, unexpectedPayload } from './failures.js';
 import { parseGeneration } from './generation.js';
-import { RateBudget, realSleep, type Sleep } from './rate-budget.js';
+import { RateBudget, realSleep, type SharedRateBudget, type Sleep } from './rate-budget.js';
 import {
   type UpstreamClient,
   type UpstreamCreateRequest,
@@ -49,6 +49,8 @@ export interface UpstreamClientOptions {
   maxRetryAfterMs?: number;
   /** Requests per second toward the upstream, creates and queries together. Default 20; 0 or Infinity = no limit. */
   maxRps?: number;
+  /** The budget all replicas share (Redis), taken after this replica's own; `maxRps` still caps this replica. */
+  sharedBudget?: SharedRateBudget;
   /**
    * Longest wait of a create for the rate budget. A create that would wait longer is refused at once, without
    * taking a token, with `rate_limited` carrying `retryAfterMs` (the client gets 503 with Retry-After).
@@ -151,6 +153,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   const { logger } = options;
   const { origin, pathPrefix } = splitBaseUrl(options.baseUrl);
   const budget = new RateBudget({ ratePerSecond: options.maxRps ?? 20, clock, sleep });
+  const { sharedBudget } = options;
 
   const ownsDispatcher = options.dispatcher === undefined;
   const dispatcher: Dispatcher =
@@ -225,13 +228,25 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
    * create must end well within the idempotency orphan timeout. Refused, it never reaches the upstream.
    */
   async function waitForBudget(op: UpstreamOperation): Promise<void> {
-    if (op === 'query') return budget.acquire();
-    const { granted, waitMs } = budget.tryReserve(maxCreateQueueMs);
-    if (!granted) {
-      logger?.warn({ op, waitMs, maxCreateQueueMs }, 'create refused: the upstream rate budget (UPSTREAM_MAX_RPS) is booked too far ahead');
-      throw new UpstreamError('rate_limited', SAFE_MESSAGES.overBudget, null, waitMs);
+    const refuse = (waitMs: number, shared: boolean): UpstreamError => {
+      logger?.warn(
+        { op, waitMs, maxCreateQueueMs, shared },
+        'create refused: the upstream rate budget (UPSTREAM_MAX_RPS) is booked too far ahead',
+      );
+      return new UpstreamError('rate_limited', SAFE_MESSAGES.overBudget, null, waitMs);
+    };
+    let waitedMs = 0;
+    if (op === 'query') {
+      await budget.acquire();
+    } else {
+      const { granted, waitMs } = budget.tryReserve(maxCreateQueueMs);
+      if (!granted) throw refuse(waitMs, false);
+      if (waitMs > 0) await sleep(waitMs);
+      waitedMs = waitMs;
     }
-    if (waitMs > 0) await sleep(waitMs);
+    if (sharedBudget === undefined) return;
+    const shared = await sharedBudget.take(op === 'query' ? Number.POSITIVE_INFINITY : maxCreateQueueMs - waitedMs);
+    if (!shared.granted) throw refuse(waitedMs + shared.waitMs, true);
   }
 
   /** One attempt: waits for the rate budget, exchanges, reports, logs. */

@@ -20,6 +20,13 @@ export interface RenderedVideoCache {
   changedSince(mark: number): boolean;
   /** Keeps a terminal video's body; others are ignored. */
   set(rendered: RenderedVideo): void;
+  /**
+   * Drops a video's body because it changed elsewhere (another replica), unless the body is already of `version`
+   * or newer; counts as a change for `changedSince` (a read in flight may hold the older row).
+   */
+  forget(id: string, version: number): void;
+  /** Drops every body: changes may have been missed (a lost change feed). */
+  forgetAll(): void;
   stats(): { size: number; hits: number; misses: number };
 }
 
@@ -45,6 +52,15 @@ export function createRenderedVideoCache(options: { bus: EventBus; maxEntries: n
     changedSince: (mark) => changesSeen !== mark,
     set(rendered) {
       if (rendered.terminal) cache.set(rendered.video.id, rendered);
+    },
+    forget(id, version) {
+      changesSeen += 1;
+      const held = cache.peek(id);
+      if (held !== undefined && held.version < version) cache.delete(id);
+    },
+    forgetAll() {
+      changesSeen += 1;
+      cache.clear();
     },
     stats: () => ({ size: cache.size, hits, misses }),
   };

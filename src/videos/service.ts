@@ -51,6 +51,10 @@ export interface VideoService {
   present(record: VideoRecord): RenderedVideo;
   cacheControl(rendered: RenderedVideo): string;
   cacheStats(): { size: number; hits: number; misses: number };
+  /** Drops a video's cached body older than `version`: it changed on another replica (change feed). */
+  evictCached(id: string, version: number): void;
+  /** Drops every cached body: the change feed was lost, so any of them may be stale. */
+  evictAllCached(): void;
 }
 
 export function createVideoService(options: VideoServiceOptions): VideoService {
@@ -119,5 +123,7 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
     },
 
     cacheStats: () => cache.stats(),
+    evictCached: (id, version) => cache.forget(id, version),
+    evictAllCached: () => cache.forgetAll(),
   };
 }

@@ -70,6 +70,20 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
   const { videoFromRow } = mappers;
 
   return {
+    async tombstone(id) {
+      const row = await db.selectFrom('video_tombstones').selectAll().where('id', '=', id).executeTakeFirst();
+      if (row === undefined) return undefined;
+      return {
+        id: row.id,
+        clientId: row.client_id,
+        createdAt: Number(row.created_at),
+        updatedAt: Number(row.updated_at),
+        completedAt: row.completed_at === null ? null : Number(row.completed_at),
+        deletedAt: Number(row.deleted_at),
+        version: Number(row.version),
+        reason: row.reason,
+      };
+    },
     async insert(video, completesKey) {
       const insert = async (trx: Kysely<Database>): Promise<VideoRecord> =>
         videoFromRow(await trx.insertInto('videos').values(mappers.newVideoRow(video)).returningAll().executeTakeFirstOrThrow());
