@@ -177,6 +177,13 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     }),
   });
   const keyPruner = createIdempotencyKeyPruner({ keys: store.idempotencyKeys, clock, timers, logger });
+  // Creates cut off mid-submit (a crash, a kill) end submit_interrupted once past the create deadline.
+  const recoverInterrupted = (): void => {
+    creator
+      .recoverInterrupted()
+      .catch((error: unknown) => logger.warn({ err: error }, 'recovering interrupted creates failed; retrying later'));
+  };
+  let stopRecovery: (() => void) | null = null;
   const watch = createVideoWatch({ bus, videos, timers });
   const readiness = createReadinessCheck({ pingStore: () => store.ping(), health, circuitState: upstream.circuitState });
   metrics.attach({
@@ -204,9 +211,13 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
       poller.start();
       dispatcher.start();
       keyPruner.start();
+      recoverInterrupted();
+      stopRecovery ??= timers.setInterval(recoverInterrupted, 30_000);
     },
     async stopWorkers(graceMs) {
       keyPruner.stop();
+      stopRecovery?.();
+      stopRecovery = null;
       // An unfinished poll's lease simply expires; an aborted webhook attempt is given back and sent again after restart.
       await Promise.all([poller.stop(graceMs), dispatcher.stop(graceMs)]);
       if (options.webhookAgent === undefined) await webhookAgent.close();

@@ -2,8 +2,9 @@ import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, SqliteDialect } from 'kysely';
+import { CompiledQuery, type DatabaseConnection, type Driver, Kysely, SqliteDialect } from 'kysely';
 
+import { StoreUnavailable } from '../errors.js';
 import { type StoreDialect, textJson } from './kysely/dialect.js';
 import { createKyselyStore } from './kysely/store.js';
 import { runningStatusLiterals } from './kysely/video-repository.js';
@@ -98,11 +99,18 @@ export const sqliteDialect: StoreDialect = {
             response_headers_json: null,
             created_at: eb.ref('excluded.created_at'),
             expires_at: eb.ref('excluded.expires_at'),
+            video_id: null,
           }))
           .where((eb) =>
             eb.or([
               eb('idempotency_keys.expires_at', '<=', now),
-              eb.and([eb('idempotency_keys.state', '=', 'in_progress'), eb('idempotency_keys.created_at', '<=', staleBefore)]),
+              // An orphaned claim is taken over only if its request never recorded a video: one that did may have
+              // started a paid generation, and is answered with that video instead (src/videos/create.ts).
+              eb.and([
+                eb('idempotency_keys.state', '=', 'in_progress'),
+                eb('idempotency_keys.created_at', '<=', staleBefore),
+                eb('idempotency_keys.video_id', 'is', null),
+              ]),
             ]),
           ),
       )
@@ -138,13 +146,91 @@ function applyPragmas(sqlite: BetterSqlite3.Database): void {
  * then find the schema current.
  */
 async function migrateAtomically(sqlite: BetterSqlite3.Database, db: Kysely<Database>): Promise<void> {
+  // A migration that rebuilds a parent table (0007) must not cascade its DROP to the children: SQLite's rebuild
+  // procedure turns foreign keys off around it (a no-op inside a transaction, hence here) and checks them after.
+  sqlite.pragma('foreign_keys = OFF');
   sqlite.exec('BEGIN IMMEDIATE');
   try {
     await migrateToLatest(db);
+    const violations = sqlite.pragma('foreign_key_check') as unknown[];
+    if (violations.length > 0) throw new Error(`database migration left ${violations.length} foreign key violations`);
     sqlite.exec('COMMIT');
   } catch (error) {
     if (sqlite.inTransaction) sqlite.exec('ROLLBACK');
     throw error;
+  } finally {
+    sqlite.pragma('foreign_keys = ON');
+  }
+}
+
+/**
+ * SQLite result codes that mean the database cannot be read or written right now (locked, read-only, gone, full,
+ * damaged): the caller gets `StoreUnavailable` (503 `store_unavailable`). Anything else (a constraint, a bug in a
+ * statement) stays what it is.
+ */
+const unavailableCodes = /^SQLITE_(BUSY|LOCKED|READONLY|IOERR|CANTOPEN|FULL|NOTADB|CORRUPT|PROTOCOL|NOLFS|AUTH|PERM)/;
+
+export const isSqliteUnavailable = (error: unknown): boolean =>
+  error instanceof Error && 'code' in error && typeof error.code === 'string' && unavailableCodes.test(error.code);
+
+/** What every statement runs through: here the translation of driver failures into `StoreUnavailable`. */
+interface StatementGuard {
+  run<T>(statement: () => Promise<T>): Promise<T>;
+}
+
+function createStatementGuard(): StatementGuard {
+  return {
+    async run(statement) {
+      try {
+        return await statement();
+      } catch (error) {
+        if (isSqliteUnavailable(error)) throw new StoreUnavailable(error);
+        throw error;
+      }
+    },
+  };
+}
+
+/**
+ * Kysely's SQLite driver with every statement run through the guard, and transactions begun `IMMEDIATE`: the write
+ * lock is taken (or refused) at `BEGIN`, where waiting for it and retrying is safe, never by a statement halfway
+ * through a transaction.
+ */
+class GuardedSqliteDialect extends SqliteDialect {
+  constructor(
+    database: BetterSqlite3.Database,
+    private readonly guard: StatementGuard,
+  ) {
+    super({ database });
+  }
+
+  override createDriver(): Driver {
+    const inner = super.createDriver();
+    const guard = this.guard;
+    const wrapped = new WeakMap<DatabaseConnection, DatabaseConnection>();
+    const guarded = (connection: DatabaseConnection): DatabaseConnection => {
+      let known = wrapped.get(connection);
+      if (known === undefined) {
+        known = {
+          executeQuery: (query) => guard.run(() => connection.executeQuery(query)),
+          streamQuery: (query, chunkSize) => connection.streamQuery(query, chunkSize),
+        };
+        wrapped.set(connection, known);
+      }
+      return known;
+    };
+    const raw = async (connection: DatabaseConnection, statement: string): Promise<void> => {
+      await connection.executeQuery(CompiledQuery.raw(statement));
+    };
+    return {
+      init: () => inner.init(),
+      acquireConnection: async () => guarded(await inner.acquireConnection()),
+      beginTransaction: (connection) => raw(connection, 'BEGIN IMMEDIATE'),
+      commitTransaction: (connection) => raw(connection, 'COMMIT'),
+      rollbackTransaction: (connection) => raw(connection, 'ROLLBACK'),
+      releaseConnection: (connection) => inner.releaseConnection(connection),
+      destroy: () => inner.destroy(),
+    };
   }
 }
 
@@ -154,7 +240,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
   const sqlite = new BetterSqlite3(options.path);
   try {
     applyPragmas(sqlite);
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    const db = new Kysely<Database>({ dialect: new GuardedSqliteDialect(sqlite, createStatementGuard()) });
     await migrateAtomically(sqlite, db);
     // Kysely closes the handle only if it ever used it; make sure it is closed either way.
     return createKyselyStore(db, sqliteDialect, () => {

@@ -12,6 +12,7 @@ export interface Database {
   webhook_deliveries: WebhookDeliveriesTable;
   delivery_attempts: DeliveryAttemptsTable;
   idempotency_keys: IdempotencyKeysTable;
+  store_heartbeat: StoreHeartbeatTable;
 }
 
 /**
@@ -24,8 +25,10 @@ export type NullableJsonColumn = ColumnType<unknown, string | null, string | nul
 export interface VideosTable {
   id: string;
   client_id: string;
-  upstream_id: string;
-  status: VideoStatus;
+  /** Null while `submitting` (the upstream has not answered yet), and forever when that create was interrupted. */
+  upstream_id: string | null;
+  /** `submitting`: the create's intent is recorded and the upstream is being asked (shown as `queued`). */
+  status: StoredVideoStatus;
   upstream_state: string | null;
   /** `VideoRequest` as JSON. */
   request_json: JsonColumn;
@@ -104,7 +107,21 @@ export interface IdempotencyKeysTable {
   response_headers_json: NullableJsonColumn;
   created_at: number;
   expires_at: number;
+  /**
+   * The video the key's request recorded before calling the upstream. A key linked to a video may have started a
+   * paid generation: it is never taken over by a retry, only answered with that video.
+   */
+  video_id: string | null;
 }
+
+/** One row per writer that proved the store accepts writes (`/readyz`). */
+export interface StoreHeartbeatTable {
+  id: string;
+  beat_at: number;
+}
+
+/** A video row's status: the public lifecycle, plus `submitting` between the recorded intent and the upstream's answer. */
+export type StoredVideoStatus = VideoStatus | 'submitting';
 
 export type VideoRow = Selectable<VideosTable>;
 export type NewVideoRow = Insertable<VideosTable>;

@@ -838,6 +838,7 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
           response: null,
           createdAt: T0,
           expiresAt: T0 + DAY_MS,
+          videoId: null,
         },
       });
       t.match(

@@ -47,6 +47,7 @@ export function createIdempotencyRepository(db: Kysely<Database>, dialect: Store
             response_headers_json: null,
             created_at: now,
             expires_at: request.expiresAt,
+            video_id: null,
           },
           { now, staleBefore },
         );
@@ -63,6 +64,20 @@ export function createIdempotencyRepository(db: Kysely<Database>, dialect: Store
     },
 
     complete: (claim, response) => completeIdempotencyRow(db, mappers, claim, response),
+
+    async completeForVideo(videoId, response) {
+      await db
+        .updateTable('idempotency_keys')
+        .set({
+          state: 'completed',
+          response_status: response.status,
+          response_body: response.body,
+          response_headers_json: mappers.toJson(response.headers),
+        })
+        .where('video_id', '=', videoId)
+        .where('state', '=', 'in_progress')
+        .execute();
+    },
 
     async abandon(claim) {
       await db
