@@ -90,7 +90,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
   const ids = options.ids ?? createIdSource(clock);
   const timers = options.timers ?? systemTimers;
 
-  const store = options.store ?? (await openSqliteStore({ path: config.sqlitePath }));
+  const store = options.store ?? (await openSqliteStore({ path: config.sqlitePath, lockWaitMs: config.storeLockWaitMs }));
   const metrics = createMetrics();
   const upstreamHooks: UpstreamHooks = { onCall: metrics.recordUpstreamCall, logger };
   const givenUpstream = options.upstream;

@@ -3,12 +3,16 @@
  * a file deleted or replaced under a running gateway. What a client sees: 503 `store_unavailable` and nothing bought
  * upstream, an honest `/readyz`, and a `/healthz` that answers while the store waits.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { join } from 'node:path';
 
 import BetterSqlite3 from 'better-sqlite3';
 import t, { type Test } from 'tap';
 
+import { openSqliteStore } from '../src/store/sqlite.js';
 import { auth, startTestGateway } from './helpers/gateway.js';
+import { until } from './helpers/until.js';
 
 const prompt = { prompt: 'A tiger walking in snow' };
 
@@ -29,7 +33,7 @@ function holdWriteLock(t: Test, path: string): { release: () => void } {
 
 t.test('a store that cannot take the intent: 503 store_unavailable and no upstream create', async (t) => {
   const sqlitePath = join(t.testdir(), 'gateway.db');
-  const gateway = await startTestGateway(t, { sqlitePath });
+  const gateway = await startTestGateway(t, { sqlitePath, env: { STORE_LOCK_WAIT_MS: '200ms' } });
   const lock = holdWriteLock(t, sqlitePath);
 
   const withKey = await gateway.app.inject({
@@ -54,5 +58,53 @@ t.test('a store that cannot take the intent: 503 store_unavailable and no upstre
     payload: prompt,
   });
   t.equal(retried.statusCode, 202, 'the same key works once the store is back: nothing was half-written');
+  t.equal(gateway.sandbox.stats.creates, 1);
+});
+
+/** A real second process holding SQLite's write lock (`BEGIN IMMEDIATE`) until told to let go. */
+async function lockingProcess(t: Test, path: string): Promise<{ release: () => Promise<void> }> {
+  const script = `
+    import Database from 'better-sqlite3';
+    const db = new Database(process.argv[1]);
+    db.exec('BEGIN IMMEDIATE');
+    process.stdout.write('locked\\n');
+    process.stdin.once('data', () => { db.exec('ROLLBACK'); db.close(); process.stdout.write('released\\n'); process.exit(0); });
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script, path], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const exited = once(child, 'exit');
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  await until(() => output.includes('locked'), 'the other process holds the write lock');
+  return {
+    async release() {
+      child.stdin.write('go\n');
+      await exited;
+    },
+  };
+}
+
+t.test('another process holding the write lock: /healthz answers while a create waits, which then succeeds', async (t) => {
+  const sqlitePath = join(t.testdir(), 'gateway.db');
+  let lockWaits = 0;
+  const store = await openSqliteStore({ path: sqlitePath, lockWaitMs: 60_000, onLockWait: () => (lockWaits += 1) });
+  const gateway = await startTestGateway(t, { sqlitePath, gateway: { store } });
+  const lock = await lockingProcess(t, sqlitePath);
+
+  let createAnswered = false;
+  const create = gateway.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: prompt }).then((response) => {
+    createAnswered = true;
+    return response;
+  });
+  await until(() => lockWaits > 0, 'the create waits for the lock');
+  const health = await gateway.app.inject({ method: 'GET', url: '/healthz' });
+  t.equal(health.statusCode, 200, '/healthz answered while the other process still holds the lock');
+  t.notOk(createAnswered, 'the create is still waiting: the lock really was held');
+
+  await lock.release();
+  const created = await create;
+  t.equal(created.statusCode, 202, 'once the lock is free the create goes through');
   t.equal(gateway.sandbox.stats.creates, 1);
 });

@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 import BetterSqlite3 from 'better-sqlite3';
 import { CompiledQuery, type DatabaseConnection, type Driver, Kysely, SqliteDialect } from 'kysely';
@@ -123,17 +124,27 @@ export const sqliteDialect: StoreDialect = {
 export interface SqliteStoreOptions {
   /** File path, or `:memory:`. The parent directory is created when missing. */
   path: string;
+  /** Longest wait for the write lock another process holds, then `StoreUnavailable`. Default 5000. */
+  lockWaitMs?: number;
+  /** Called each time a statement waits for that lock (metrics, tests). */
+  onLockWait?: () => void;
 }
 
 const isInMemory = (path: string): boolean => path === ':memory:' || path === '';
 
 /**
+ * SQLite's own wait for a lock another process holds. It spins inside the synchronous driver call, freezing the
+ * event loop, so it stays short; longer waits happen between attempts, asynchronously (`createStatementGuard`).
+ */
+const syncBusyTimeoutMs = 20;
+
+/**
  * WAL lets readers run while one writer commits; NORMAL sync is durable across process crashes in WAL
- * mode (only an OS crash can lose the last commits); busy_timeout makes a second process wait for the
- * write lock instead of failing; foreign keys are off by default in SQLite.
+ * mode (only an OS crash can lose the last commits); a short busy_timeout absorbs brief lock contention without
+ * blocking the event loop for long; foreign keys are off by default in SQLite.
  */
 function applyPragmas(sqlite: BetterSqlite3.Database): void {
-  sqlite.pragma('busy_timeout = 5000');
+  sqlite.pragma(`busy_timeout = ${syncBusyTimeoutMs}`);
   sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('foreign_keys = ON');
@@ -145,11 +156,12 @@ function applyPragmas(sqlite: BetterSqlite3.Database): void {
  * all-or-nothing (SQLite's DDL is transactional) and makes a second process opening the same file wait,
  * then find the schema current.
  */
-async function migrateAtomically(sqlite: BetterSqlite3.Database, db: Kysely<Database>): Promise<void> {
+async function migrateAtomically(sqlite: BetterSqlite3.Database, db: Kysely<Database>, lockWaitMs: number): Promise<void> {
   // A migration that rebuilds a parent table (0007) must not cascade its DROP to the children: SQLite's rebuild
   // procedure turns foreign keys off around it (a no-op inside a transaction, hence here) and checks them after.
   sqlite.pragma('foreign_keys = OFF');
-  sqlite.exec('BEGIN IMMEDIATE');
+  // Another process may be migrating (or writing) right now: wait for it without blocking the event loop.
+  await createStatementGuard({ lockWaitMs: Math.max(lockWaitMs, 30_000) }).run(async () => void sqlite.exec('BEGIN IMMEDIATE'));
   try {
     await migrateToLatest(db);
     const violations = sqlite.pragma('foreign_key_check') as unknown[];
@@ -173,19 +185,47 @@ const unavailableCodes = /^SQLITE_(BUSY|LOCKED|READONLY|IOERR|CANTOPEN|FULL|NOTA
 export const isSqliteUnavailable = (error: unknown): boolean =>
   error instanceof Error && 'code' in error && typeof error.code === 'string' && unavailableCodes.test(error.code);
 
-/** What every statement runs through: here the translation of driver failures into `StoreUnavailable`. */
+/** Another connection holds the lock this statement needs: worth another try a little later. */
+const isBusy = (error: unknown): boolean =>
+  error instanceof Error && 'code' in error && typeof error.code === 'string' && /^SQLITE_BUSY/.test(error.code);
+
+/** What every statement runs through: waits for a busy database asynchronously, and translates driver failures. */
 interface StatementGuard {
   run<T>(statement: () => Promise<T>): Promise<T>;
 }
 
-function createStatementGuard(): StatementGuard {
+interface StatementGuardOptions {
+  /** Total wait for a lock, over every attempt; then `StoreUnavailable`. */
+  lockWaitMs: number;
+  onLockWait?: (() => void) | undefined;
+}
+
+/** Pause before attempt `n + 1`: 5 ms doubling to 100 ms. */
+const lockBackoffMs = (attempt: number): number => Math.min(100, 5 * 2 ** attempt);
+
+/**
+ * SQLite answers SQLITE_BUSY once its short synchronous busy_timeout ran out; the statement is tried again after an
+ * asynchronous pause (the event loop keeps serving `/healthz`, reads of the cache, SSE), until `lockWaitMs` in all.
+ * Safe to repeat: an autocommit statement or a `BEGIN IMMEDIATE` that got SQLITE_BUSY changed nothing, and inside an
+ * IMMEDIATE transaction no statement waits for the write lock.
+ */
+function createStatementGuard(options: StatementGuardOptions): StatementGuard {
   return {
     async run(statement) {
-      try {
-        return await statement();
-      } catch (error) {
-        if (isSqliteUnavailable(error)) throw new StoreUnavailable(error);
-        throw error;
+      const startedAt = performance.now();
+      for (let attempt = 0; ; attempt += 1) {
+        try {
+          return await statement();
+        } catch (error) {
+          const waitedMs = performance.now() - startedAt;
+          if (isBusy(error) && waitedMs < options.lockWaitMs) {
+            options.onLockWait?.();
+            await sleep(Math.min(lockBackoffMs(attempt), options.lockWaitMs - waitedMs));
+            continue;
+          }
+          if (isSqliteUnavailable(error)) throw new StoreUnavailable(error);
+          throw error;
+        }
       }
     },
   };
@@ -198,7 +238,7 @@ function createStatementGuard(): StatementGuard {
  */
 class GuardedSqliteDialect extends SqliteDialect {
   constructor(
-    database: BetterSqlite3.Database,
+    private readonly database: BetterSqlite3.Database,
     private readonly guard: StatementGuard,
   ) {
     super({ database });
@@ -227,7 +267,10 @@ class GuardedSqliteDialect extends SqliteDialect {
       acquireConnection: async () => guarded(await inner.acquireConnection()),
       beginTransaction: (connection) => raw(connection, 'BEGIN IMMEDIATE'),
       commitTransaction: (connection) => raw(connection, 'COMMIT'),
-      rollbackTransaction: (connection) => raw(connection, 'ROLLBACK'),
+      // SQLite may have rolled back on its own (SQLITE_FULL, an I/O error): a second ROLLBACK would hide why.
+      rollbackTransaction: async (connection) => {
+        if (this.database.inTransaction) await raw(connection, 'ROLLBACK');
+      },
       releaseConnection: (connection) => inner.releaseConnection(connection),
       destroy: () => inner.destroy(),
     };
@@ -240,8 +283,10 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
   const sqlite = new BetterSqlite3(options.path);
   try {
     applyPragmas(sqlite);
-    const db = new Kysely<Database>({ dialect: new GuardedSqliteDialect(sqlite, createStatementGuard()) });
-    await migrateAtomically(sqlite, db);
+    const lockWaitMs = options.lockWaitMs ?? 5000;
+    const guard = createStatementGuard({ lockWaitMs, onLockWait: options.onLockWait });
+    const db = new Kysely<Database>({ dialect: new GuardedSqliteDialect(sqlite, guard) });
+    await migrateAtomically(sqlite, db, lockWaitMs);
     // Kysely closes the handle only if it ever used it; make sure it is closed either way.
     return createKyselyStore(db, sqliteDialect, () => {
       if (sqlite.open) sqlite.close();
