@@ -90,7 +90,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
   const ids = options.ids ?? createIdSource(clock);
   const timers = options.timers ?? systemTimers;
 
-  const store = options.store ?? (await openSqliteStore({ path: config.sqlitePath, lockWaitMs: config.storeLockWaitMs }));
+  const store = options.store ?? (await openSqliteStore({ path: config.sqlitePath, lockWaitMs: config.storeLockWaitMs, logger }));
   const metrics = createMetrics();
   const upstreamHooks: UpstreamHooks = { onCall: metrics.recordUpstreamCall, logger };
   const givenUpstream = options.upstream;
@@ -185,7 +185,14 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
   };
   let stopRecovery: (() => void) | null = null;
   const watch = createVideoWatch({ bus, videos, timers });
-  const readiness = createReadinessCheck({ pingStore: () => store.ping(), health, circuitState: upstream.circuitState });
+  const readiness = createReadinessCheck({
+    pingStore: () => store.ping(),
+    writeHeartbeat: (now) => store.heartbeat(now),
+    clock,
+    logger,
+    health,
+    circuitState: upstream.circuitState,
+  });
   metrics.attach({
     videosInFlight: () => store.videos.countRunning(),
     cacheStats: () => videos.cacheStats(),

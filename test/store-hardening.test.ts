@@ -5,7 +5,9 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 
 import BetterSqlite3 from 'better-sqlite3';
 import t, { type Test } from 'tap';
@@ -108,3 +110,54 @@ t.test('another process holding the write lock: /healthz answers while a create 
   t.equal(created.statusCode, 202, 'once the lock is free the create goes through');
   t.equal(gateway.sandbox.stats.creates, 1);
 });
+
+/** Log lines a gateway writes, parsed. */
+function logCapture(): { entries: Array<{ level: number; msg: string }>; stream: Writable } {
+  const entries: Array<{ level: number; msg: string }> = [];
+  const stream = new Writable({
+    write(chunk: Buffer | string, _encoding, done) {
+      for (const line of chunk.toString().split('\n').filter(Boolean)) entries.push(JSON.parse(line) as { level: number; msg: string });
+      done();
+    },
+  });
+  return { entries, stream };
+}
+
+const readyz = async (gateway: Awaited<ReturnType<typeof startTestGateway>>) => {
+  const response = await gateway.app.inject({ method: 'GET', url: '/readyz' });
+  return { status: response.statusCode, store: response.json<{ checks: { store: string } }>().checks.store };
+};
+
+t.test('readiness proves the store takes writes: a write-locked store is not ready', async (t) => {
+  const sqlitePath = join(t.testdir(), 'gateway.db');
+  const gateway = await startTestGateway(t, { sqlitePath, env: { STORE_LOCK_WAIT_MS: '100ms' } });
+  t.same(await readyz(gateway), { status: 200, store: 'ok' });
+  const lock = holdWriteLock(t, sqlitePath);
+  gateway.clock.advance(60_000); // past the heartbeat's throttle
+  t.same(await readyz(gateway), { status: 503, store: 'failing' }, 'reads still work, writes do not: not ready');
+  lock.release();
+  t.same(await readyz(gateway), { status: 200, store: 'ok' }, 'ready again once a write goes through');
+});
+
+for (const [what, pull] of [
+  ['deleted', (path: string) => rmSync(path)],
+  ['replaced', (path: string) => (renameSync(path, `${path}.moved`), writeFileSync(path, ''))],
+] as const) {
+  t.test(`a database file ${what} under the running gateway: not ready, loudly, and no create is acknowledged`, async (t) => {
+    const sqlitePath = join(t.testdir(), 'gateway.db');
+    const logs = logCapture();
+    const gateway = await startTestGateway(t, { sqlitePath, gateway: { logger: { level: 'info', stream: logs.stream } } });
+    t.same(await readyz(gateway), { status: 200, store: 'ok' });
+
+    pull(sqlitePath);
+    t.same(await readyz(gateway), { status: 503, store: 'failing' });
+    t.ok(
+      logs.entries.some((entry) => entry.level >= 50 && /database file/.test(entry.msg)),
+      'an error-level log line says the database file is gone',
+    );
+    const create = await gateway.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: prompt });
+    t.equal(create.statusCode, 503, 'a create is refused rather than acknowledged into a file nobody will read again');
+    t.equal(create.json<{ code: string }>().code, 'store_unavailable');
+    t.equal(gateway.sandbox.stats.creates, 0, 'and nothing was bought upstream');
+  });
+}

@@ -136,6 +136,8 @@ export interface Store {
   readonly idempotencyKeys: IdempotencyRepository;
   /** Cheap liveness check for /readyz. */
   ping(): Promise<void>;
+  /** Proves the store takes writes: one upsert of a `store_heartbeat` row (throttled by its caller). */
+  heartbeat(now: number): Promise<void>;
   /** Idempotent. */
   close(): Promise<void>;
 }

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -6,6 +6,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { CompiledQuery, type DatabaseConnection, type Driver, Kysely, SqliteDialect } from 'kysely';
 
 import { StoreUnavailable } from '../errors.js';
+import type { Logger } from '../lib/logger.js';
 import { type StoreDialect, textJson } from './kysely/dialect.js';
 import { createKyselyStore } from './kysely/store.js';
 import { runningStatusLiterals } from './kysely/video-repository.js';
@@ -128,6 +129,8 @@ export interface SqliteStoreOptions {
   lockWaitMs?: number;
   /** Called each time a statement waits for that lock (metrics, tests). */
   onLockWait?: () => void;
+  /** Where a database file deleted or replaced under the running store is reported (error level, once). */
+  logger?: Pick<Logger, 'error'>;
 }
 
 const isInMemory = (path: string): boolean => path === ':memory:' || path === '';
@@ -198,6 +201,35 @@ interface StatementGuardOptions {
   /** Total wait for a lock, over every attempt; then `StoreUnavailable`. */
   lockWaitMs: number;
   onLockWait?: (() => void) | undefined;
+  /** Throws when the database must not be used any more (its file is gone); checked before every statement. */
+  assertUsable?: () => void;
+}
+
+/**
+ * The file the store opened must stay the file at its path. Deleted or replaced (restored from a backup, moved by a
+ * deploy), the open handle keeps writing into an inode nobody will read again: every acknowledged write would be lost
+ * at the next restart. Compares the path's device and inode with the opened ones (one stat, a few microseconds), and
+ * once they differ refuses every statement for good, so readiness fails and writes answer 503.
+ */
+function createFileIdentityCheck(path: string, logger: Pick<Logger, 'error'> | undefined): () => void {
+  const opened = statSync(path);
+  let lost: Error | null = null;
+  return () => {
+    if (lost === null) {
+      const current = statSync(path, { throwIfNoEntry: false });
+      if (current !== undefined && current.ino === opened.ino && current.dev === opened.dev) return;
+      lost = new Error(
+        current === undefined
+          ? `the database file ${path} was deleted while the gateway had it open`
+          : `the database file ${path} was replaced while the gateway had it open (inode ${opened.ino} → ${current.ino})`,
+      );
+      logger?.error(
+        { path, openedInode: opened.ino, currentInode: current?.ino ?? null },
+        `${lost.message}: refusing every read and write until restarted (acknowledged writes would be lost)`,
+      );
+    }
+    throw new StoreUnavailable(lost);
+  };
 }
 
 /** Pause before attempt `n + 1`: 5 ms doubling to 100 ms. */
@@ -214,6 +246,7 @@ function createStatementGuard(options: StatementGuardOptions): StatementGuard {
     async run(statement) {
       const startedAt = performance.now();
       for (let attempt = 0; ; attempt += 1) {
+        options.assertUsable?.();
         try {
           return await statement();
         } catch (error) {
@@ -284,7 +317,11 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
   try {
     applyPragmas(sqlite);
     const lockWaitMs = options.lockWaitMs ?? 5000;
-    const guard = createStatementGuard({ lockWaitMs, onLockWait: options.onLockWait });
+    const guard = createStatementGuard({
+      lockWaitMs,
+      onLockWait: options.onLockWait,
+      ...(isInMemory(options.path) ? {} : { assertUsable: createFileIdentityCheck(options.path, options.logger) }),
+    });
     const db = new Kysely<Database>({ dialect: new GuardedSqliteDialect(sqlite, guard) });
     await migrateAtomically(sqlite, db, lockWaitMs);
     // Kysely closes the handle only if it ever used it; make sure it is closed either way.
