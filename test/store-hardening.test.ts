@@ -161,3 +161,38 @@ for (const [what, pull] of [
     t.equal(gateway.sandbox.stats.creates, 0, 'and nothing was bought upstream');
   });
 }
+
+t.test('a keyless create cut off mid-submit ends submit_interrupted past the deadline, with its failed webhook', async (t) => {
+  const gateway = await startTestGateway(t);
+  const request = {
+    prompt: 'A tiger walking in snow',
+    aspectRatio: '16:9' as const,
+    loop: false,
+    model: null,
+    resolution: null,
+    duration: null,
+    keyframes: null,
+    callbackUrl: 'https://example.com/hooks',
+    webhookEvents: ['video.completed' as const, 'video.failed' as const],
+    metadata: null,
+  };
+  // What a process killed after recording the intent leaves behind.
+  await gateway.store.videos.recordSubmission({
+    id: 'vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC',
+    clientId: 'alice',
+    request,
+    createdAt: gateway.clock.now(),
+  });
+  const read = () => gateway.app.inject({ method: 'GET', url: '/videos/vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC', headers: auth() });
+  t.equal((await read()).json<{ status: string }>().status, 'queued', 'while it may still be submitting it reads as queued');
+
+  t.equal(await gateway.creator.recoverInterrupted(), 0, 'not before the create deadline');
+  gateway.clock.advance(60_000);
+  t.equal(await gateway.creator.recoverInterrupted(), 1);
+  const video = (await read()).json<{ status: string; failure: { code: string } | null; webhook: { status: string } | null }>();
+  t.equal(video.status, 'failed');
+  t.equal(video.failure?.code, 'submit_interrupted');
+  t.equal(video.webhook?.status, 'pending', 'the video.failed event is in the outbox');
+  t.equal(await gateway.creator.recoverInterrupted(), 0, 'ended once');
+  t.equal(gateway.sandbox.stats.creates, 0);
+});
