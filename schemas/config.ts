@@ -102,6 +102,7 @@ export const EnvVars = Type.Object(
     UPSTREAM_MAX_RPS: decimal('20', 'Requests per second toward the upstream.'),
     TASK_TIMEOUT_MS: durationMs('7200000', 'Running videos fail with `timed_out` after this.'),
     WEBHOOK_TIMEOUT_MS: durationMs('15000', 'Per delivery attempt.'),
+    STORE_LOCK_WAIT_MS: durationMs('5000', 'Longest wait for a database locked by another process, then 503 `store_unavailable`.'),
     WEBHOOK_RETRY_SCHEDULE: Type.Optional(
       Type.String({
         pattern: `^${durationWithUnitPattern}(?:\\s*,\\s*${durationWithUnitPattern})*$`,
@@ -186,6 +187,7 @@ export const ConfigValues = Type.Object({
   }),
   taskTimeoutMs: ms('TASK_TIMEOUT_MS', 1),
   webhookTimeoutMs: ms('WEBHOOK_TIMEOUT_MS', 1),
+  storeLockWaitMs: ms('STORE_LOCK_WAIT_MS', 0),
   webhookRetryScheduleMs: Type.Array(Type.Integer({ minimum: 0, maximum: maxTimerMs }), {
     minItems: 1,
     maxItems: maxRetryScheduleEntries,

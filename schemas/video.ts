@@ -121,7 +121,7 @@ export const VideoResult = Type.Object({
 });
 export type VideoResult = Static<typeof VideoResult>;
 
-export const failureCodes = ['upstream_failed', 'timed_out', 'upstream_lost'] as const;
+export const failureCodes = ['upstream_failed', 'timed_out', 'upstream_lost', 'submit_interrupted'] as const;
 export const VideoFailure = Type.Object({
   code: literals(failureCodes),
   message: Type.String(),

@@ -139,6 +139,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     upstreamMaxRps: Number(text('UPSTREAM_MAX_RPS')),
     taskTimeoutMs: duration('TASK_TIMEOUT_MS'),
     webhookTimeoutMs: duration('WEBHOOK_TIMEOUT_MS'),
+    storeLockWaitMs: duration('STORE_LOCK_WAIT_MS'),
     webhookRetryScheduleMs: text('WEBHOOK_RETRY_SCHEDULE')
       .split(',')
       .map((entry) => parseDuration(entry) ?? Number.NaN),

@@ -114,7 +114,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
   const ids = options.ids ?? createIdSource(clock);
   const timers = options.timers ?? systemTimers;
 
-  const store = options.store ?? (await openSqliteStore({ path: config.sqlitePath }));
+  const store = options.store ?? (await openSqliteStore({ path: config.sqlitePath, lockWaitMs: config.storeLockWaitMs, logger }));
   const metrics = createMetrics();
   // With REDIS_URL the limits are shared by every replica (DESIGN §4.5); Redis down means local limits, never errors.
   const redis =
@@ -239,10 +239,24 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     config.videoRetentionMs === null
       ? null
       : createVideoRetention({ videos: store.videos, bus, clock, timers, logger, retentionMs: config.videoRetentionMs });
-  const watch = createVideoWatch({ bus, videos, timers });
   const gatewaySecret = options.gatewaySecret ?? randomBytes(32);
   const streamTokens = createStreamTokens({ key: deriveKey(gatewaySecret, 'stream-tokens'), clock });
-  const readiness = createReadinessCheck({ pingStore: () => store.ping(), health, circuitState: upstream.circuitState });
+  // Creates cut off mid-submit (a crash, a kill) end submit_interrupted once past the create deadline.
+  const recoverInterrupted = (): void => {
+    creator
+      .recoverInterrupted()
+      .catch((error: unknown) => logger.warn({ err: error }, 'recovering interrupted creates failed; retrying later'));
+  };
+  let stopRecovery: (() => void) | null = null;
+  const watch = createVideoWatch({ bus, videos, timers });
+  const readiness = createReadinessCheck({
+    pingStore: () => store.ping(),
+    writeHeartbeat: (now) => store.heartbeat(now),
+    clock,
+    logger,
+    health,
+    circuitState: upstream.circuitState,
+  });
   metrics.attach({
     videosInFlight: () => store.videos.countRunning(),
     cacheStats: () => videos.cacheStats(),
@@ -273,9 +287,13 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
       dispatcher.start();
       keyPruner.start();
       retention?.start();
+      recoverInterrupted();
+      stopRecovery ??= timers.setInterval(recoverInterrupted, 30_000);
     },
     async stopWorkers(graceMs) {
       keyPruner.stop();
+      stopRecovery?.();
+      stopRecovery = null;
       await retention?.stop();
       // An unfinished poll's lease simply expires; an aborted webhook attempt is given back and sent again after restart.
       await Promise.all([poller.stop(graceMs), dispatcher.stop(graceMs)]);

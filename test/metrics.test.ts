@@ -1,3 +1,5 @@
+import { join } from 'node:path';
+
 import t from 'tap';
 
 import type { Video } from '../schemas/video.js';
@@ -117,8 +119,10 @@ t.test('webhook deliveries are recorded by outcome and latency through metrics.r
 });
 
 t.test('each gateway has its own registry: two in one process neither collide nor share counts', async (t) => {
-  const first = await startTestGateway(t);
-  const second = await startTestGateway(t);
+  // Each on its own file: t.testdir() recreates the directory, which would delete the first gateway's database.
+  const dir = t.testdir();
+  const first = await startTestGateway(t, { sqlitePath: join(dir, 'first.db') });
+  const second = await startTestGateway(t, { sqlitePath: join(dir, 'second.db') });
   await createVideo(first);
   const [firstSamples, secondSamples] = [await scrape(first), await scrape(second)];
   t.equal(httpCount(firstSamples, 'POST', '/videos', 202), 1);

@@ -24,6 +24,7 @@ const titles: Record<ProblemCode, string> = {
   internal_error: 'Internal error',
   upstream_unavailable: 'Upstream unavailable',
   upstream_timeout: 'Upstream timeout',
+  store_unavailable: 'Store unavailable',
 };
 
 const problemContentType = 'application/problem+json';
