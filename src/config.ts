@@ -131,6 +131,12 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
       .map((entry) => parseDuration(entry) ?? Number.NaN),
     webhookAllowHttp: bool('WEBHOOK_ALLOW_HTTP'),
     webhookAllowPrivateNetworks: bool('WEBHOOK_ALLOW_PRIVATE_NETWORKS'),
+    http: {
+      requestTimeoutMs: duration('REQUEST_TIMEOUT_MS'),
+      headersTimeoutMs: duration('HEADERS_TIMEOUT_MS'),
+      keepAliveTimeoutMs: duration('KEEP_ALIVE_TIMEOUT_MS'),
+      connectionTimeoutMs: duration('CONNECTION_TIMEOUT_MS'),
+    },
     logLevel: vars.LOG_LEVEL ?? 'info',
     sandbox: {
       durationMs: duration('SANDBOX_DURATION_MS'),
@@ -160,6 +166,20 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
       'POLL_INTERVAL_MIN_MS',
       `POLL_INTERVAL_MIN_MS: ${shown('POLL_INTERVAL_MIN_MS', min)} (${config.pollIntervalMinMs} ms) is longer than ` +
         `POLL_INTERVAL_MAX_MS (${config.pollIntervalMaxMs} ms) (expected POLL_INTERVAL_MIN_MS ≤ POLL_INTERVAL_MAX_MS)`,
+    );
+  }
+
+  // Node refuses a server whose headers may take longer than the whole request.
+  if (
+    !problemOf.has('HEADERS_TIMEOUT_MS') &&
+    !problemOf.has('REQUEST_TIMEOUT_MS') &&
+    config.http.headersTimeoutMs > config.http.requestTimeoutMs
+  ) {
+    fail(
+      'HEADERS_TIMEOUT_MS',
+      `HEADERS_TIMEOUT_MS: ${shown('HEADERS_TIMEOUT_MS', given.HEADERS_TIMEOUT_MS ?? text('HEADERS_TIMEOUT_MS'))} ` +
+        `(${config.http.headersTimeoutMs} ms) is longer than REQUEST_TIMEOUT_MS (${config.http.requestTimeoutMs} ms) ` +
+        '(expected HEADERS_TIMEOUT_MS ≤ REQUEST_TIMEOUT_MS)',
     );
   }
 

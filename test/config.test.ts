@@ -75,6 +75,7 @@ t.test('defaults when the environment is empty (sandbox mode)', async (t) => {
     webhookRetryScheduleMs: defaultSchedule,
     webhookAllowHttp: false,
     webhookAllowPrivateNetworks: false,
+    http: { requestTimeoutMs: 30000, headersTimeoutMs: 10000, keepAliveTimeoutMs: 72000, connectionTimeoutMs: 120000 },
     logLevel: 'info',
     sandbox: { durationMs: 10000, queueMs: 2000, errorRate: 0, latencyMs: 0 },
   } satisfies Config);
@@ -108,6 +109,10 @@ t.test('every variable is parsed', async (t) => {
     WEBHOOK_RETRY_SCHEDULE: '1s, 2m ,3h',
     WEBHOOK_ALLOW_HTTP: 'TRUE',
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: '1',
+    REQUEST_TIMEOUT_MS: '20s',
+    HEADERS_TIMEOUT_MS: '5s',
+    KEEP_ALIVE_TIMEOUT_MS: '61s',
+    CONNECTION_TIMEOUT_MS: '2m',
     LOG_LEVEL: 'Debug',
     SANDBOX_DURATION_MS: '1.5s',
     SANDBOX_QUEUE_MS: '100',
@@ -132,6 +137,7 @@ t.test('every variable is parsed', async (t) => {
     webhookRetryScheduleMs: [1000, 120000, 10800000],
     webhookAllowHttp: true,
     webhookAllowPrivateNetworks: true,
+    http: { requestTimeoutMs: 20000, headersTimeoutMs: 5000, keepAliveTimeoutMs: 61000, connectionTimeoutMs: 120000 },
     logLevel: 'debug',
     sandbox: { durationMs: 1500, queueMs: 100, errorRate: 0.25, latencyMs: 20 },
   } satisfies Config);
@@ -207,6 +213,14 @@ t.test('numeric ranges', async (t) => {
   t.equal(configOf(t, { SANDBOX_ERROR_RATE: '1' }).sandbox.errorRate, 1);
   t.equal(configOf(t, { SANDBOX_ERROR_RATE: '0' }).sandbox.errorRate, 0);
   t.same(problemsOf(t, { SANDBOX_ERROR_RATE: '1.01' }), ['SANDBOX_ERROR_RATE: "1.01" is out of range (expected a number from 0 to 1)']);
+});
+
+t.test('the headers timeout must not exceed the whole-request timeout', async (t) => {
+  t.equal(configOf(t, { REQUEST_TIMEOUT_MS: '2s', HEADERS_TIMEOUT_MS: '2s' }).http.headersTimeoutMs, 2000);
+  t.same(problemsOf(t, { REQUEST_TIMEOUT_MS: '5s' }), [
+    'HEADERS_TIMEOUT_MS: "10000" (10000 ms) is longer than REQUEST_TIMEOUT_MS (5000 ms) (expected HEADERS_TIMEOUT_MS ≤ REQUEST_TIMEOUT_MS)',
+  ]);
+  t.same(problemsOf(t, { REQUEST_TIMEOUT_MS: '0' }), ['REQUEST_TIMEOUT_MS: "0" is out of range (expected a duration from 1ms to 596h)']);
 });
 
 t.test('poll interval minimum must not exceed the maximum', async (t) => {

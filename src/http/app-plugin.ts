@@ -17,6 +17,7 @@ import { openapiOptions } from './openapi.js';
 import { errorHandler, ProblemError, sendProblem } from './problems.js';
 import { useStrictJsonParser } from './request-parsing.js';
 import { apiHelmetOptions, docsContentSecurityPolicy } from './security-headers.js';
+import { closeConnectionsWithUnreadBodies } from './unread-bodies.js';
 import { createValidatorCompiler } from './validation.js';
 
 export interface GatewayAppOptions {
@@ -43,6 +44,7 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { se
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  closeConnectionsWithUnreadBodies(app);
   app.addHook('onResponse', async (request, reply) => {
     // The route pattern, never the raw URL: ids in label values would explode cardinality.
     metrics.recordHttpRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime);
