@@ -5,7 +5,8 @@ import type { FastifyServerOptions } from 'fastify';
 import type { ClientRegistry } from '../auth/clients.js';
 import type { Config } from '../config.js';
 import type { IdSource } from '../ids.js';
-import { createSecretScrubber, type LoggerOption, withRedaction } from '../lib/log-redaction.js';
+import { type LoggerOption, withRedaction } from '../lib/log-redaction.js';
+import { createSecretScrubber } from '../lib/secrets.js';
 import { answerFrameworkError } from './request-parsing.js';
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -27,13 +28,13 @@ export const timeoutCheckIntervalMs = ({ headersTimeoutMs, requestTimeoutMs }: C
 
 /** What Fastify needs at construction, before any plugin: logging, request ids, body and URL limits, timeouts. */
 export function gatewayServerOptions({ config, clients, ids, logger }: ServerOptionsInput): FastifyServerOptions & { http: ServerOptions } {
-  const scrubSecrets = createSecretScrubber([
-    ...(config.elkapiApiKey === null ? [] : [config.elkapiApiKey]),
-    ...clients.all().map((client) => client.webhookSecret),
-  ]);
+  const scrubber = createSecretScrubber({
+    exact: [...(config.elkapiApiKey === null ? [] : [config.elkapiApiKey]), ...clients.all().map((client) => client.webhookSecret)],
+    isClientKey: (candidate) => clients.isApiKey(candidate),
+  });
   return {
     // Redaction applies to every logger, a test's capturing stream included.
-    logger: withRedaction(logger, config.logLevel, scrubSecrets),
+    logger: withRedaction(logger, config.logLevel, scrubber),
     bodyLimit: 64 * 1024,
     // Fastify 5 defaults requestTimeout and connectionTimeout to 0 (off), which also switches off Node's own
     // limit: a client trickling a body one byte at a time would hold its connection (and a descriptor) forever.
@@ -47,8 +48,8 @@ export function gatewayServerOptions({ config, clients, ids, logger }: ServerOpt
     },
     genReqId: (request) => {
       const given = request.headers['x-request-id'];
-      // A credential sent as a request id would be echoed in every answer and log line: replace it.
-      return typeof given === 'string' && requestIdPattern.test(given) && scrubSecrets(given) === given ? given : ids.requestId();
+      // A credential sent as a request id would be echoed in every answer and log line: replace it, whatever its shape.
+      return typeof given === 'string' && requestIdPattern.test(given) && !scrubber.isSecret(given) ? given : ids.requestId();
     },
     ajv: { customOptions: { removeAdditional: false } },
     routerOptions: { maxParamLength: 200 },
