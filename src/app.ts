@@ -41,6 +41,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     services,
     authenticate: (header) => options.clients.authenticate(header),
     serveSandboxAssets: options.serveSandboxAssets === true,
+    metricsToken: options.config.metricsToken,
   });
 
   let closed = false;

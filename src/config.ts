@@ -48,7 +48,7 @@ function sourceOf(path: string): FieldSource | undefined {
 
 /** How a given value appears in a problem: quoted, shortened, credentials masked, the API key never. */
 function shown(name: EnvVarName, raw: string): string {
-  if (name === 'ELKAPI_API_KEY') return '(hidden)';
+  if (name === 'ELKAPI_API_KEY' || name === 'METRICS_TOKEN') return '(hidden)';
   const masked = raw.replace(/\/\/[^/@\s]*@/, '//***@');
   return JSON.stringify(masked.length > 80 ? `${masked.slice(0, 77)}...` : masked);
 }
@@ -131,6 +131,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
       .map((entry) => parseDuration(entry) ?? Number.NaN),
     webhookAllowHttp: bool('WEBHOOK_ALLOW_HTTP'),
     webhookAllowPrivateNetworks: bool('WEBHOOK_ALLOW_PRIVATE_NETWORKS'),
+    metricsToken: vars.METRICS_TOKEN ?? null,
     http: {
       requestTimeoutMs: duration('REQUEST_TIMEOUT_MS'),
       headersTimeoutMs: duration('HEADERS_TIMEOUT_MS'),
@@ -203,7 +204,13 @@ export function formatConfigProblems(problems: readonly string[]): string {
 /** Sandbox mode: no upstream key, the built-in ElkAPI simulator stands in (DESIGN §4.2). */
 export const sandboxEnabled = (config: Pick<Config, 'elkapiApiKey'>): boolean => config.elkapiApiKey === null;
 
-/** The config as it may be logged: the upstream key replaced by `(hidden)`. */
-export function redactConfig(config: Config): Omit<Config, 'elkapiApiKey'> & { elkapiApiKey: '(hidden)' | null } {
-  return { ...config, elkapiApiKey: config.elkapiApiKey === null ? null : '(hidden)' };
+/** The config as it may be logged: the upstream key and the metrics token replaced by `(hidden)`. */
+export function redactConfig(
+  config: Config,
+): Omit<Config, 'elkapiApiKey' | 'metricsToken'> & { elkapiApiKey: '(hidden)' | null; metricsToken: '(hidden)' | null } {
+  return {
+    ...config,
+    elkapiApiKey: config.elkapiApiKey === null ? null : '(hidden)',
+    metricsToken: config.metricsToken === null ? null : '(hidden)',
+  };
 }

@@ -75,6 +75,7 @@ t.test('defaults when the environment is empty (sandbox mode)', async (t) => {
     webhookRetryScheduleMs: defaultSchedule,
     webhookAllowHttp: false,
     webhookAllowPrivateNetworks: false,
+    metricsToken: null,
     http: { requestTimeoutMs: 30000, headersTimeoutMs: 10000, keepAliveTimeoutMs: 72000, connectionTimeoutMs: 120000 },
     logLevel: 'info',
     sandbox: { durationMs: 10000, queueMs: 2000, errorRate: 0, latencyMs: 0 },
@@ -109,6 +110,7 @@ t.test('every variable is parsed', async (t) => {
     WEBHOOK_RETRY_SCHEDULE: '1s, 2m ,3h',
     WEBHOOK_ALLOW_HTTP: 'TRUE',
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: '1',
+    METRICS_TOKEN: 'scrape-me-0123456789',
     REQUEST_TIMEOUT_MS: '20s',
     HEADERS_TIMEOUT_MS: '5s',
     KEEP_ALIVE_TIMEOUT_MS: '61s',
@@ -137,6 +139,7 @@ t.test('every variable is parsed', async (t) => {
     webhookRetryScheduleMs: [1000, 120000, 10800000],
     webhookAllowHttp: true,
     webhookAllowPrivateNetworks: true,
+    metricsToken: 'scrape-me-0123456789',
     http: { requestTimeoutMs: 20000, headersTimeoutMs: 5000, keepAliveTimeoutMs: 61000, connectionTimeoutMs: 120000 },
     logLevel: 'debug',
     sandbox: { durationMs: 1500, queueMs: 100, errorRate: 0.25, latencyMs: 20 },
@@ -144,6 +147,10 @@ t.test('every variable is parsed', async (t) => {
   t.equal(sandboxEnabled(config), false);
   t.same(redactConfig(config).elkapiApiKey, '(hidden)');
   t.notMatch(JSON.stringify(redactConfig(config)), 'sk-live-123');
+  t.notMatch(JSON.stringify(redactConfig(config)), 'scrape-me');
+  t.same(problemsOf(t, { METRICS_TOKEN: 'short' }), [
+    'METRICS_TOKEN: (hidden) is not a token of at least 16 visible ASCII characters without spaces',
+  ]);
   t.equal(redactConfig(configOf(t, {})).elkapiApiKey, null);
 });
 

@@ -25,13 +25,18 @@ export interface GatewayAppOptions {
   authenticate: Authenticate;
   /** Serve the sandbox's sample video and thumbnail (sandbox mode). */
   serveSandboxAssets: boolean;
+  /** `METRICS_TOKEN`, or null for an open `/metrics`. */
+  metricsToken: string | null;
 }
 
 /**
  * The gateway's HTTP layer as one plugin: parsers, validation, hooks, security headers, docs, error handling and
  * routes over services built elsewhere. Not encapsulated (fastify-plugin), so its handlers and docs apply app-wide.
  */
-const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { services, authenticate, serveSandboxAssets }) => {
+const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (
+  app,
+  { services, authenticate, serveSandboxAssets, metricsToken },
+) => {
   const { videos, creator, watch, deliveries, readiness, metrics } = services;
   const rateLimits = createClientRateLimits({ clock: services.clock });
 
@@ -66,7 +71,7 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { se
   await app.register(videoRoutes, { videos, creator, watch, rateLimits, authenticate });
   await app.register(deliveryRoutes, { deliveries, rateLimits, authenticate });
   await app.register(healthRoutes, { readiness });
-  await app.register(metricsRoutes, { metrics });
+  await app.register(metricsRoutes, { metrics, token: metricsToken });
   if (serveSandboxAssets) await app.register(sandboxAssets);
 };
 

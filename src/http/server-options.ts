@@ -29,7 +29,10 @@ export const timeoutCheckIntervalMs = ({ headersTimeoutMs, requestTimeoutMs }: C
 /** What Fastify needs at construction, before any plugin: logging, request ids, body and URL limits, timeouts. */
 export function gatewayServerOptions({ config, clients, ids, logger }: ServerOptionsInput): FastifyServerOptions & { http: ServerOptions } {
   const scrubber = createSecretScrubber({
-    exact: [...(config.elkapiApiKey === null ? [] : [config.elkapiApiKey]), ...clients.all().map((client) => client.webhookSecret)],
+    exact: [
+      ...[config.elkapiApiKey, config.metricsToken].filter((secret) => secret !== null),
+      ...clients.all().map((client) => client.webhookSecret),
+    ],
     isClientKey: (candidate) => clients.isApiKey(candidate),
   });
   return {
