@@ -366,7 +366,7 @@ t.test('guardedLookup refuses a host resolving to loopback unless allowPrivate',
   for (const all of [false, true]) {
     const refused = await runLookup(guardedLookup({ allowPrivate: false }), 'localhost', { all });
     t.equal(refused.error?.code, FORBIDDEN_ADDRESS_ERROR_CODE, `all=${all}`);
-    t.match(refused.error?.message, /^callback host resolves to a forbidden address \((127\.0\.0\.1|::1)\)$/);
+    t.equal(refused.error?.message, 'callback host does not resolve to an allowed address', 'the address is not named');
     t.ok(isForbiddenAddressError(refused.error));
 
     const allowed = await runLookup(guardedLookup({ allowPrivate: true }), 'localhost', { all });
@@ -384,7 +384,8 @@ t.test('guardedLookup refuses the host when ANY resolved address is forbidden', 
   const mixed = guardedLookup({ allowPrivate: false, resolveAll: fixedResolver(['93.184.216.34', '10.0.0.5']) });
   const result = await runLookup(mixed, 'rebind.example', { all: true });
   t.equal(result.error?.code, FORBIDDEN_ADDRESS_ERROR_CODE);
-  t.equal(result.error?.message, 'callback host resolves to a forbidden address (10.0.0.5)');
+  t.equal(result.error?.message, 'callback host does not resolve to an allowed address');
+  t.match(result.error, { address: '10.0.0.5' }, 'the error object keeps the address for operators');
 
   const mapped = guardedLookup({ allowPrivate: false, resolveAll: fixedResolver(['::ffff:169.254.169.254']) });
   t.equal((await runLookup(mapped, 'metadata.example', {})).error?.code, FORBIDDEN_ADDRESS_ERROR_CODE);
@@ -448,7 +449,7 @@ t.test('guarded agent: real connections to a loopback server', async (t) => {
       (reason: unknown) => reason,
     );
     t.ok(isForbiddenAddressError(error), `${label}: refused with ${FORBIDDEN_ADDRESS_ERROR_CODE}`);
-    t.match((error as Error | null)?.message, /forbidden address \((127\.0\.0\.1|::ffff:7f00:1|::1)\)/, label);
+    t.match((error as Error | null)?.message, /^callback host (is a forbidden address|does not resolve to an allowed address)$/, label);
   }
   t.equal(requestsReceived, 0, 'the server received no request while refused');
 
