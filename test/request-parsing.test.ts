@@ -72,3 +72,31 @@ t.test('inputs that used to slip through validation are refused before the upstr
   t.equal(padded.statusCode, 202, 'three characters once trimmed are enough');
   t.equal(padded.json().prompt, 'a b');
 });
+
+t.test('invisible characters count as blank: a prompt of zero-width or bidi characters is refused, never paid for', async (t) => {
+  const gw = await startTestGateway(t);
+  const invisible = [
+    '\u200B\u200B\u200B', // zero-width spaces
+    '\u200C\u200D\u2060\uFEFF', // zero-width non-joiner, joiner, word joiner, BOM
+    '\u202E\u202D\u2066\u2069', // bidi overrides and isolates
+    '\u00AD\u00AD\u00AD', // soft hyphens
+    '\u3164\u3164\u3164', // Hangul fillers
+    '\u2800\u2800\u2800', // braille blanks
+    '\uFE0F\uFE0F\u034F', // variation selectors, combining grapheme joiner
+    '\u{E0041}\u{E0042}\u{E0043}', // tag characters
+  ];
+  for (const prompt of invisible) {
+    const response = await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt } });
+    t.equal(response.statusCode, 400, JSON.stringify(prompt));
+    t.match(response.json<Problem>().errors, [
+      { path: '/body/prompt', message: 'needs at least 3 characters besides blanks and invisible characters' },
+    ]);
+  }
+  t.equal(gw.sandbox.stats.creates, 0, 'none reached the upstream');
+
+  // Invisible edges are trimmed like spaces; inside a prompt (an emoji ZWJ sequence, a variation selector) they stay.
+  const prompt = '\u200B\u202E A tiger 👨‍👩‍👧 ❤️\uFEFF\u200B ';
+  const accepted = await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt } });
+  t.equal(accepted.statusCode, 202);
+  t.equal(accepted.json().prompt, 'A tiger 👨‍👩‍👧 ❤️');
+});
