@@ -22,7 +22,7 @@ import { createVideoCreator, type VideoCreator } from './videos/create.js';
 import { createIdempotencyKeyPruner } from './videos/idempotency-pruner.js';
 import { createVideoService, type VideoService } from './videos/service.js';
 import { createVideoWatch, type VideoWatch } from './videos/watch.js';
-import { createCallbackUrlValidator } from './webhooks/callback-policy.js';
+import { createCallbackUrlValidator, createImageUrlValidator } from './webhooks/callback-policy.js';
 import { createDeliveryService, type DeliveryService } from './webhooks/delivery-service.js';
 import { createDispatcher, type WebhookDispatcher } from './webhooks/dispatcher.js';
 import { createGuardedAgent } from './webhooks/ssrf.js';
@@ -175,6 +175,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
       allowHttp: config.webhookAllowHttp,
       allowPrivateNetworks: config.webhookAllowPrivateNetworks,
     }),
+    checkImageUrl: createImageUrlValidator({ allowPrivateNetworks: config.webhookAllowPrivateNetworks }),
   });
   const keyPruner = createIdempotencyKeyPruner({ keys: store.idempotencyKeys, clock, timers, logger });
   const watch = createVideoWatch({ bus, videos, timers });

@@ -100,3 +100,41 @@ t.test('invisible characters count as blank: a prompt of zero-width or bidi char
   t.equal(accepted.statusCode, 202);
   t.equal(accepted.json().prompt, 'A tiger 👨‍👩‍👧 ❤️');
 });
+
+t.test('keyframe image URLs get the callback URL’s address rules: private, loopback, metadata → 400, never fetched', async (t) => {
+  const gw = await startTestGateway(t);
+  const refused = [
+    'https://127.0.0.1/frame.jpg',
+    'https://2130706433/frame.jpg',
+    'https://[::1]/frame.jpg',
+    'https://[::ffff:10.0.0.5]/frame.jpg',
+    'https://10.20.30.40/frame.jpg',
+    'https://192.168.1.1/frame.jpg',
+    'https://169.254.169.254/latest/meta-data/',
+    'https://metadata.google.internal/computeMetadata/v1/',
+    'https://localhost/frame.jpg',
+    'https://printer/frame.jpg',
+    'https://user:secret@cdn.example.com/frame.jpg',
+  ];
+  for (const [index, imageUrl] of refused.entries()) {
+    const position = index % 2 === 0 ? 'start' : 'end';
+    const response = await gw.app.inject({
+      method: 'POST',
+      url: '/videos',
+      headers: auth(),
+      payload: { prompt: 'A tiger walking in snow', keyframes: { [position]: { imageUrl } } },
+    });
+    t.equal(response.statusCode, 400, imageUrl);
+    t.match(response.json<Problem>(), { code: 'validation_failed', errors: [{ path: `/body/keyframes/${position}/imageUrl` }] });
+  }
+  t.equal(gw.sandbox.stats.creates, 0, 'none reached (or was billed by) the upstream');
+
+  const accepted = await gw.app.inject({
+    method: 'POST',
+    url: '/videos',
+    headers: auth(),
+    payload: { prompt: 'A tiger walking in snow', keyframes: { start: { imageUrl: 'https://cdn.example.com/frame.jpg?sig=abc' } } },
+  });
+  t.equal(accepted.statusCode, 202, 'a public image URL is fine');
+  t.equal(gw.sandbox.stats.creates, 1);
+});

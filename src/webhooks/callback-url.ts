@@ -60,6 +60,24 @@ export function checkCallbackUrl(input: string, policy: CallbackUrlPolicy): Call
   return { ok: true, url };
 }
 
+/**
+ * Request-time check of a keyframe `imageUrl`. The upstream fetches it on the gateway's behalf (and bills the
+ * generation), so it gets the callback URL's address rules: https, no credentials, no private, loopback,
+ * link-local, metadata or reserved addresses, no local host names. `allowedCallbackHosts` does not apply.
+ */
+export function checkImageUrl(input: string, allowPrivateNetworks: boolean): CallbackUrlCheck {
+  let url: URL;
+  try {
+    url = new URL(input);
+  } catch {
+    return refuse('must be an absolute URL');
+  }
+  if (url.protocol !== 'https:') return refuse('must use https');
+  if (url.username !== '' || url.password !== '') return refuse('must not contain credentials');
+  const hostProblem = publicHostProblem(url.hostname, allowPrivateNetworks);
+  return hostProblem === null ? { ok: true, url } : refuse(hostProblem);
+}
+
 function refuse(reason: string): CallbackUrlCheck {
   return { ok: false, reason };
 }
