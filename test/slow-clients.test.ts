@@ -1,6 +1,6 @@
 // Slow and trickling clients over real sockets (issue 13 item 3): the configured timeouts close them, and a
 // caller without a valid key never gets to keep a connection open by trickling a body.
-import { connect, type Socket } from 'node:net';
+import { type AddressInfo, connect, type Socket } from 'node:net';
 
 import t, { type Test } from 'tap';
 
@@ -17,8 +17,8 @@ interface RawConnection {
 }
 
 async function openRaw(t: Test, gw: TestGateway): Promise<RawConnection> {
-  const address = await gw.app.listen({ port: 0, host: '127.0.0.1' });
-  const socket = connect(Number(new URL(address).port), '127.0.0.1');
+  if (!gw.app.server.listening) await gw.app.listen({ port: 0, host: '127.0.0.1' });
+  const socket = connect((gw.app.server.address() as AddressInfo).port, '127.0.0.1');
   await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
   let received = '';
   let closed = false;
@@ -78,6 +78,7 @@ t.test('an authenticated caller trickling its body is cut off at REQUEST_TIMEOUT
   raw.trickle(20);
   await until(() => raw.closed(), 'the request timeout to close the trickling connection');
   t.match(raw.received(), /^HTTP\/1\.1 408 /);
+  t.match(raw.received(), /"code":"request_timeout"/);
   t.equal(gw.sandbox.stats.creates, 0, 'nothing half-received reached the upstream');
 });
 
@@ -103,4 +104,34 @@ t.test('an idle keep-alive connection is closed after KEEP_ALIVE_TIMEOUT_MS; a p
   t.notMatch(raw.received(), /connection: close/i, 'a fully read request keeps its connection');
   await until(() => raw.closed(), 'the keep-alive timeout to close the idle connection');
   t.equal(gw.sandbox.stats.creates, 1);
+});
+
+/** The status, headers and parsed body of the one answer on a raw connection. */
+function parseAnswer(raw: string): { status: number; headers: Record<string, string>; body: unknown } {
+  const [head = '', body = ''] = raw.split('\r\n\r\n');
+  const [statusLine = '', ...lines] = head.split('\r\n');
+  const headers = Object.fromEntries(
+    lines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]),
+  );
+  return { status: Number(statusLine.split(' ')[1]), headers, body: JSON.parse(body) as unknown };
+}
+
+t.test('what the HTTP parser refuses is a problem with a request id: 431, malformed HTTP, 408', async (t) => {
+  const gw = await startTestGateway(t, { env: shortTimeouts });
+  const cases: Array<[string, string, number, string]> = [
+    ['headers over the size limit', `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'headers_too_large'],
+    ['a malformed request line', 'GARBAGE\r\n\r\n', 400, 'validation_failed'],
+    ['a bad header', 'GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n', 400, 'validation_failed'],
+    ['headers that never end', 'GET /healthz HTTP/1.1\r\nHost: x\r\n', 408, 'request_timeout'],
+  ];
+  for (const [name, request, status, code] of cases) {
+    const raw = await openRaw(t, gw);
+    raw.socket.write(request);
+    await until(() => raw.closed(), `the gateway to answer and close: ${name}`);
+    const answer = parseAnswer(raw.received());
+    t.equal(answer.status, status, name);
+    t.equal(answer.headers['content-type'], 'application/problem+json; charset=utf-8', `${name}: problem+json`);
+    t.match(answer.headers['x-request-id'], /^req_/, `${name}: carries a request id`);
+    t.match(answer.body, { status, code, requestId: answer.headers['x-request-id'] }, `${name}: the body names the same id`);
+  }
 });

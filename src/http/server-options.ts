@@ -7,7 +7,7 @@ import type { Config } from '../config.js';
 import type { IdSource } from '../ids.js';
 import { type LoggerOption, withRedaction } from '../lib/log-redaction.js';
 import { createSecretScrubber } from '../lib/secrets.js';
-import { answerFrameworkError } from './request-parsing.js';
+import { answerClientError, answerFrameworkError } from './request-parsing.js';
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -58,5 +58,7 @@ export function gatewayServerOptions({ config, clients, ids, logger }: ServerOpt
     routerOptions: { maxParamLength: 200 },
     // Malformed or overlong URLs are refused before routing: still as problems.
     frameworkErrors: answerFrameworkError,
+    // What Node's parser refuses (431, malformed HTTP, timeouts) is a problem too.
+    clientErrorHandler: answerClientError(() => ids.requestId()),
   };
 }
