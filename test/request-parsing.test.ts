@@ -1,3 +1,5 @@
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
+
 import t from 'tap';
 
 import type { Problem } from '../schemas/problem.js';
@@ -137,4 +139,42 @@ t.test('keyframe image URLs get the callback URL’s address rules: private, loo
   });
   t.equal(accepted.statusCode, 202, 'a public image URL is fine');
   t.equal(gw.sandbox.stats.creates, 1);
+});
+
+t.test('a compressed body is refused with 415 and Accept-Encoding: identity, never parsed as if plain', async (t) => {
+  const gw = await startTestGateway(t);
+  const body = Buffer.from(JSON.stringify({ prompt: 'A tiger walking in snow' }));
+  const encoded: Array<[string, Buffer]> = [
+    ['gzip', gzipSync(body)],
+    ['deflate', deflateSync(body)],
+    ['br', brotliCompressSync(body)],
+    ['GZIP, identity', gzipSync(body)],
+  ];
+  for (const [encoding, payload] of encoded) {
+    const response = await gw.app.inject({
+      method: 'POST',
+      url: '/videos',
+      headers: { ...auth(), 'content-type': 'application/json', 'content-encoding': encoding },
+      payload,
+    });
+    t.equal(response.statusCode, 415, encoding);
+    t.equal(response.headers['accept-encoding'], 'identity');
+    t.match(response.json<Problem>(), { code: 'unsupported_media_type', detail: /must not be compressed/ });
+  }
+  const unauthenticated = await gw.app.inject({
+    method: 'POST',
+    url: '/videos',
+    headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+    payload: gzipSync(body),
+  });
+  t.equal(unauthenticated.statusCode, 401, 'authentication comes first');
+  t.equal(gw.sandbox.stats.creates, 0);
+
+  const identity = await gw.app.inject({
+    method: 'POST',
+    url: '/videos',
+    headers: { ...auth(), 'content-type': 'application/json', 'content-encoding': 'identity' },
+    payload: body,
+  });
+  t.equal(identity.statusCode, 202, '`identity` is no encoding at all');
 });

@@ -15,7 +15,7 @@ import type { Authenticate } from './auth.js';
 import { createClientRateLimits } from './client-rate-limits.js';
 import { openapiOptions } from './openapi.js';
 import { errorHandler, ProblemError, sendProblem } from './problems.js';
-import { useStrictJsonParser } from './request-parsing.js';
+import { refuseEncodedBodies, useStrictJsonParser } from './request-parsing.js';
 import { apiHelmetOptions, docsContentSecurityPolicy } from './security-headers.js';
 import { closeConnectionsWithUnreadBodies } from './unread-bodies.js';
 import { createValidatorCompiler } from './validation.js';
@@ -43,6 +43,7 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (
   // JSON only: a text/plain body is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
   useStrictJsonParser(app);
+  refuseEncodedBodies(app);
   app.setValidatorCompiler(createValidatorCompiler(sharedSchemas));
   for (const schema of sharedSchemas) app.addSchema(schema);
   app.decorateRequest('client', null);

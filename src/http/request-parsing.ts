@@ -95,3 +95,23 @@ export function answerClientError(requestId: () => string): (this: FastifyInstan
     socket.end(`${head.join('\r\n')}\r\n\r\n${body}`, () => socket.destroy());
   };
 }
+
+/**
+ * A compressed request body (`Content-Encoding: gzip`, `br`, …) is refused with 415 and `Accept-Encoding: identity`
+ * (RFC 7694) rather than parsed as if it were plain. Bodies are at most 64 KiB, so compression gains little, and
+ * not decoding leaves no decompression bomb to bound. Runs after authentication (`preParsing`): a 401 comes first.
+ */
+export function refuseEncodedBodies(app: FastifyInstance): void {
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    const encoding = request.headers['content-encoding']?.trim().toLowerCase();
+    const hasBody = request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length'] ?? 0) > 0;
+    if (encoding !== undefined && encoding !== '' && encoding !== 'identity' && hasBody) {
+      throw new ProblemError(
+        'unsupported_media_type',
+        `Request bodies must not be compressed (Content-Encoding: ${encoding.slice(0, 40)}); send plain JSON.`,
+        { headers: { 'accept-encoding': 'identity' } },
+      );
+    }
+    return payload;
+  });
+}
