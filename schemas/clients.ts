@@ -40,6 +40,14 @@ export const CallbackHost = Type.String({
   expected: 'a host such as hooks.example.com, *.example.com or hooks.example.com:8443 (no scheme or path)',
 });
 
+/** An exact browser origin as the `Origin` header sends it: scheme, host, optional port; no path or trailing slash. */
+export const Origin = Type.String({
+  maxLength: 300,
+  pattern:
+    '^[Hh][Tt][Tt][Pp][Ss]?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$',
+  expected: 'an origin such as https://app.example.com or http://localhost:5173 (no path, no trailing slash, no wildcard)',
+});
+
 export const ClientEntry = Type.Object(
   {
     id: ClientId,
@@ -60,6 +68,7 @@ export const ClientEntry = Type.Object(
       Type.Integer({ minimum: 1, default: defaultCreateLimitPerMinute, expected: 'an integer of at least 1' }),
     ),
     allowedCallbackHosts: Type.Optional(Type.Array(CallbackHost, { maxItems: 1000, expected: 'an array of host names' })),
+    allowedOrigins: Type.Optional(Type.Array(Origin, { maxItems: 100, expected: 'an array of origins' })),
   },
   { additionalProperties: false, expected: 'an object with id, apiKeySha256 and webhookSecret' },
 );

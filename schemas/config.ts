@@ -19,7 +19,7 @@ export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 's
 export const maxTimerMs = 2_147_483_647;
 export const maxRetryScheduleEntries = 20;
 
-const durationHint = 'is not a duration (use 250ms, 5s, 2m or 2h)';
+const durationHint = 'is not a duration (use 250ms, 5s, 2m, 2h or 30d)';
 
 const integer = (defaultValue: string, description: string) =>
   Type.Optional(Type.String({ pattern: '^[0-9]+$', default: defaultValue, description, invalid: 'is not a whole number' }));
@@ -31,7 +31,7 @@ const decimal = (defaultValue: string, description: string) =>
 const durationMs = (defaultValue: string, description: string) =>
   Type.Optional(
     Type.String({
-      pattern: `^${decimalPattern}(?:ms|s|m|h)?$`,
+      pattern: `^${decimalPattern}(?:ms|s|m|h|d)?$`,
       default: defaultValue,
       description,
       invalid: durationHint,
@@ -79,6 +79,14 @@ export const EnvVars = Type.Object(
         invalid: 'is not a supported database URL (use sqlite:<path> or sqlite::memory:)',
       }),
     ),
+    GATEWAY_SECRET: Type.Optional(
+      Type.String({
+        pattern: '^\\S{32,}$',
+        description:
+          'Keys stream tokens (and other derived keys); unset → generated into data/gateway-secret. Same value on every replica.',
+        invalid: 'is too short or contains whitespace (expected at least 32 random characters, e.g. openssl rand -hex 32)',
+      }),
+    ),
     CLIENTS_FILE: Type.Optional(Type.String({ description: 'Client registry (JSON); unset → data/clients.json, created on first start.' })),
     CACHE_MAX_ENTRIES: integer('10000', 'LRU cache size.'),
     POLL_INTERVAL_MIN_MS: durationMs('2000', 'First and shortest poll interval.'),
@@ -92,7 +100,7 @@ export const EnvVars = Type.Object(
         pattern: `^${durationWithUnitPattern}(?:\\s*,\\s*${durationWithUnitPattern})*$`,
         default: '5s,5m,30m,2h,5h,10h,14h,20h,24h',
         description: 'Delays after the first attempt, comma-separated.',
-        invalid: 'is not a comma-separated list of durations (use e.g. 5s,5m,30m,2h; every entry needs a unit: ms, s, m or h)',
+        invalid: 'is not a comma-separated list of durations (use e.g. 5s,5m,30m,2h; every entry needs a unit: ms, s, m, h or d)',
       }),
     ),
     WEBHOOK_ALLOW_HTTP: boolean('Allow http:// callback URLs (dev/test only).'),
@@ -118,6 +126,13 @@ export const EnvVars = Type.Object(
           invalid: `is not a log level (use ${logLevels.join(', ')})`,
         },
       ),
+    ),
+    VIDEO_RETENTION: Type.Optional(
+      Type.String({
+        pattern: `^${durationWithUnitPattern}$`,
+        description: 'Erase terminal videos completed longer ago than this (e.g. `30d`); unset → keep them.',
+        invalid: 'is not a duration with a unit (use e.g. 30d, 12h or 90m)',
+      }),
     ),
     SANDBOX_DURATION_MS: durationMs('10000', 'Sandbox: time for a video to complete.'),
     SANDBOX_QUEUE_MS: durationMs('2000', 'Sandbox: time a video spends queued.'),
@@ -147,6 +162,8 @@ export const ConfigValues = Type.Object({
   databaseUrl: Type.String({ env: 'DATABASE_URL' }),
   /** Path of the SQLite file (from `DATABASE_URL=sqlite:<path>`), or `:memory:`. */
   sqlitePath: Type.String({ minLength: 1, env: 'DATABASE_URL' }),
+  /** GATEWAY_SECRET; null → generated into `data/gateway-secret` (src/secrets/gateway-secret.ts). */
+  gatewaySecret: Nullable(Type.String({ minLength: 1, env: 'GATEWAY_SECRET' })),
   /** null → `data/clients.json`, created with one `default` client on first start. */
   clientsFile: Nullable(Type.String({ minLength: 1, env: 'CLIENTS_FILE' })),
   cacheMaxEntries: Type.Integer({
@@ -176,6 +193,11 @@ export const ConfigValues = Type.Object({
     maxItems: maxRetryScheduleEntries,
     env: 'WEBHOOK_RETRY_SCHEDULE',
     expected: `1 to ${maxRetryScheduleEntries} durations, each at most 596h`,
+  }),
+  /** null → videos are kept. */
+  videoRetentionMs: Nullable(Type.Integer({ minimum: 60_000, maximum: Number.MAX_SAFE_INTEGER }), {
+    env: 'VIDEO_RETENTION',
+    expected: 'a duration of at least 1m',
   }),
   webhookAllowHttp: Type.Boolean({ env: 'WEBHOOK_ALLOW_HTTP' }),
   webhookAllowPrivateNetworks: Type.Boolean({ env: 'WEBHOOK_ALLOW_PRIVATE_NETWORKS' }),

@@ -24,7 +24,7 @@ export interface GatewayOptions extends Omit<ServicesOptions, 'logger' | 'render
 
 export interface Gateway extends Pick<
   Services,
-  'store' | 'bus' | 'videos' | 'poller' | 'dispatcher' | 'health' | 'metrics' | 'circuitState' | 'startWorkers'
+  'store' | 'bus' | 'videos' | 'poller' | 'dispatcher' | 'retention' | 'health' | 'metrics' | 'circuitState' | 'startWorkers'
 > {
   app: FastifyInstance;
   /** Stops background work, then the server, then the store. */
@@ -40,12 +40,16 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   await app.register(gatewayApp, {
     services,
     authenticate: (header) => options.clients.authenticate(header),
+    authenticateStreamToken: (token, videoId) => {
+      const grant = services.streamTokens.verify(token, videoId);
+      return grant === undefined ? undefined : options.clients.get(grant.clientId);
+    },
     serveSandboxAssets: options.serveSandboxAssets === true,
     metricsToken: options.config.metricsToken,
   });
 
   let closed = false;
-  const { store, bus, videos, poller, dispatcher, health, metrics, circuitState, startWorkers } = services;
+  const { store, bus, videos, poller, dispatcher, retention, health, metrics, circuitState, startWorkers } = services;
   return {
     app,
     store,
@@ -53,6 +57,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     videos,
     poller,
     dispatcher,
+    retention,
     health,
     metrics,
     circuitState,

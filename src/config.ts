@@ -48,7 +48,7 @@ function sourceOf(path: string): FieldSource | undefined {
 
 /** How a given value appears in a problem: quoted, shortened, credentials masked, the API key never. */
 function shown(name: EnvVarName, raw: string): string {
-  if (name === 'ELKAPI_API_KEY' || name === 'METRICS_TOKEN') return '(hidden)';
+  if (name === 'ELKAPI_API_KEY' || name === 'GATEWAY_SECRET' || name === 'METRICS_TOKEN') return '(hidden)';
   const masked = raw.replace(/\/\/[^/@\s]*@/, '//***@');
   return JSON.stringify(masked.length > 80 ? `${masked.slice(0, 77)}...` : masked);
 }
@@ -118,6 +118,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     elkapiBaseUrl,
     databaseUrl,
     sqlitePath,
+    gatewaySecret: vars.GATEWAY_SECRET ?? null,
     clientsFile: vars.CLIENTS_FILE ?? null,
     cacheMaxEntries: Number(text('CACHE_MAX_ENTRIES')),
     pollIntervalMinMs: duration('POLL_INTERVAL_MIN_MS'),
@@ -129,6 +130,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     webhookRetryScheduleMs: text('WEBHOOK_RETRY_SCHEDULE')
       .split(',')
       .map((entry) => parseDuration(entry) ?? Number.NaN),
+    videoRetentionMs: vars.VIDEO_RETENTION === undefined ? null : (parseDuration(vars.VIDEO_RETENTION) ?? Number.NaN),
     webhookAllowHttp: bool('WEBHOOK_ALLOW_HTTP'),
     webhookAllowPrivateNetworks: bool('WEBHOOK_ALLOW_PRIVATE_NETWORKS'),
     metricsToken: vars.METRICS_TOKEN ?? null,
@@ -204,13 +206,19 @@ export function formatConfigProblems(problems: readonly string[]): string {
 /** Sandbox mode: no upstream key, the built-in ElkAPI simulator stands in (DESIGN §4.2). */
 export const sandboxEnabled = (config: Pick<Config, 'elkapiApiKey'>): boolean => config.elkapiApiKey === null;
 
-/** The config as it may be logged: the upstream key and the metrics token replaced by `(hidden)`. */
-export function redactConfig(
-  config: Config,
-): Omit<Config, 'elkapiApiKey' | 'metricsToken'> & { elkapiApiKey: '(hidden)' | null; metricsToken: '(hidden)' | null } {
+type Hidden = '(hidden)' | null;
+
+/** The config as it may be logged: the upstream key, the gateway secret and the metrics token replaced by `(hidden)`. */
+export function redactConfig(config: Config): Omit<Config, 'elkapiApiKey' | 'gatewaySecret' | 'metricsToken'> & {
+  elkapiApiKey: Hidden;
+  gatewaySecret: Hidden;
+  metricsToken: Hidden;
+} {
+  const hide = (value: string | null): Hidden => (value === null ? null : '(hidden)');
   return {
     ...config,
-    elkapiApiKey: config.elkapiApiKey === null ? null : '(hidden)',
-    metricsToken: config.metricsToken === null ? null : '(hidden)',
+    elkapiApiKey: hide(config.elkapiApiKey),
+    gatewaySecret: hide(config.gatewaySecret),
+    metricsToken: hide(config.metricsToken),
   };
 }

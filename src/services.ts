@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+
 import type { Dispatcher as HttpDispatcher } from 'undici';
 
 import type { ClientRegistry } from './auth/clients.js';
@@ -8,6 +10,7 @@ import { createIdSource, type IdSource } from './ids.js';
 import type { Logger } from './lib/logger.js';
 import { createMetrics, type GatewayMetrics } from './metrics.js';
 import { createReadinessCheck, type ReadinessCheck } from './readiness.js';
+import { deriveKey } from './secrets/gateway-secret.js';
 import type { StoredResponse } from './store/records.js';
 import type { Store } from './store/repositories.js';
 import { openSqliteStore } from './store/sqlite.js';
@@ -19,8 +22,11 @@ import { createUpstreamClient, type UpstreamClientOptions } from './upstream/cli
 import { createUpstreamHealth, type UpstreamHealth, withHealthTracking } from './upstream/health.js';
 import type { UpstreamClient, UpstreamError } from './upstream/types.js';
 import { createVideoCreator, type VideoCreator } from './videos/create.js';
+import { createVideoEraser, type VideoEraser } from './videos/erase.js';
 import { createIdempotencyKeyPruner } from './videos/idempotency-pruner.js';
+import { createVideoRetention, type VideoRetention } from './videos/retention.js';
 import { createVideoService, type VideoService } from './videos/service.js';
+import { createStreamTokens, type StreamTokens } from './videos/stream-tokens.js';
 import { createVideoWatch, type VideoWatch } from './videos/watch.js';
 import { createCallbackUrlValidator, createImageUrlValidator } from './webhooks/callback-policy.js';
 import { createDeliveryService, type DeliveryService } from './webhooks/delivery-service.js';
@@ -32,6 +38,8 @@ export interface ServicesOptions {
   config: Config;
   clients: ClientRegistry;
   logger: Logger;
+  /** The root secret (src/secrets/gateway-secret.ts) keys are derived from; default a random one per process (tests). */
+  gatewaySecret?: Buffer;
   clock?: Clock;
   random?: Random;
   ids?: IdSource;
@@ -65,12 +73,18 @@ export interface Services {
   videos: VideoService;
   /** POST /videos with the Idempotency-Key protocol. */
   creator: VideoCreator;
+  /** DELETE /videos/{id}. */
+  eraser: VideoEraser;
+  /** VIDEO_RETENTION sweeps; null when videos are kept. */
+  retention: VideoRetention | null;
   watch: VideoWatch;
+  /** Tokens for `GET /videos/{id}/events?token=` (browsers' EventSource). */
+  streamTokens: StreamTokens;
   deliveries: DeliveryService;
   readiness: ReadinessCheck;
   poller: Poller;
   dispatcher: WebhookDispatcher;
-  /** Starts background work: polling, webhook delivery, key pruning. */
+  /** Starts background work: polling, webhook delivery, key pruning, retention. */
   startWorkers: () => void;
   /** Stops claiming work; lets polls and webhook attempts in flight finish within `graceMs`, then aborts them. */
   stopWorkers(graceMs: number): Promise<void>;
@@ -178,7 +192,14 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     checkImageUrl: createImageUrlValidator({ allowPrivateNetworks: config.webhookAllowPrivateNetworks }),
   });
   const keyPruner = createIdempotencyKeyPruner({ keys: store.idempotencyKeys, clock, timers, logger });
+  const eraser = createVideoEraser({ videos: store.videos, bus, clock, logger });
+  const retention =
+    config.videoRetentionMs === null
+      ? null
+      : createVideoRetention({ videos: store.videos, bus, clock, timers, logger, retentionMs: config.videoRetentionMs });
   const watch = createVideoWatch({ bus, videos, timers });
+  const gatewaySecret = options.gatewaySecret ?? randomBytes(32);
+  const streamTokens = createStreamTokens({ key: deriveKey(gatewaySecret, 'stream-tokens'), clock });
   const readiness = createReadinessCheck({ pingStore: () => store.ping(), health, circuitState: upstream.circuitState });
   metrics.attach({
     videosInFlight: () => store.videos.countRunning(),
@@ -196,7 +217,10 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     circuitState: upstream.circuitState,
     videos,
     creator,
+    eraser,
+    retention,
     watch,
+    streamTokens,
     deliveries,
     readiness,
     poller,
@@ -205,9 +229,11 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
       poller.start();
       dispatcher.start();
       keyPruner.start();
+      retention?.start();
     },
     async stopWorkers(graceMs) {
       keyPruner.stop();
+      await retention?.stop();
       // An unfinished poll's lease simply expires; an aborted webhook attempt is given back and sent again after restart.
       await Promise.all([poller.stop(graceMs), dispatcher.stop(graceMs)]);
       if (options.webhookAgent === undefined) await webhookAgent.close();

@@ -127,6 +127,7 @@ t.test('registry contents', async (t) => {
       rateLimitPerMinute: 600,
       createLimitPerMinute: 30,
       allowedCallbackHosts: null,
+      allowedOrigins: [],
     },
     'defaults: name = id, 600/min, 30 creates/min, any host',
   );
@@ -139,6 +140,7 @@ t.test('registry contents', async (t) => {
       rateLimitPerMinute: 1200,
       createLimitPerMinute: 5,
       allowedCallbackHosts: ['hooks.partner-b.example', 'backup.example.org'],
+      allowedOrigins: [],
     },
     'hosts lower-cased and de-duplicated',
   );
@@ -205,7 +207,7 @@ t.test('clients file validation', async (t) => {
     '/clients/0/webhookSecret: is missing (expected "whsec_" then base64 of 24 to 64 random bytes (npm run client:new prints one))',
   ]);
   t.same(problemsOf(t, { clients: [{ ...app, rateLimit: 5 }] }), [
-    '/clients/0/rateLimit: is not a known field (known fields: id, name, apiKeySha256, webhookSecret, rateLimitPerMinute, createLimitPerMinute, allowedCallbackHosts)',
+    '/clients/0/rateLimit: is not a known field (known fields: id, name, apiKeySha256, webhookSecret, rateLimitPerMinute, createLimitPerMinute, allowedCallbackHosts, allowedOrigins)',
   ]);
   t.same(problemsOf(t, { clients: [{ ...app, rateLimitPerMinute: 0, createLimitPerMinute: 1.5 }] }), [
     '/clients/0/rateLimitPerMinute: expected an integer of at least 1',

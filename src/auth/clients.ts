@@ -28,6 +28,8 @@ export interface Client {
   createLimitPerMinute: number;
   /** Lower-cased host names callbacks may target; null → any host (still SSRF-checked). */
   allowedCallbackHosts: string[] | null;
+  /** Browser origins (as the `Origin` header sends them) whose pages may call the gateway with this client's credentials. */
+  allowedOrigins: string[];
 }
 
 export interface ClientRegistry {
@@ -84,6 +86,8 @@ function toClient(entry: ClientEntry): Client {
     createLimitPerMinute: entry.createLimitPerMinute ?? defaultCreateLimitPerMinute,
     allowedCallbackHosts:
       entry.allowedCallbackHosts === undefined ? null : [...new Set(entry.allowedCallbackHosts.map((host) => host.toLowerCase()))],
+    // Serialized as browsers send `Origin`: lower-case scheme and host, default port dropped.
+    allowedOrigins: [...new Set((entry.allowedOrigins ?? []).map((origin) => new URL(origin).origin))],
   };
 }
 

@@ -1,3 +1,4 @@
+import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -11,8 +12,9 @@ import { videoRoutes } from '../../routes/videos.js';
 import { sharedSchemas } from '../../schemas/index.js';
 import { sandboxAssets } from '../sandbox/assets.js';
 import type { Services } from '../services.js';
-import type { Authenticate } from './auth.js';
+import type { Authenticate, AuthenticateStreamToken } from './auth.js';
 import { createClientRateLimits } from './client-rate-limits.js';
+import { corsOptions } from './cors.js';
 import { openapiOptions } from './openapi.js';
 import { errorHandler, ProblemError, sendProblem } from './problems.js';
 import { refuseEncodedBodies, useStrictJsonParser } from './request-parsing.js';
@@ -21,8 +23,12 @@ import { closeConnectionsWithUnreadBodies } from './unread-bodies.js';
 import { createValidatorCompiler } from './validation.js';
 
 export interface GatewayAppOptions {
-  services: Pick<Services, 'clock' | 'videos' | 'creator' | 'watch' | 'deliveries' | 'readiness' | 'metrics'>;
+  services: Pick<
+    Services,
+    'clock' | 'clients' | 'videos' | 'creator' | 'eraser' | 'watch' | 'streamTokens' | 'deliveries' | 'readiness' | 'metrics'
+  >;
   authenticate: Authenticate;
+  authenticateStreamToken: AuthenticateStreamToken;
   /** Serve the sandbox's sample video and thumbnail (sandbox mode). */
   serveSandboxAssets: boolean;
   /** `METRICS_TOKEN`, or null for an open `/metrics`. */
@@ -35,9 +41,9 @@ export interface GatewayAppOptions {
  */
 const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (
   app,
-  { services, authenticate, serveSandboxAssets, metricsToken },
+  { services, authenticate, authenticateStreamToken, serveSandboxAssets, metricsToken },
 ) => {
-  const { videos, creator, watch, deliveries, readiness, metrics } = services;
+  const { videos, creator, eraser, watch, streamTokens, deliveries, readiness, metrics } = services;
   const rateLimits = createClientRateLimits({ clock: services.clock });
 
   // JSON only: a text/plain body is a 415, not a string that fails validation.
@@ -63,13 +69,15 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (
   );
 
   await app.register(helmet, apiHelmetOptions);
+  // Before the routes: preflights are answered ahead of authentication (they carry no credential).
+  await app.register(cors, corsOptions(services.clients.all()));
   await app.register(swagger, openapiOptions);
   await app.register(swaggerUi, {
     routePrefix: '/docs',
     uiConfig: { deepLinking: true, persistAuthorization: true },
     staticCSP: docsContentSecurityPolicy,
   });
-  await app.register(videoRoutes, { videos, creator, watch, rateLimits, authenticate });
+  await app.register(videoRoutes, { videos, creator, eraser, watch, rateLimits, authenticate, streamTokens, authenticateStreamToken });
   await app.register(deliveryRoutes, { deliveries, rateLimits, authenticate });
   await app.register(healthRoutes, { readiness });
   await app.register(metricsRoutes, { metrics, token: metricsToken });

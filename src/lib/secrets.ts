@@ -22,7 +22,7 @@ export interface SecretScrubberOptions {
 export interface SecretScrubber {
   /**
    * `text` with every exact secret (as is, JSON-escaped or percent-encoded) and every credential-shaped token
-   * (`vgk_…`, `whsec_…`, `Bearer …`, `Basic …`) replaced by `[redacted]`. The replacement holds no quote or
+   * (`vgk_…`, `whsec_…`, `vst_…`, `Bearer …`, `Basic …`) replaced by `[redacted]`. The replacement holds no quote or
    * backslash, so a serialized JSON line stays valid JSON.
    */
   scrub: (text: string) => string;
@@ -68,6 +68,8 @@ export function createSecretScrubber(options: SecretScrubberOptions = {}): Secre
   const shapes = [
     '\\bvgk_[A-Za-z0-9_-]{8,}',
     '\\bwhsec_[A-Za-z0-9+/=]{8,}',
+    // Stream tokens travel in a query string (`?token=vst_…`), so they reach request logs.
+    '\\bvst_[A-Za-z0-9_-]{8,}(?:\\.[A-Za-z0-9_-]*)?',
     // RFC 6750 token68 characters, so prose such as "Bearer <key>" is left alone.
     '\\b(?:Bearer|Basic)\\s+[A-Za-z0-9._~+/-]+=*',
   ];
