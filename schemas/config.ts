@@ -113,6 +113,17 @@ export const EnvVars = Type.Object(
     ),
     WEBHOOK_ALLOW_HTTP: boolean('Allow http:// callback URLs (dev/test only).'),
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: boolean('Allow callbacks to private addresses (dev/test only).'),
+    REQUEST_TIMEOUT_MS: durationMs('30000', 'Longest time a client may take to send a whole request (headers and body).'),
+    HEADERS_TIMEOUT_MS: durationMs('10000', 'Longest time a client may take to send the request headers.'),
+    KEEP_ALIVE_TIMEOUT_MS: durationMs('72000', 'How long an idle keep-alive connection is kept between requests.'),
+    METRICS_TOKEN: Type.Optional(
+      Type.String({
+        pattern: '^[\\x21-\\x7E]{16,}$',
+        description: 'When set, `GET /metrics` requires `Authorization: Bearer <token>`.',
+        invalid: 'is not a token of at least 16 visible ASCII characters without spaces',
+      }),
+    ),
+    CONNECTION_TIMEOUT_MS: durationMs('120000', 'A connection with no bytes either way for this long is closed.'),
     LOG_LEVEL: Type.Optional(
       Type.Union(
         logLevels.map((level) => Type.Literal(level)),
@@ -201,6 +212,15 @@ export const ConfigValues = Type.Object({
   }),
   webhookAllowHttp: Type.Boolean({ env: 'WEBHOOK_ALLOW_HTTP' }),
   webhookAllowPrivateNetworks: Type.Boolean({ env: 'WEBHOOK_ALLOW_PRIVATE_NETWORKS' }),
+  /** Bearer token `GET /metrics` requires; null → open (listen on a private address). */
+  metricsToken: Nullable(Type.String({ minLength: 16, env: 'METRICS_TOKEN' })),
+  /** Node/Fastify server timeouts against slow or idle clients (issue 13). */
+  http: Type.Object({
+    requestTimeoutMs: ms('REQUEST_TIMEOUT_MS', 1),
+    headersTimeoutMs: ms('HEADERS_TIMEOUT_MS', 1),
+    keepAliveTimeoutMs: ms('KEEP_ALIVE_TIMEOUT_MS', 1),
+    connectionTimeoutMs: ms('CONNECTION_TIMEOUT_MS', 1),
+  }),
   logLevel: Type.Union(
     logLevels.map((level) => Type.Literal(level)),
     { env: 'LOG_LEVEL' },

@@ -45,6 +45,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       return grant === undefined ? undefined : options.clients.get(grant.clientId);
     },
     serveSandboxAssets: options.serveSandboxAssets === true,
+    metricsToken: options.config.metricsToken,
   });
 
   let closed = false;

@@ -48,7 +48,7 @@ function sourceOf(path: string): FieldSource | undefined {
 
 /** How a given value appears in a problem: quoted, shortened, credentials masked, the API key never. */
 function shown(name: EnvVarName, raw: string): string {
-  if (name === 'ELKAPI_API_KEY' || name === 'GATEWAY_SECRET') return '(hidden)';
+  if (name === 'ELKAPI_API_KEY' || name === 'GATEWAY_SECRET' || name === 'METRICS_TOKEN') return '(hidden)';
   const masked = raw.replace(/\/\/[^/@\s]*@/, '//***@');
   return JSON.stringify(masked.length > 80 ? `${masked.slice(0, 77)}...` : masked);
 }
@@ -146,6 +146,13 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     videoRetentionMs: vars.VIDEO_RETENTION === undefined ? null : (parseDuration(vars.VIDEO_RETENTION) ?? Number.NaN),
     webhookAllowHttp: bool('WEBHOOK_ALLOW_HTTP'),
     webhookAllowPrivateNetworks: bool('WEBHOOK_ALLOW_PRIVATE_NETWORKS'),
+    metricsToken: vars.METRICS_TOKEN ?? null,
+    http: {
+      requestTimeoutMs: duration('REQUEST_TIMEOUT_MS'),
+      headersTimeoutMs: duration('HEADERS_TIMEOUT_MS'),
+      keepAliveTimeoutMs: duration('KEEP_ALIVE_TIMEOUT_MS'),
+      connectionTimeoutMs: duration('CONNECTION_TIMEOUT_MS'),
+    },
     logLevel: vars.LOG_LEVEL ?? 'info',
     sandbox: {
       durationMs: duration('SANDBOX_DURATION_MS'),
@@ -178,6 +185,20 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     );
   }
 
+  // Node refuses a server whose headers may take longer than the whole request.
+  if (
+    !problemOf.has('HEADERS_TIMEOUT_MS') &&
+    !problemOf.has('REQUEST_TIMEOUT_MS') &&
+    config.http.headersTimeoutMs > config.http.requestTimeoutMs
+  ) {
+    fail(
+      'HEADERS_TIMEOUT_MS',
+      `HEADERS_TIMEOUT_MS: ${shown('HEADERS_TIMEOUT_MS', given.HEADERS_TIMEOUT_MS ?? text('HEADERS_TIMEOUT_MS'))} ` +
+        `(${config.http.headersTimeoutMs} ms) is longer than REQUEST_TIMEOUT_MS (${config.http.requestTimeoutMs} ms) ` +
+        '(expected HEADERS_TIMEOUT_MS ≤ REQUEST_TIMEOUT_MS)',
+    );
+  }
+
   const problems = [...envVarNames.flatMap((name) => problemOf.get(name) ?? []), ...otherProblems];
   return problems.length === 0 ? { ok: true, config } : { ok: false, problems };
 }
@@ -200,15 +221,18 @@ export const sandboxEnabled = (config: Pick<Config, 'elkapiApiKey'>): boolean =>
 
 type Hidden = '(hidden)' | null;
 
-/** The config as it may be logged: the upstream key and the gateway secret replaced by `(hidden)`, the Redis password masked. */
-export function redactConfig(
-  config: Config,
-): Omit<Config, 'elkapiApiKey' | 'gatewaySecret'> & { elkapiApiKey: Hidden; gatewaySecret: Hidden } {
+/** The config as it may be logged: the upstream key, the gateway secret and the metrics token replaced by `(hidden)`, the Redis password masked. */
+export function redactConfig(config: Config): Omit<Config, 'elkapiApiKey' | 'gatewaySecret' | 'metricsToken'> & {
+  elkapiApiKey: Hidden;
+  gatewaySecret: Hidden;
+  metricsToken: Hidden;
+} {
   const hide = (value: string | null): Hidden => (value === null ? null : '(hidden)');
   return {
     ...config,
     elkapiApiKey: hide(config.elkapiApiKey),
     gatewaySecret: hide(config.gatewaySecret),
     redisUrl: config.redisUrl === null ? null : config.redisUrl.replace(/\/\/[^/@\s]*@/, '//***@'),
+    metricsToken: hide(config.metricsToken),
   };
 }

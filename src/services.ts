@@ -32,7 +32,7 @@ import { createVideoRetention, type VideoRetention } from './videos/retention.js
 import { createVideoService, type VideoService } from './videos/service.js';
 import { createStreamTokens, type StreamTokens } from './videos/stream-tokens.js';
 import { createVideoWatch, type VideoWatch } from './videos/watch.js';
-import { createCallbackUrlValidator } from './webhooks/callback-policy.js';
+import { createCallbackUrlValidator, createImageUrlValidator } from './webhooks/callback-policy.js';
 import { createDeliveryService, type DeliveryService } from './webhooks/delivery-service.js';
 import { createDispatcher, type WebhookDispatcher } from './webhooks/dispatcher.js';
 import { createGuardedAgent } from './webhooks/ssrf.js';
@@ -217,6 +217,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
       allowHttp: config.webhookAllowHttp,
       allowPrivateNetworks: config.webhookAllowPrivateNetworks,
     }),
+    checkImageUrl: createImageUrlValidator({ allowPrivateNetworks: config.webhookAllowPrivateNetworks }),
   });
   // Replicas on one Postgres (DESIGN §4.5): changes committed by any replica reach this one's waiters, cache and dispatcher.
   const changeFeed = /^postgres(?:ql)?:\/\//i.test(config.databaseUrl)

@@ -82,6 +82,8 @@ t.test('defaults when the environment is empty (sandbox mode)', async (t) => {
     videoRetentionMs: null,
     webhookAllowHttp: false,
     webhookAllowPrivateNetworks: false,
+    metricsToken: null,
+    http: { requestTimeoutMs: 30000, headersTimeoutMs: 10000, keepAliveTimeoutMs: 72000, connectionTimeoutMs: 120000 },
     logLevel: 'info',
     sandbox: { durationMs: 10000, queueMs: 2000, errorRate: 0, latencyMs: 0 },
   } satisfies Config);
@@ -119,6 +121,11 @@ t.test('every variable is parsed', async (t) => {
     VIDEO_RETENTION: '7d',
     WEBHOOK_ALLOW_HTTP: 'TRUE',
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: '1',
+    METRICS_TOKEN: 'scrape-me-0123456789',
+    REQUEST_TIMEOUT_MS: '20s',
+    HEADERS_TIMEOUT_MS: '5s',
+    KEEP_ALIVE_TIMEOUT_MS: '61s',
+    CONNECTION_TIMEOUT_MS: '2m',
     LOG_LEVEL: 'Debug',
     SANDBOX_DURATION_MS: '1.5s',
     SANDBOX_QUEUE_MS: '100',
@@ -147,12 +154,18 @@ t.test('every variable is parsed', async (t) => {
     videoRetentionMs: 7 * 86_400_000,
     webhookAllowHttp: true,
     webhookAllowPrivateNetworks: true,
+    metricsToken: 'scrape-me-0123456789',
+    http: { requestTimeoutMs: 20000, headersTimeoutMs: 5000, keepAliveTimeoutMs: 61000, connectionTimeoutMs: 120000 },
     logLevel: 'debug',
     sandbox: { durationMs: 1500, queueMs: 100, errorRate: 0.25, latencyMs: 20 },
   } satisfies Config);
   t.equal(sandboxEnabled(config), false);
   t.same(redactConfig(config).elkapiApiKey, '(hidden)');
   t.notMatch(JSON.stringify(redactConfig(config)), 'sk-live-123');
+  t.notMatch(JSON.stringify(redactConfig(config)), 'scrape-me');
+  t.same(problemsOf(t, { METRICS_TOKEN: 'short' }), [
+    'METRICS_TOKEN: (hidden) is not a token of at least 16 visible ASCII characters without spaces',
+  ]);
   t.equal(redactConfig(config).gatewaySecret, '(hidden)');
   t.notMatch(JSON.stringify(redactConfig(config)), 'gs-0123456789');
   t.equal(redactConfig(configOf(t, {})).elkapiApiKey, null);
@@ -243,6 +256,14 @@ t.test('numeric ranges', async (t) => {
   t.equal(configOf(t, { SANDBOX_ERROR_RATE: '1' }).sandbox.errorRate, 1);
   t.equal(configOf(t, { SANDBOX_ERROR_RATE: '0' }).sandbox.errorRate, 0);
   t.same(problemsOf(t, { SANDBOX_ERROR_RATE: '1.01' }), ['SANDBOX_ERROR_RATE: "1.01" is out of range (expected a number from 0 to 1)']);
+});
+
+t.test('the headers timeout must not exceed the whole-request timeout', async (t) => {
+  t.equal(configOf(t, { REQUEST_TIMEOUT_MS: '2s', HEADERS_TIMEOUT_MS: '2s' }).http.headersTimeoutMs, 2000);
+  t.same(problemsOf(t, { REQUEST_TIMEOUT_MS: '5s' }), [
+    'HEADERS_TIMEOUT_MS: "10000" (10000 ms) is longer than REQUEST_TIMEOUT_MS (5000 ms) (expected HEADERS_TIMEOUT_MS ≤ REQUEST_TIMEOUT_MS)',
+  ]);
+  t.same(problemsOf(t, { REQUEST_TIMEOUT_MS: '0' }), ['REQUEST_TIMEOUT_MS: "0" is out of range (expected a duration from 1ms to 596h)']);
 });
 
 t.test('poll interval minimum must not exceed the maximum', async (t) => {

@@ -8,6 +8,7 @@ import { type Dispatcher, Pool } from 'undici';
 
 import { type Clock, type Random, systemClock } from '../clock.js';
 import { errorCode } from '../lib/error-code.js';
+import { createSecretScrubber } from '../lib/secrets.js';
 import { classifyUpstreamError, isTaskNotExist, SAFE_MESSAGES, unexpectedPayload } from './failures.js';
 import { parseGeneration } from './generation.js';
 import { RateBudget, realSleep, type SharedRateBudget, type Sleep } from './rate-budget.js';
@@ -165,6 +166,9 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       bodyTimeout: timeoutMs,
     });
 
+  // The upstream may echo our own key, whatever its shape, in a refusal or a failure reason: never passed on.
+  const { scrub } = createSecretScrubber({ exact: [options.apiKey] });
+
   // Built once; never logged, never attached to an error.
   const baseHeaders = {
     authorization: `Bearer ${options.apiKey}`,
@@ -189,13 +193,13 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       // Relays sometimes wrap "unknown task" in a 200.
       if (isTaskNotExist(json)) throw new UpstreamError('not_found', SAFE_MESSAGES.notFound, status);
       try {
-        return parseGeneration(json);
+        return parseGeneration(json, scrub);
       } catch {
         throw unexpectedPayload(status);
       }
     }
     // A non-JSON error answer (an HTML page from a proxy) is classified by its status alone.
-    throw classifyUpstreamError(status, json === NOT_JSON ? undefined : json, headers, clock.now());
+    throw classifyUpstreamError(status, json === NOT_JSON ? undefined : json, headers, clock.now(), scrub);
   }
 
   /** One HTTP exchange under a single deadline covering connect, headers and the whole body. */

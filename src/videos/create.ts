@@ -50,6 +50,8 @@ export interface VideoCreatorOptions {
   renderRefusal: (error: UpstreamError, requestId: string) => StoredResponse;
   /** Checks a callback URL at request time and returns its normalised form to store; throws ValidationFailed. */
   checkCallbackUrl?: (url: string, client: Client) => string;
+  /** Refuses a keyframe image URL pointing at a private or local address; throws ValidationFailed. */
+  checkImageUrl?: (url: string, position: 'start' | 'end') => void;
   /** Called after a create so the poller picks the video up on time. */
   onCreated?: () => void;
   retentionMs?: number;
@@ -126,6 +128,10 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
     const request = normalizeCreateBody(body);
     if (request.callbackUrl !== null && options.checkCallbackUrl !== undefined) {
       request.callbackUrl = options.checkCallbackUrl(request.callbackUrl, client);
+    }
+    for (const position of ['start', 'end'] as const) {
+      const frame = request.keyframes?.[position];
+      if (frame !== undefined && 'imageUrl' in frame) options.checkImageUrl?.(frame.imageUrl, position);
     }
     const upstreamIds = await resolveKeyframes(client, request);
     const recorded: Recorded = { id: options.ids.videoId(), createdAt: clock.now(), request, upstreamIds };

@@ -8,8 +8,13 @@ import type { RenderedVideo } from './present.js';
  * change of their video (status, refreshed URL, webhook state, erasure).
  */
 export interface RenderedVideoCache {
-  /** Counts as a hit or a miss. */
+  /** Counts nothing: a lookup is counted by `countLookup`, once the caller is known to own the video. */
   get(id: string): RenderedVideo | undefined;
+  /**
+   * Counts a lookup of the caller's own video. Another tenant's id is never counted, hit or not, so the metrics
+   * cannot tell a tenant whether someone else's id exists.
+   */
+  countLookup(hit: boolean): void;
   /** Taken before reading the store; see `changedSince`. */
   mark(): number;
   /**
@@ -42,11 +47,10 @@ export function createRenderedVideoCache(options: { bus: EventBus; maxEntries: n
   });
 
   return {
-    get(id) {
-      const rendered = cache.get(id);
-      if (rendered === undefined) misses += 1;
-      else hits += 1;
-      return rendered;
+    get: (id) => cache.get(id),
+    countLookup(hit) {
+      if (hit) hits += 1;
+      else misses += 1;
     },
     mark: () => changesSeen,
     changedSince: (mark) => changesSeen !== mark,

@@ -67,6 +67,10 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
       let rendered = cache.get(id);
       /** The stored row, when this read had to fetch it (a cache hit holds only the rendered body). */
       let record: VideoRecord | undefined;
+      // Ownership first, counting after: another tenant's id (cached or not) must look exactly like an unknown
+      // one, metrics included, so neither is counted.
+      if (rendered !== undefined && rendered.clientId !== client.id) throw new VideoNotFound();
+      const hit = rendered !== undefined;
       if (rendered === undefined) {
         const mark = cache.mark();
         record = await videos.get(id);
@@ -74,7 +78,7 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
         rendered = renderVideo(record);
         if (!cache.changedSince(mark)) cache.set(rendered);
       }
-      if (rendered.clientId !== client.id) throw new VideoNotFound();
+      cache.countLookup(hit);
       if (downloadUrls.isDue(rendered)) {
         record ??= await videos.get(id);
         const current = rendered;
