@@ -79,6 +79,14 @@ export const EnvVars = Type.Object(
         invalid: 'is not a supported database URL (use sqlite:<path> or sqlite::memory:)',
       }),
     ),
+    GATEWAY_SECRET: Type.Optional(
+      Type.String({
+        pattern: '^\\S{32,}$',
+        description:
+          'Keys stream tokens (and other derived keys); unset → generated into data/gateway-secret. Same value on every replica.',
+        invalid: 'is too short or contains whitespace (expected at least 32 random characters, e.g. openssl rand -hex 32)',
+      }),
+    ),
     CLIENTS_FILE: Type.Optional(Type.String({ description: 'Client registry (JSON); unset → data/clients.json, created on first start.' })),
     CACHE_MAX_ENTRIES: integer('10000', 'LRU cache size.'),
     POLL_INTERVAL_MIN_MS: durationMs('2000', 'First and shortest poll interval.'),
@@ -143,6 +151,8 @@ export const ConfigValues = Type.Object({
   databaseUrl: Type.String({ env: 'DATABASE_URL' }),
   /** Path of the SQLite file (from `DATABASE_URL=sqlite:<path>`), or `:memory:`. */
   sqlitePath: Type.String({ minLength: 1, env: 'DATABASE_URL' }),
+  /** GATEWAY_SECRET; null → generated into `data/gateway-secret` (src/secrets/gateway-secret.ts). */
+  gatewaySecret: Nullable(Type.String({ minLength: 1, env: 'GATEWAY_SECRET' })),
   /** null → `data/clients.json`, created with one `default` client on first start. */
   clientsFile: Nullable(Type.String({ minLength: 1, env: 'CLIENTS_FILE' })),
   cacheMaxEntries: Type.Integer({

@@ -48,7 +48,7 @@ function sourceOf(path: string): FieldSource | undefined {
 
 /** How a given value appears in a problem: quoted, shortened, credentials masked, the API key never. */
 function shown(name: EnvVarName, raw: string): string {
-  if (name === 'ELKAPI_API_KEY') return '(hidden)';
+  if (name === 'ELKAPI_API_KEY' || name === 'GATEWAY_SECRET') return '(hidden)';
   const masked = raw.replace(/\/\/[^/@\s]*@/, '//***@');
   return JSON.stringify(masked.length > 80 ? `${masked.slice(0, 77)}...` : masked);
 }
@@ -118,6 +118,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     elkapiBaseUrl,
     databaseUrl,
     sqlitePath,
+    gatewaySecret: vars.GATEWAY_SECRET ?? null,
     clientsFile: vars.CLIENTS_FILE ?? null,
     cacheMaxEntries: Number(text('CACHE_MAX_ENTRIES')),
     pollIntervalMinMs: duration('POLL_INTERVAL_MIN_MS'),
@@ -184,7 +185,12 @@ export function formatConfigProblems(problems: readonly string[]): string {
 /** Sandbox mode: no upstream key, the built-in ElkAPI simulator stands in (DESIGN §4.2). */
 export const sandboxEnabled = (config: Pick<Config, 'elkapiApiKey'>): boolean => config.elkapiApiKey === null;
 
-/** The config as it may be logged: the upstream key replaced by `(hidden)`. */
-export function redactConfig(config: Config): Omit<Config, 'elkapiApiKey'> & { elkapiApiKey: '(hidden)' | null } {
-  return { ...config, elkapiApiKey: config.elkapiApiKey === null ? null : '(hidden)' };
+type Hidden = '(hidden)' | null;
+
+/** The config as it may be logged: the upstream key and the gateway secret replaced by `(hidden)`. */
+export function redactConfig(
+  config: Config,
+): Omit<Config, 'elkapiApiKey' | 'gatewaySecret'> & { elkapiApiKey: Hidden; gatewaySecret: Hidden } {
+  const hide = (value: string | null): Hidden => (value === null ? null : '(hidden)');
+  return { ...config, elkapiApiKey: hide(config.elkapiApiKey), gatewaySecret: hide(config.gatewaySecret) };
 }

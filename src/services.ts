@@ -34,6 +34,8 @@ export interface ServicesOptions {
   config: Config;
   clients: ClientRegistry;
   logger: Logger;
+  /** The root secret (src/secrets/gateway-secret.ts) keys are derived from; default a random one per process (tests). */
+  gatewaySecret?: Buffer;
   clock?: Clock;
   random?: Random;
   ids?: IdSource;

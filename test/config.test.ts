@@ -67,6 +67,7 @@ t.test('defaults when the environment is empty (sandbox mode)', async (t) => {
     elkapiBaseUrl: 'https://api.elkapi.com',
     databaseUrl: 'sqlite:./data/gateway.db',
     sqlitePath: './data/gateway.db',
+    gatewaySecret: null,
     clientsFile: null,
     cacheMaxEntries: 10000,
     pollIntervalMinMs: 2000,
@@ -101,6 +102,7 @@ t.test('every variable is parsed', async (t) => {
     ELKAPI_API_KEY: ' sk-live-123 ',
     ELKAPI_BASE_URL: 'http://127.0.0.1:4010/relay/',
     DATABASE_URL: 'sqlite:/var/lib/gateway/gw.db',
+    GATEWAY_SECRET: 'gs-0123456789abcdefghijklmnopqrstuvwxyz',
     CLIENTS_FILE: '/etc/gateway/clients.json',
     CACHE_MAX_ENTRIES: '500',
     POLL_INTERVAL_MIN_MS: '250ms',
@@ -126,6 +128,7 @@ t.test('every variable is parsed', async (t) => {
     elkapiBaseUrl: 'http://127.0.0.1:4010/relay',
     databaseUrl: 'sqlite:/var/lib/gateway/gw.db',
     sqlitePath: '/var/lib/gateway/gw.db',
+    gatewaySecret: 'gs-0123456789abcdefghijklmnopqrstuvwxyz',
     clientsFile: '/etc/gateway/clients.json',
     cacheMaxEntries: 500,
     pollIntervalMinMs: 250,
@@ -144,6 +147,8 @@ t.test('every variable is parsed', async (t) => {
   t.equal(sandboxEnabled(config), false);
   t.same(redactConfig(config).elkapiApiKey, '(hidden)');
   t.notMatch(JSON.stringify(redactConfig(config)), 'sk-live-123');
+  t.equal(redactConfig(config).gatewaySecret, '(hidden)');
+  t.notMatch(JSON.stringify(redactConfig(config)), 'gs-0123456789');
   t.equal(redactConfig(configOf(t, {})).elkapiApiKey, null);
 });
 
@@ -343,4 +348,14 @@ t.test('very long values are shortened in problems', async (t) => {
   const [problem] = problemsOf(t, { HOST: 'x', PORT: '9'.repeat(500) });
   t.ok(problem !== undefined && problem.length < 200, 'line stays readable');
   t.match(problem, /\.\.\."/);
+});
+
+t.test('GATEWAY_SECRET: too short or with spaces is one line that never quotes it', async (t) => {
+  for (const value of ['short-secret', 'a secret with spaces that is long enough to pass']) {
+    const problems = problemsOf(t, { GATEWAY_SECRET: value });
+    t.equal(problems.length, 1);
+    t.match(problems[0], /^GATEWAY_SECRET: \(hidden\) is too short or contains whitespace \(expected at least 32 random characters/);
+    t.notMatch(problems.join('\n'), value);
+  }
+  t.equal(configOf(t, { GATEWAY_SECRET: '0123456789abcdef0123456789abcdef' }).gatewaySecret, '0123456789abcdef0123456789abcdef');
 });
