@@ -37,6 +37,8 @@ export interface VideoCreatorOptions {
   renderRefusal: (error: UpstreamError, requestId: string) => StoredResponse;
   /** Checks a callback URL at request time and returns its normalised form to store; throws ValidationFailed. */
   checkCallbackUrl?: (url: string, client: Client) => string;
+  /** The upstream `callback_url` for a video id (DESIGN §4.1); unset → none is passed. */
+  upstreamCallbackUrl?: (videoId: string) => string;
   /** Called after a create so the poller picks the video up on time. */
   onCreated?: () => void;
   retentionMs?: number;
@@ -87,10 +89,14 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
       request.callbackUrl = options.checkCallbackUrl(request.callbackUrl, client);
     }
     const upstreamIds = await resolveKeyframes(client, request);
-    const generation = await upstream.createGeneration(toUpstreamCreateRequest(request, upstreamIds));
+    // The id comes first: the upstream callback URL names it.
+    const id = options.ids.videoId();
+    const upstreamRequest = toUpstreamCreateRequest(request, upstreamIds);
+    if (options.upstreamCallbackUrl !== undefined) upstreamRequest.callback_url = options.upstreamCallbackUrl(id);
+    const generation = await upstream.createGeneration(upstreamRequest);
     const now = clock.now();
     return {
-      id: options.ids.videoId(),
+      id,
       clientId: client.id,
       upstreamId: generation.upstreamId,
       // The poller confirms any terminal answer; a create answer only ever says "accepted".
