@@ -7,6 +7,7 @@ import fp from 'fastify-plugin';
 import { deliveryRoutes } from '../../routes/deliveries.js';
 import { healthRoutes } from '../../routes/health.js';
 import { metricsRoutes } from '../../routes/metrics.js';
+import { upstreamCallbackRoutes } from '../../routes/upstream-callbacks.js';
 import { videoRoutes } from '../../routes/videos.js';
 import { sharedSchemas } from '../../schemas/index.js';
 import { sandboxAssets } from '../sandbox/assets.js';
@@ -20,7 +21,8 @@ import { apiHelmetOptions, docsContentSecurityPolicy } from './security-headers.
 import { createValidatorCompiler } from './validation.js';
 
 export interface GatewayAppOptions {
-  services: Pick<Services, 'clock' | 'videos' | 'creator' | 'eraser' | 'watch' | 'deliveries' | 'readiness' | 'metrics'>;
+  services: Pick<Services, 'clock' | 'videos' | 'creator' | 'eraser' | 'watch' | 'deliveries' | 'readiness' | 'metrics'> &
+    Partial<Pick<Services, 'upstreamCallbacks'>>;
   authenticate: Authenticate;
   /** Serve the sandbox's sample video and thumbnail (sandbox mode). */
   serveSandboxAssets: boolean;
@@ -65,6 +67,8 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { se
   await app.register(deliveryRoutes, { deliveries, rateLimits, authenticate });
   await app.register(healthRoutes, { readiness });
   await app.register(metricsRoutes, { metrics });
+  if (services.upstreamCallbacks !== undefined && services.upstreamCallbacks !== null)
+    await app.register(upstreamCallbackRoutes, { callbacks: services.upstreamCallbacks });
   if (serveSandboxAssets) await app.register(sandboxAssets);
 };
 

@@ -48,6 +48,8 @@ export function createSecretScrubber(knownSecrets: readonly string[]): (line: st
     '\\bwhsec_[A-Za-z0-9+/=]{8,}',
     // RFC 6750 token68 characters, so prose such as "Bearer <key>" is left alone.
     '\\b(?:Bearer|Basic)\\s+[A-Za-z0-9._~+/-]+=*',
+    // Upstream callback tokens (a logged URL or callback_url): the URL is the credential.
+    '(?<=/upstream/callbacks/)[A-Za-z0-9_-]{8,}',
   ];
   const credential = new RegExp(patterns.join('|'), 'gi');
   return (line) => line.replace(credential, redactedText);
