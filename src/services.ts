@@ -161,7 +161,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
           tokens: createCallbackTokens(options.gatewaySecret ?? randomBytes(32)),
           baseUrl: config.upstreamCallbackBaseUrl,
           clock,
-          wake: () => poller.wake(),
+          hint: (videoId, madeDue) => poller.hint(videoId, madeDue),
           logger,
           onReceived: (outcome) => metrics.recordUpstreamCallback(outcome === 'accepted' ? 'valid' : outcome),
           onPollScheduled: () => metrics.recordCallbackPoll(),

@@ -10,6 +10,7 @@ import { callbackFlow } from './helpers/callback-flow.js';
 import { auth, createVideo, readVideo, startTestGateway, type TestGateway, upstreamIdOf } from './helpers/gateway.js';
 import { parsePrometheus, sampleValue } from './helpers/prometheus.js';
 import { sendText, startScriptedServer } from './helpers/scripted-server.js';
+import { until } from './helpers/until.js';
 
 const secret = Buffer.from('0123456789abcdef0123456789abcdef-test-secret', 'utf8');
 const videoId = 'vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC';
@@ -137,6 +138,21 @@ t.test('a valid callback answers 204, needs no key, and makes the video due now'
   const samples = parsePrometheus(await gw.metrics.render());
   t.equal(sampleValue(samples, 'gateway_upstream_callbacks_total', { result: 'valid' }), 1);
   t.equal(sampleValue(samples, 'gateway_upstream_callback_polls_total'), 1);
+});
+
+t.test('a callback during a poll in flight: the video is polled again once that poll ends', async (t) => {
+  const gw = await callbackGateway(t);
+  const video = await createVideo(gw);
+  const upstreamId = await upstreamIdOf(gw, video.id);
+  gw.clock.advance(2_000);
+  gw.sandbox.injectFault({ op: 'query', delayMs: 300 }); // a slow answer, then a normal one
+  const polling = gw.poller.tick();
+  await until(() => gw.sandbox.stats.queries === 1, 'the poll to reach the upstream');
+  t.equal((await postCallback(gw, await tokenOf(gw, video.id))).statusCode, 204, 'while the poll waits for its answer');
+  await polling;
+  t.equal((await gw.store.videos.get(video.id))?.nextPollAt, gw.clock.now(), 'due again at once, not a minute later');
+  t.equal(await gw.poller.tick(), 1);
+  t.equal(gw.sandbox.stats.queriesById.get(upstreamId), 2);
 });
 
 t.test('1,000 invalid-token callbacks: 404 not_found, 0 upstream calls, 0 store writes', async (t) => {

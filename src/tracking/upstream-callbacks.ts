@@ -1,7 +1,7 @@
 import type { Clock } from '../clock.js';
 import type { Logger } from '../lib/logger.js';
 import type { VideoRepository } from '../store/repositories.js';
-import { type CallbackTokens,callbackUrl } from './callback-token.js';
+import { type CallbackTokens, callbackUrl } from './callback-token.js';
 import { callbackPollAt, callbackPollWindowMs } from './schedule.js';
 
 /*
@@ -18,8 +18,8 @@ export interface UpstreamCallbacksOptions {
   /** UPSTREAM_CALLBACK_BASE_URL. */
   baseUrl: string;
   clock: Clock;
-  /** Wakes the poller so a video made due now is polled now. */
-  wake: () => void;
+  /** Tells the poller a video was made due (it claims now, or re-polls after a poll in flight). */
+  hint: (videoId: string, madeDue: boolean) => void;
   logger: Logger;
   /**
    * Valid callbacks acted on per second, all videos together (the route's own global cap; the upstream's retries
@@ -93,8 +93,8 @@ export function createUpstreamCallbacks(options: UpstreamCallbacksOptions): Upst
       if (moved) {
         options.onPollScheduled?.();
         logger.debug({ videoId, pollAt: at }, 'upstream callback: polling the video sooner');
-        if (at <= now) options.wake();
       }
+      if (at <= now) options.hint(videoId, moved);
       return outcome('accepted');
     },
   };
