@@ -98,6 +98,14 @@ export const EnvVars = Type.Object(
     CACHE_MAX_ENTRIES: integer('10000', 'LRU cache size.'),
     POLL_INTERVAL_MIN_MS: durationMs('2000', 'First and shortest poll interval.'),
     POLL_INTERVAL_MAX_MS: durationMs('15000', 'Longest poll interval.'),
+    UPSTREAM_CALLBACK_BASE_URL: Type.Optional(
+      Type.String({
+        pattern: '^https?://[^\\s/?#@]+(?:/[^\\s?#]*)?$',
+        description: 'Where the upstream can reach this gateway for its callbacks (a hint to poll now); unset → polling only.',
+        invalid: 'is not an absolute http(s) URL without credentials, query or fragment (expected e.g. https://gateway.example.com)',
+      }),
+    ),
+    POLL_INTERVAL_MAX_WITH_CALLBACKS_MS: durationMs('60000', 'Longest poll interval while upstream callbacks are on (safety net).'),
     POLL_CONCURRENCY: integer('16', 'Upstream polls in flight at once.'),
     UPSTREAM_MAX_RPS: decimal('20', 'Requests per second toward the upstream.'),
     TASK_TIMEOUT_MS: durationMs('7200000', 'Running videos fail with `timed_out` after this.'),
@@ -184,6 +192,9 @@ export const ConfigValues = Type.Object({
   }),
   pollIntervalMinMs: ms('POLL_INTERVAL_MIN_MS', 1),
   pollIntervalMaxMs: ms('POLL_INTERVAL_MAX_MS', 1),
+  /** UPSTREAM_CALLBACK_BASE_URL without a trailing slash; null → no upstream callbacks. */
+  upstreamCallbackBaseUrl: Nullable(Type.String({ minLength: 1, env: 'UPSTREAM_CALLBACK_BASE_URL' })),
+  pollIntervalMaxWithCallbacksMs: ms('POLL_INTERVAL_MAX_WITH_CALLBACKS_MS', 1),
   pollConcurrency: Type.Integer({
     minimum: 1,
     maximum: 1000,

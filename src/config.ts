@@ -106,6 +106,21 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     );
   }
 
+  let upstreamCallbackBaseUrl: string | null = vars.UPSTREAM_CALLBACK_BASE_URL ?? null;
+  if (upstreamCallbackBaseUrl !== null) {
+    try {
+      const url = new URL(upstreamCallbackBaseUrl);
+      upstreamCallbackBaseUrl = `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+    } catch {
+      const raw = upstreamCallbackBaseUrl;
+      upstreamCallbackBaseUrl = null;
+      fail(
+        'UPSTREAM_CALLBACK_BASE_URL',
+        `UPSTREAM_CALLBACK_BASE_URL: ${shown('UPSTREAM_CALLBACK_BASE_URL', raw)} ${keyword(EnvVars.properties.UPSTREAM_CALLBACK_BASE_URL, 'invalid')}`,
+      );
+    }
+  }
+
   // `sqlite:<path>`; `sqlite:///abs/path` and `sqlite://rel/path` are read the usual way too.
   const databaseUrl = text('DATABASE_URL');
   const sqliteRest = databaseUrl.slice('sqlite:'.length);
@@ -135,6 +150,8 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     cacheMaxEntries: Number(text('CACHE_MAX_ENTRIES')),
     pollIntervalMinMs: duration('POLL_INTERVAL_MIN_MS'),
     pollIntervalMaxMs: duration('POLL_INTERVAL_MAX_MS'),
+    upstreamCallbackBaseUrl,
+    pollIntervalMaxWithCallbacksMs: duration('POLL_INTERVAL_MAX_WITH_CALLBACKS_MS'),
     pollConcurrency: Number(text('POLL_CONCURRENCY')),
     upstreamMaxRps: Number(text('UPSTREAM_MAX_RPS')),
     taskTimeoutMs: duration('TASK_TIMEOUT_MS'),
@@ -196,6 +213,18 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
       `HEADERS_TIMEOUT_MS: ${shown('HEADERS_TIMEOUT_MS', given.HEADERS_TIMEOUT_MS ?? text('HEADERS_TIMEOUT_MS'))} ` +
         `(${config.http.headersTimeoutMs} ms) is longer than REQUEST_TIMEOUT_MS (${config.http.requestTimeoutMs} ms) ` +
         '(expected HEADERS_TIMEOUT_MS ≤ REQUEST_TIMEOUT_MS)',
+    );
+  }
+  if (
+    !problemOf.has('POLL_INTERVAL_MIN_MS') &&
+    !problemOf.has('POLL_INTERVAL_MAX_WITH_CALLBACKS_MS') &&
+    config.pollIntervalMinMs > config.pollIntervalMaxWithCallbacksMs
+  ) {
+    const max = given.POLL_INTERVAL_MAX_WITH_CALLBACKS_MS ?? text('POLL_INTERVAL_MAX_WITH_CALLBACKS_MS');
+    fail(
+      'POLL_INTERVAL_MAX_WITH_CALLBACKS_MS',
+      `POLL_INTERVAL_MAX_WITH_CALLBACKS_MS: ${shown('POLL_INTERVAL_MAX_WITH_CALLBACKS_MS', max)} (${config.pollIntervalMaxWithCallbacksMs} ms) ` +
+        `is shorter than POLL_INTERVAL_MIN_MS (${config.pollIntervalMinMs} ms) (expected POLL_INTERVAL_MIN_MS ≤ POLL_INTERVAL_MAX_WITH_CALLBACKS_MS)`,
     );
   }
 

@@ -18,8 +18,10 @@ import type { StoredResponse } from './store/records.js';
 import type { Store } from './store/repositories.js';
 import { openSqliteStore } from './store/sqlite.js';
 import { systemTimers, type Timers } from './timers.js';
+import { createCallbackTokens } from './tracking/callback-token.js';
 import { createPoller, type Poller } from './tracking/poller.js';
-import { firstPollAt } from './tracking/schedule.js';
+import { callbackSafetyNetSchedule, firstPollAt } from './tracking/schedule.js';
+import { createUpstreamCallbacks, type UpstreamCallbacks } from './tracking/upstream-callbacks.js';
 import { type CircuitBreakerOptions, type CircuitState, withCircuitBreaker } from './upstream/circuit-breaker.js';
 import { createUpstreamClient, type UpstreamClientOptions } from './upstream/client.js';
 import { createUpstreamHealth, type UpstreamHealth, withHealthTracking } from './upstream/health.js';
@@ -94,6 +96,8 @@ export interface Services {
   readiness: ReadinessCheck;
   poller: Poller;
   dispatcher: WebhookDispatcher;
+  /** POST /upstream/callbacks/:token; null without UPSTREAM_CALLBACK_BASE_URL. */
+  upstreamCallbacks: UpstreamCallbacks | null;
   /** Starts background work: polling, webhook delivery, key pruning, retention. */
   startWorkers: () => void;
   /** Stops claiming work; lets polls and webhook attempts in flight finish within `graceMs`, then aborts them. */
@@ -163,7 +167,10 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     },
   });
   const bus = createInProcessBus();
-  const schedule = { minMs: config.pollIntervalMinMs, maxMs: config.pollIntervalMaxMs };
+  const baseSchedule = { minMs: config.pollIntervalMinMs, maxMs: config.pollIntervalMaxMs };
+  // With upstream callbacks, polls are the safety net for lost ones (DESIGN §4.1).
+  const callbacksOn = config.upstreamCallbackBaseUrl !== null;
+  const schedule = callbacksOn ? callbackSafetyNetSchedule(baseSchedule, config.pollIntervalMaxWithCallbacksMs) : baseSchedule;
 
   const poller = createPoller({
     videos: store.videos,
@@ -178,6 +185,19 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     leaseMs: 60_000,
     onTransition: (video) => metrics.recordTransition(video),
   });
+  const upstreamCallbacks =
+    config.upstreamCallbackBaseUrl === null
+      ? null
+      : createUpstreamCallbacks({
+          videos: store.videos,
+          tokens: createCallbackTokens(options.gatewaySecret ?? randomBytes(32)),
+          baseUrl: config.upstreamCallbackBaseUrl,
+          clock,
+          hint: (videoId, madeDue) => poller.hint(videoId, madeDue),
+          logger,
+          onReceived: (outcome) => metrics.recordUpstreamCallback(outcome === 'accepted' ? 'valid' : outcome),
+          onPollScheduled: () => metrics.recordCallbackPoll(),
+        });
   // Webhooks: every connection is checked against private addresses at connect time (DNS rebinding included).
   const webhookAgent =
     options.webhookAgent ??
@@ -213,6 +233,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     firstPollAt: firstPollAt(schedule, random),
     renderRefusal: options.renderRefusal,
     onCreated: () => poller.wake(),
+    ...(upstreamCallbacks === null ? {} : { upstreamCallbackUrl: (videoId: string) => upstreamCallbacks.urlFor(videoId) }),
     checkCallbackUrl: createCallbackUrlValidator({
       allowHttp: config.webhookAllowHttp,
       allowPrivateNetworks: config.webhookAllowPrivateNetworks,
@@ -283,6 +304,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     readiness,
     poller,
     dispatcher,
+    upstreamCallbacks,
     startWorkers() {
       poller.start();
       dispatcher.start();

@@ -73,6 +73,8 @@ t.test('defaults when the environment is empty (sandbox mode)', async (t) => {
     cacheMaxEntries: 10000,
     pollIntervalMinMs: 2000,
     pollIntervalMaxMs: 15000,
+    upstreamCallbackBaseUrl: null,
+    pollIntervalMaxWithCallbacksMs: 60000,
     pollConcurrency: 16,
     upstreamMaxRps: 20,
     taskTimeoutMs: 7200000,
@@ -112,6 +114,8 @@ t.test('every variable is parsed', async (t) => {
     CACHE_MAX_ENTRIES: '500',
     POLL_INTERVAL_MIN_MS: '250ms',
     POLL_INTERVAL_MAX_MS: '5s',
+    UPSTREAM_CALLBACK_BASE_URL: 'https://gw.example.com/base/',
+    POLL_INTERVAL_MAX_WITH_CALLBACKS_MS: '2m',
     POLL_CONCURRENCY: '4',
     UPSTREAM_MAX_RPS: '2.5',
     TASK_TIMEOUT_MS: '1h',
@@ -145,6 +149,8 @@ t.test('every variable is parsed', async (t) => {
     cacheMaxEntries: 500,
     pollIntervalMinMs: 250,
     pollIntervalMaxMs: 5000,
+    upstreamCallbackBaseUrl: 'https://gw.example.com/base',
+    pollIntervalMaxWithCallbacksMs: 120000,
     pollConcurrency: 4,
     upstreamMaxRps: 2.5,
     taskTimeoutMs: 3600000,
@@ -402,4 +408,29 @@ t.test('GATEWAY_SECRET: too short or with spaces is one line that never quotes i
     t.notMatch(problems.join('\n'), value);
   }
   t.equal(configOf(t, { GATEWAY_SECRET: '0123456789abcdef0123456789abcdef' }).gatewaySecret, '0123456789abcdef0123456789abcdef');
+});
+
+t.test('UPSTREAM_CALLBACK_BASE_URL: an absolute http(s) URL without query, fragment or credentials', async (t) => {
+  for (const bad of [
+    'gateway.example.com',
+    'ftp://gw.example.com',
+    'https://gw.example.com/?a=1',
+    'https://gw.example.com/#x',
+    'https://u:p@gw.example.com',
+  ]) {
+    const result = loadConfig({ UPSTREAM_CALLBACK_BASE_URL: bad });
+    t.notOk(result.ok, bad);
+    if (!result.ok) {
+      t.equal(result.problems.length, 1);
+      t.match(result.problems[0], /^UPSTREAM_CALLBACK_BASE_URL: .* is not an absolute http\(s\) URL/);
+      t.notMatch(result.problems[0], 'u:p@', 'credentials are masked');
+    }
+  }
+  t.equal(configOf(t, { UPSTREAM_CALLBACK_BASE_URL: 'http://10.0.0.5:3000' }).upstreamCallbackBaseUrl, 'http://10.0.0.5:3000');
+});
+
+t.test('POLL_INTERVAL_MAX_WITH_CALLBACKS_MS may not be shorter than POLL_INTERVAL_MIN_MS', async (t) => {
+  const result = loadConfig({ POLL_INTERVAL_MIN_MS: '5s', POLL_INTERVAL_MAX_WITH_CALLBACKS_MS: '1s' });
+  t.notOk(result.ok);
+  if (!result.ok) t.match(result.problems, [/^POLL_INTERVAL_MAX_WITH_CALLBACKS_MS: "1s" \(1000 ms\) is shorter than POLL_INTERVAL_MIN_MS/]);
 });

@@ -9,7 +9,7 @@ import { type UpstreamClient, UpstreamError } from '../upstream/types.js';
 import { decideAfterAnswer, decideAfterError, type PollDecision, type TrackingPolicy } from './transitions.js';
 
 export interface PollerOptions {
-  videos: Pick<VideoRepository, 'claimDue' | 'applyTransition' | 'reschedulePoll'>;
+  videos: Pick<VideoRepository, 'claimDue' | 'applyTransition' | 'reschedulePoll' | 'pollSoon'>;
   upstream: UpstreamClient;
   bus: EventBus;
   clock: Clock;
@@ -30,11 +30,19 @@ export interface PollerOptions {
 /**
  * Polls running videos. `stop(graceMs)`: an unfinished poll's lease simply expires and it runs again after restart.
  */
-export type Poller = ClaimingWorker;
+export interface Poller extends ClaimingWorker {
+  /**
+   * An upstream callback for a video (`madeDue`: its next poll was moved to now): claim now. When its poll is
+   * already in flight here, that poll's answer may predate the news, so it is made due again once the poll ends.
+   */
+  hint(videoId: string, madeDue: boolean): void;
+}
 
 export function createPoller(options: PollerOptions): Poller {
   const { videos, upstream, bus, clock, logger, policy } = options;
   const inFlight = new Set<Promise<void>>();
+  /** Videos polled right now → whether a hint arrived meanwhile. */
+  const polling = new Map<string, boolean>();
   /** A 429 pauses all polling until this time (the upstream asked us to slow down). */
   let pausedUntil = 0;
 
@@ -92,9 +100,16 @@ export function createPoller(options: PollerOptions): Poller {
     if (free <= 0 || clock.now() < pausedUntil) return [];
     const due = await videos.claimDue(clock.now(), free, options.leaseMs);
     return due.map((video) => {
+      polling.set(video.id, false);
       const job = pollOne(video)
+        .then(async () => {
+          if (polling.get(video.id) === true) await videos.pollSoon(video.id, clock.now());
+        })
         .catch((error: unknown) => logger.error({ err: error, videoId: video.id }, 'poll crashed; the lease will expire and retry'))
-        .finally(() => inFlight.delete(job));
+        .finally(() => {
+          polling.delete(video.id);
+          inFlight.delete(job);
+        });
       inFlight.add(job);
       return job;
     });
@@ -122,6 +137,10 @@ export function createPoller(options: PollerOptions): Poller {
       }
     },
     wake: claimLoop.wake,
+    hint(videoId, madeDue) {
+      if (polling.has(videoId)) polling.set(videoId, true);
+      else if (madeDue) claimLoop.wake();
+    },
     inFlight: () => inFlight.size,
   };
 }

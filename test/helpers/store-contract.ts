@@ -731,6 +731,43 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
       t.pass('a second beat updates the row');
     });
 
+    t.test('videos: pollSoon makes a running video due sooner, and nothing else', async (t) => {
+      const { store } = await opened(t);
+      const video = await store.videos.insert(newVideo({ nextPollAt: T0 + 60_000 }));
+      t.equal(await store.videos.pollSoon(video.id, T0 + 1_000), true);
+      t.same(
+        await store.videos.get(video.id),
+        { ...video, nextPollAt: T0 + 1_000 },
+        'only the next poll moved (version and updatedAt kept)',
+      );
+      t.equal(await store.videos.pollSoon(video.id, T0 + 5_000), false, 'never later than already due');
+      t.equal((await store.videos.get(video.id))?.nextPollAt, T0 + 1_000);
+      t.same(
+        (await store.videos.claimDue(T0 + 1_000, 10, LEASE_MS)).map((claimed) => claimed.id),
+        [video.id],
+        'claimable at once',
+      );
+      t.equal(await store.videos.pollSoon('vid_unknown', T0), false, 'unknown id');
+
+      const done = await store.videos.insert(newVideo({ nextPollAt: T0 + 60_000 }));
+      await store.videos.applyTransition(
+        done.id,
+        T0 + 2_000,
+        {
+          status: 'failed',
+          upstreamState: 'failed',
+          estimatedWaitSeconds: null,
+          result: null,
+          failure: { code: 'upstream_failed', message: 'x' },
+        },
+        null,
+        [],
+      );
+      const terminal = await store.videos.get(done.id);
+      t.equal(await store.videos.pollSoon(done.id, T0 + 3_000), false, 'terminal videos are left alone');
+      t.same(await store.videos.get(done.id), terminal);
+    });
+
     t.test('videos: reschedulePoll', async (t) => {
       const { store } = await opened(t);
       const video = await store.videos.insert(newVideo({ estimatedWaitSeconds: 40 }));

@@ -296,6 +296,17 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
       return changeStatus(id, now, transition, nextPollAt, events, from);
     },
 
+    async pollSoon(id, at) {
+      const result = await db
+        .updateTable('videos')
+        .set({ next_poll_at: at })
+        .where('id', '=', id)
+        .where('status', 'in', runningStatusLiterals)
+        .where('next_poll_at', '>', at)
+        .executeTakeFirst();
+      return result.numUpdatedRows > 0n;
+    },
+
     async reschedulePoll(id, now, schedule) {
       const { estimatedWaitSeconds, upstreamState } = schedule;
       await db
