@@ -8,9 +8,9 @@ import { createIdSource, type IdSource } from './ids.js';
 import type { Logger } from './lib/logger.js';
 import { createMetrics, type GatewayMetrics } from './metrics.js';
 import { createReadinessCheck, type ReadinessCheck } from './readiness.js';
+import { openStore } from './store/open.js';
 import type { StoredResponse } from './store/records.js';
 import type { Store } from './store/repositories.js';
-import { openSqliteStore } from './store/sqlite.js';
 import { systemTimers, type Timers } from './timers.js';
 import { createPoller, type Poller } from './tracking/poller.js';
 import { firstPollAt } from './tracking/schedule.js';
@@ -90,7 +90,11 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
   const ids = options.ids ?? createIdSource(clock);
   const timers = options.timers ?? systemTimers;
 
-  const store = options.store ?? (await openSqliteStore({ path: config.sqlitePath }));
+  const store =
+    options.store ??
+    (await openStore(config, {
+      onIdleError: (error) => logger.warn({ err: error }, 'an idle database connection failed; the pool replaces it'),
+    }));
   const metrics = createMetrics();
   const upstreamHooks: UpstreamHooks = { onCall: metrics.recordUpstreamCall, logger };
   const givenUpstream = options.upstream;
@@ -133,7 +137,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     logger,
     policy: { schedule, taskTimeoutMs: config.taskTimeoutMs, notFoundGraceMs: 60_000 },
     concurrency: config.pollConcurrency,
-    leaseMs: 60_000,
+    leaseMs: config.pollLeaseMs,
     onTransition: (video) => metrics.recordTransition(video),
   });
   // Webhooks: every connection is checked against private addresses at connect time (DNS rebinding included).

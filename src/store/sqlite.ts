@@ -4,15 +4,13 @@ import { dirname, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
 
+import { dueDeliveryIds } from './kysely/delivery-claims.js';
 import { type StoreDialect, textJson } from './kysely/dialect.js';
 import { createKyselyStore } from './kysely/store.js';
 import { runningStatusLiterals } from './kysely/video-repository.js';
 import { migrateToLatest } from './migrations.js';
 import type { Store } from './repositories.js';
 import type { Database } from './tables.js';
-
-/** Statuses a dispatcher may claim. */
-const claimableStatuses = ['pending', 'retrying'] as const;
 
 /**
  * SQLite's own statements. Each claim is one `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING *`: a single
@@ -43,44 +41,19 @@ export const sqliteDialect: StoreDialect = {
     return rows.sort((a, b) => (a.next_poll_at ?? 0) - (b.next_poll_at ?? 0));
   },
 
-  /**
-   * The subquery ranks due rows per receiver (`row_number() over (partition by target_host)`), so a receiver with a
-   * thousand overdue events takes at most `perHostLimit` of the batch and the rest goes to the others.
-   */
+  /** One statement: the ranking subquery (`dueDeliveryIds`) and the lease write cannot interleave with another claimer. */
   async claimDueDeliveryRows(db, now, options) {
-    const excluded = options.excludeHosts ?? [];
-    const perHostLimit = Math.max(1, Math.floor(options.perHostLimit ?? options.limit));
-    const due = db
-      .selectFrom('webhook_deliveries')
-      .select((eb) => [
-        'message_id',
-        'next_attempt_at',
-        eb.fn
-          .agg<number>('row_number')
-          .over((over) => over.partitionBy('target_host').orderBy('next_attempt_at').orderBy('message_id'))
-          .as('host_rank'),
-      ])
-      .where('status', 'in', claimableStatuses)
-      .where('next_attempt_at', '<=', now)
-      .where((free) => free.or([free('lease_until', 'is', null), free('lease_until', '<=', now)]))
-      .$if(excluded.length > 0, (query) =>
-        query.where((eb) => eb.or([eb('target_host', 'is', null), eb('target_host', 'not in', excluded)])),
-      );
     const rows = await db
       .updateTable('webhook_deliveries')
       .set({ lease_until: now + options.leaseMs })
-      .where('message_id', 'in', (eb) =>
-        eb
-          .selectFrom(due.as('due'))
-          .select('due.message_id')
-          .where('due.host_rank', '<=', perHostLimit)
-          .orderBy('due.next_attempt_at')
-          .limit(Math.floor(options.limit)),
-      )
+      .where('message_id', 'in', dueDeliveryIds(db, now, options))
       .returningAll()
       .execute();
     return rows.sort((a, b) => (a.next_attempt_at ?? 0) - (b.next_attempt_at ?? 0) || a.message_id.localeCompare(b.message_id));
   },
+
+  // A single process claims one statement at a time already (see above).
+  serializeDeliveryClaims: (db, claim) => claim(db),
 
   // Plain `INSERT … ON CONFLICT DO UPDATE … WHERE`; Postgres accepts the same statement.
   async claimIdempotencyKey(db, row, { now, staleBefore }) {

@@ -4,6 +4,7 @@ import { eventForStatus, isTerminal } from '../../lifecycle.js';
 import type { RedeliverResult } from '../records.js';
 import type { DeliveryRepository } from '../repositories.js';
 import type { Database, VideoRow } from '../tables.js';
+import { claimableStatuses } from './delivery-claims.js';
 import type { StoreDialect } from './dialect.js';
 import { claimedDeliveryFromRow, type RowMappers, webhookColumns } from './row-mappers.js';
 
@@ -33,7 +34,20 @@ export function createDeliveryRepository(db: Kysely<Database>, dialect: StoreDia
   return {
     async claimDue(now, options) {
       if (options.limit <= 0) return [];
-      const rows = await dialect.claimDueDeliveryRows(db, now, options);
+      const rows = await dialect.serializeDeliveryClaims(db, async (claimer) => {
+        let limit = Math.floor(options.limit);
+        if (options.maxInFlight !== undefined) {
+          // Leased rows are pending or retrying (an attempt's record clears the lease): the due index finds them.
+          const { inFlight } = await claimer
+            .selectFrom('webhook_deliveries')
+            .select((eb) => eb.fn.countAll<number>().as('inFlight'))
+            .where('status', 'in', claimableStatuses)
+            .where('lease_until', '>', now)
+            .executeTakeFirstOrThrow();
+          limit = Math.min(limit, Math.floor(options.maxInFlight) - Number(inFlight));
+        }
+        return limit <= 0 ? [] : dialect.claimDueDeliveryRows(claimer, now, { ...options, limit });
+      });
       return rows.map(claimedDeliveryFromRow);
     },
 

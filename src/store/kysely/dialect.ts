@@ -30,6 +30,11 @@ export interface StoreDialect {
    */
   claimDueDeliveryRows(db: Kysely<Database>, now: number, options: ClaimDeliveriesOptions): Promise<WebhookDeliveryRow[]>;
   /**
+   * Runs `claim` (a count of the leases in flight, then `claimDueDeliveryRows`) so that no other delivery claim on
+   * the database runs at the same time: the caps computed from leased rows then hold across replicas.
+   */
+  serializeDeliveryClaims<T>(db: Kysely<Database>, claim: (db: Kysely<Database>) => Promise<T>): Promise<T>;
+  /**
    * Inserts `row` (an `in_progress` key), or overwrites the existing row of its `(client_id, key)` when that one
    * expired (`expires_at <= now`) or is `in_progress` since `staleBefore` or earlier: one statement, so concurrent
    * requests race on the primary key. Returns the claim's `created_at`, or undefined when the existing row stays.
