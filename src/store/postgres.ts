@@ -89,6 +89,8 @@ export interface PostgresStoreOptions {
   connectionTimeoutMs?: number;
   /** Called with errors of idle connections (a terminated backend, a cut network); the pool drops the connection. */
   onIdleError?: (error: Error) => void;
+  /** Told the names of the migrations this open applied (empty when the schema was current). */
+  onMigrated?: (applied: string[]) => void;
 }
 
 /** int8 (`bigint`: epoch ms, counts) as JS numbers: every value we store is far below 2^53. */
@@ -142,7 +144,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
         cause: error,
       });
     }
-    await migrateToLatest(db);
+    options.onMigrated?.(await migrateToLatest(db));
     return createKyselyStore(db, postgresDialect);
   } catch (error) {
     await db.destroy();

@@ -88,6 +88,8 @@ export const sqliteDialect: StoreDialect = {
 export interface SqliteStoreOptions {
   /** File path, or `:memory:`. The parent directory is created when missing. */
   path: string;
+  /** Told the names of the migrations this open applied (empty when the schema was current). */
+  onMigrated?: (applied: string[]) => void;
 }
 
 const isInMemory = (path: string): boolean => path === ':memory:' || path === '';
@@ -110,11 +112,12 @@ function applyPragmas(sqlite: BetterSqlite3.Database): void {
  * all-or-nothing (SQLite's DDL is transactional) and makes a second process opening the same file wait,
  * then find the schema current.
  */
-async function migrateAtomically(sqlite: BetterSqlite3.Database, db: Kysely<Database>): Promise<void> {
+async function migrateAtomically(sqlite: BetterSqlite3.Database, db: Kysely<Database>): Promise<string[]> {
   sqlite.exec('BEGIN IMMEDIATE');
   try {
-    await migrateToLatest(db);
+    const applied = await migrateToLatest(db);
     sqlite.exec('COMMIT');
+    return applied;
   } catch (error) {
     if (sqlite.inTransaction) sqlite.exec('ROLLBACK');
     throw error;
@@ -128,7 +131,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
   try {
     applyPragmas(sqlite);
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
-    await migrateAtomically(sqlite, db);
+    options.onMigrated?.(await migrateAtomically(sqlite, db));
     // Kysely closes the handle only if it ever used it; make sure it is closed either way.
     return createKyselyStore(db, sqliteDialect, () => {
       if (sqlite.open) sqlite.close();
