@@ -144,7 +144,9 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
         cause: error,
       });
     }
-    options.onMigrated?.(await migrateToLatest(db));
+    // Not `onMigrated?.(await …)`: an optional call skips evaluating its arguments.
+    const applied = await migrateToLatest(db);
+    options.onMigrated?.(applied);
     return createKyselyStore(db, postgresDialect);
   } catch (error) {
     await db.destroy();

@@ -131,7 +131,9 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
   try {
     applyPragmas(sqlite);
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
-    options.onMigrated?.(await migrateAtomically(sqlite, db));
+    // Not `onMigrated?.(await …)`: an optional call skips evaluating its arguments.
+    const applied = await migrateAtomically(sqlite, db);
+    options.onMigrated?.(applied);
     // Kysely closes the handle only if it ever used it; make sure it is closed either way.
     return createKyselyStore(db, sqliteDialect, () => {
       if (sqlite.open) sqlite.close();
