@@ -77,6 +77,13 @@ export const postgresDialect: StoreDialect = {
     });
   },
 
+  async notify(db, channel, payloads) {
+    if (payloads.length === 0) return;
+    await sql`select pg_notify(${channel}, payload) from unnest(${[...payloads]}::text[]) as payload`.execute(db);
+  },
+
+  atomic: (db, work) => (db.isTransaction ? work(db) : db.transaction().execute(work)),
+
   claimIdempotencyKey: (db, row, takeover) => sqliteDialect.claimIdempotencyKey(db, row, takeover),
 };
 

@@ -52,6 +52,10 @@ export const sqliteDialect: StoreDialect = {
     return rows.sort((a, b) => (a.next_attempt_at ?? 0) - (b.next_attempt_at ?? 0) || a.message_id.localeCompare(b.message_id));
   },
 
+  // No other process listens: nothing to announce, and single statements are atomic already.
+  notify: () => Promise.resolve(),
+  atomic: (db, work) => work(db),
+
   // A single process claims one statement at a time already (see above).
   serializeDeliveryClaims: (db, claim) => claim(db),
 

@@ -33,6 +33,16 @@ export interface StoreDialect {
    * Runs `claim` (a count of the leases in flight, then `claimDueDeliveryRows`) so that no other delivery claim on
    * the database runs at the same time: the caps computed from leased rows then hold across replicas.
    */
+  /**
+   * Sends one notification per payload on `channel`, delivered when the surrounding transaction commits (never if it
+   * rolls back). SQLite: a no-op.
+   */
+  notify(db: Kysely<Database>, channel: string, payloads: readonly string[]): Promise<void>;
+  /**
+   * Runs `work` in a transaction where the dialect needs one for its notifications to be atomic with the write
+   * (Postgres, unless `db` is a transaction already); SQLite runs it as is (a single statement is atomic).
+   */
+  atomic<T>(db: Kysely<Database>, work: (db: Kysely<Database>) => Promise<T>): Promise<T>;
   serializeDeliveryClaims<T>(db: Kysely<Database>, claim: (db: Kysely<Database>) => Promise<T>): Promise<T>;
   /**
    * Inserts `row` (an `in_progress` key), or overwrites the existing row of its `(client_id, key)` when that one
