@@ -14,6 +14,8 @@ export const problemCodes = {
   rate_limited: 429,
   internal_error: 500,
   upstream_unavailable: 503,
+  /** The gateway's database cannot be reached or written right now; nothing was changed. Retry after `retry-after`. */
+  store_unavailable: 503,
   upstream_timeout: 504,
 } as const;
 

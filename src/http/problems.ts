@@ -23,6 +23,7 @@ const titles: Record<ProblemCode, string> = {
   rate_limited: 'Rate limited',
   internal_error: 'Internal error',
   upstream_unavailable: 'Upstream unavailable',
+  store_unavailable: 'Store unavailable',
   upstream_timeout: 'Upstream timeout',
 };
 

@@ -19,6 +19,7 @@ import type { Database } from './tables.js';
 export const postgresDialect: StoreDialect = {
   // jsonb comes back parsed by the driver.
   json: { read: (column): unknown => column },
+  isUnavailable: isPostgresUnavailable,
 
   async claimDueVideoRows(db, now, limit, leaseMs) {
     const rows = await db
@@ -98,6 +99,36 @@ export interface PostgresStoreOptions {
   onIdleError?: (error: Error) => void;
   /** Told the names of the migrations this open applied (empty when the schema was current). */
   onMigrated?: (applied: string[]) => void;
+}
+
+/**
+ * Connection-level failures: the network (refused, reset, unreachable, DNS), Postgres's class 08 (connection
+ * exception), 57P01–57P03 (terminated by an administrator, crash, starting up), 53300 (too many connections), and
+ * pg's own words for a dropped connection or a pool that could not connect in time. Not constraint violations or
+ * bad SQL: those are bugs or conflicts, never "retry later".
+ */
+const unavailableCodes = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  '57P01',
+  '57P02',
+  '57P03',
+  '53300',
+]);
+const droppedConnection = /connection terminated|timeout exceeded when trying to connect|not queryable|connection error|connection ended/i;
+
+export function isPostgresUnavailable(error: unknown): boolean {
+  if (error instanceof AggregateError) return error.errors.some(isPostgresUnavailable);
+  if (!(error instanceof Error)) return false;
+  const code: unknown = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && (unavailableCodes.has(code) || /^08[0-9A-Z]{3}$/.test(code))) return true;
+  return droppedConnection.test(error.message);
 }
 
 /** int8 (`bigint`: epoch ms, counts) as JS numbers: every value we store is far below 2^53. */

@@ -20,6 +20,8 @@ import type { Database } from './tables.js';
  */
 export const sqliteDialect: StoreDialect = {
   json: textJson,
+  // A local file has no connection to lose (a full or locked disk is left to the store-hardening work).
+  isUnavailable: () => false,
 
   async claimDueVideoRows(db, now, limit, leaseMs) {
     const rows = await db

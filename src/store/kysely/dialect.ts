@@ -20,6 +20,11 @@ export const textJson: JsonCodec = { read: (column): unknown => JSON.parse(Strin
 export interface StoreDialect {
   json: JsonCodec;
   /**
+   * Whether an error means the database cannot be reached or written right now (connection refused, cut or
+   * terminated, pool timeout): repositories then throw `StoreUnavailable` instead; any other error passes as is.
+   */
+  isUnavailable(error: unknown): boolean;
+  /**
    * Claims up to `limit` due running videos (`next_poll_at <= now`, lease free or expired), most overdue first,
    * leasing them until `now + leaseMs`; two claimers, in one process or several, never get the same row.
    */
