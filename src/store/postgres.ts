@@ -95,7 +95,7 @@ export interface PostgresStoreOptions {
   poolSize: number;
   /** How long a query may wait for a connection, or a new connection to open. Default 5 s. */
   connectionTimeoutMs?: number;
-  /** Called with errors of idle connections (a terminated backend, a cut network); the pool drops the connection. */
+  /** Called with errors of connections (a terminated backend, a cut network); the pool drops the connection. */
   onIdleError?: (error: Error) => void;
   /** Told the names of the migrations this open applied (empty when the schema was current). */
   onMigrated?: (applied: string[]) => void;
@@ -148,8 +148,10 @@ export function createPostgresKysely(options: PostgresStoreOptions): Kysely<Data
     connectionTimeoutMillis: options.connectionTimeoutMs ?? 5_000,
     types,
   });
-  // An idle connection that dies (pg_terminate_backend, a cut network) emits on the pool: never an uncaught crash.
+  // A connection that dies (pg_terminate_backend, a cut network) emits 'error': on the pool while idle, on the client
+  // while checked out (its query fails on its own). Either way a listener, so it is never an uncaught crash.
   pool.on('error', (error) => options.onIdleError?.(error));
+  pool.on('connect', (client) => client.on('error', (error) => options.onIdleError?.(error)));
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }
 
