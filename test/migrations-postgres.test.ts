@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
+import { Migrator } from 'kysely';
 import t from 'tap';
 
 import { migrateToLatest, migrations } from '../src/store/migrations.js';
@@ -73,6 +74,11 @@ if (server !== null) {
       ['webhook_deliveries', 'next_attempt_at'],
       ['delivery_attempts', 'at'],
       ['idempotency_keys', 'expires_at'],
+      ['idempotency_keys', 'erased_at'],
+      ['video_tombstones', 'created_at'],
+      ['video_tombstones', 'completed_at'],
+      ['video_tombstones', 'deleted_at'],
+      ['store_heartbeat', 'beat_at'],
     ] as const) {
       t.equal(typeOf(table, column), 'bigint', `${table}.${column}`);
     }
@@ -85,6 +91,52 @@ if (server !== null) {
     }
     t.equal(typeOf('videos', 'id'), 'text');
     t.equal(typeOf('webhook_deliveries', 'message_id'), 'text');
+  });
+
+  t.test('0007 alters a Postgres videos table in place: rows kept, submitting allowed, other statuses still refused', async (t) => {
+    const { url, pool, schema } = await freshSchema(t, server);
+    const db = createPostgresKysely({ url, poolSize: 1 });
+    t.teardown(() => db.destroy());
+    const upTo0006 = new Migrator({
+      db,
+      migrationTableSchema: schema,
+      provider: {
+        getMigrations: () => Promise.resolve(Object.fromEntries(Object.entries(migrations).filter(([name]) => name < '0007'))),
+      },
+    });
+    const first = await upTo0006.migrateToLatest();
+    t.equal(first.error, undefined, 'migrated to 0006');
+    await pool.query(
+      `insert into videos (id, client_id, upstream_id, status, request_json, created_at, updated_at)
+       values ('vid_OLD', 'alice', 'up_OLD', 'queued', '{"prompt":"kept"}', 1, 1)`,
+    );
+    await pool.query(
+      `insert into webhook_deliveries (message_id, video_id, client_id, event_type, status, created_at, updated_at)
+       values ('msg_OLD', 'vid_OLD', 'alice', 'video.completed', 'pending', 1, 1)`,
+    );
+    await pool.query(`insert into idempotency_keys (client_id, key, fingerprint, state, created_at, expires_at, video_id)
+       values ('alice', 'k', 'f', 'completed', 1, 2, 'vid_OLD')`);
+
+    t.same(await migrateToLatest(db), ['0007_store_hardening']);
+    const kept = await pool.query<{ id: string; status: string }>('select id, status from videos');
+    t.same(kept.rows, [{ id: 'vid_OLD', status: 'queued' }], 'the existing video is kept');
+    const deliveries = await pool.query('select message_id from webhook_deliveries');
+    t.equal(deliveries.rowCount, 1, 'its delivery is kept');
+    await pool.query(
+      `insert into videos (id, client_id, upstream_id, status, request_json, created_at, updated_at)
+       values ('vid_NEW', 'alice', null, 'submitting', '{}', 2, 2)`,
+    );
+    t.pass('a submitting row without an upstream id is accepted');
+    await t.rejects(
+      pool.query(
+        `insert into videos (id, client_id, upstream_id, status, request_json, created_at, updated_at)
+         values ('vid_BAD', 'alice', 'up_BAD', 'bogus', '{}', 3, 3)`,
+      ),
+      { code: '23514' },
+      'the status check still refuses an unknown status',
+    );
+    await pool.query(`insert into store_heartbeat (id, beat_at) values ('readiness', ${Date.now()})`);
+    t.pass('the heartbeat table takes epoch ms');
   });
 
   t.test('npm run migrate on Postgres applies, then finds the schema current', async (t) => {

@@ -33,6 +33,19 @@ t.test('every domain code maps to its documented status, without headers unless 
   t.notMatch(JSON.stringify(buildProblem(storeDown, 'req_1')), /ECONNREFUSED|hunter2|10\.0\.0\.7/, 'the cause never reaches the body');
 });
 
+t.test('StoreUnavailable is a 503 with retry-after whose body never carries the driver error', async (t) => {
+  const problem = toProblem(new StoreUnavailable(new Error('SQLITE_READONLY: attempt to write /var/lib/secret-path.db')));
+  t.same(
+    { status: problem.status, code: problem.code, headers: problem.options.headers },
+    {
+      status: 503,
+      code: 'store_unavailable',
+      headers: { 'retry-after': '5' },
+    },
+  );
+  t.notMatch(JSON.stringify(buildProblem(problem, 'req_1')), /SQLITE|secret-path/);
+});
+
 t.test('a domain error keeps its detail and field errors, and its retry hint becomes whole retry-after seconds', async (t) => {
   const invalid = toProblem(
     new ValidationFailed('keyframes.frame0.videoId is not yours.', [

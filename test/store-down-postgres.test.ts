@@ -11,7 +11,8 @@ const server = await postgresOrSkip(t);
 if (server !== null) {
   t.test('Postgres cut or its connections killed: 503 store_unavailable, /readyz 503, then recovery', async (t) => {
     const { schema, pool: admin } = await freshSchema(t, server);
-    const proxy = await startTcpProxy(t, { host: POSTGRES_HOST, port: POSTGRES_PORT });
+    const proxy = await startTcpProxy({ host: POSTGRES_HOST, port: POSTGRES_PORT });
+    t.teardown(() => proxy.close());
     const applicationName = `gw_${schema}`;
     const url = new URL(server.url(schema));
     url.port = String(proxy.port);

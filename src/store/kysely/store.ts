@@ -48,6 +48,13 @@ export function createKyselyStore(db: Kysely<Database>, dialect: StoreDialect, a
       async ping(): Promise<void> {
         await sql`select 1`.execute(db);
       },
+      async heartbeat(now: number): Promise<void> {
+        await db
+          .insertInto('store_heartbeat')
+          .values({ id: 'readiness', beat_at: now })
+          .onConflict((conflict) => conflict.column('id').doUpdateSet({ beat_at: now }))
+          .execute();
+      },
     }),
     close() {
       closing ??= db.destroy().finally(afterDestroy);
