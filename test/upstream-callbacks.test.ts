@@ -84,7 +84,9 @@ async function callbackGateway(t: Test, env: Record<string, string> = {}): Promi
 
 /** Commits other connections made to the database file: PRAGMA data_version moves on each one. */
 function storeWrites(t: Test, gw: TestGateway): () => number {
-  const db = new Database(gw.config.sqlitePath, { readonly: true });
+  const path = gw.config.sqlitePath;
+  if (path === null) throw new Error('these tests run on a SQLite file');
+  const db = new Database(path, { readonly: true });
   t.teardown(() => db.close());
   const version = (): number => Number(db.pragma('data_version', { simple: true }));
   const start = version();
