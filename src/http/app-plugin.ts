@@ -9,12 +9,13 @@ import { healthRoutes } from '../../routes/health.js';
 import { metricsRoutes } from '../../routes/metrics.js';
 import { videoRoutes } from '../../routes/videos.js';
 import { sharedSchemas } from '../../schemas/index.js';
+import { loggableUrl, requestCompletedMessage, type RequestLogFields } from '../lib/log-format.js';
 import { sandboxAssets } from '../sandbox/assets.js';
 import type { Services } from '../services.js';
 import type { Authenticate } from './auth.js';
 import { createClientRateLimits } from './client-rate-limits.js';
 import { openapiOptions } from './openapi.js';
-import { errorHandler, ProblemError, sendProblem } from './problems.js';
+import { errorHandler, problemCodeOf, ProblemError, sendProblem } from './problems.js';
 import { useStrictJsonParser } from './request-parsing.js';
 import { apiHelmetOptions, docsContentSecurityPolicy } from './security-headers.js';
 import { createValidatorCompiler } from './validation.js';
@@ -44,8 +45,19 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { se
     reply.header('x-request-id', request.id);
   });
   app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
     // The route pattern, never the raw URL: ids in label values would explode cardinality.
-    metrics.recordHttpRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime);
+    metrics.recordHttpRequest(request.method, route, reply.statusCode, reply.elapsedTime);
+    const code = problemCodeOf(request);
+    const line: RequestLogFields = {
+      method: request.method,
+      url: loggableUrl(request.url),
+      route,
+      statusCode: reply.statusCode,
+      responseTime: Math.round(reply.elapsedTime * 10) / 10,
+      ...(code === undefined ? {} : { code }),
+    };
+    request.log.info(line, requestCompletedMessage);
   });
   // Open long-polls and streams would hold the server's close for up to their full length.
   app.addHook('preClose', async () => watch.closeAll());

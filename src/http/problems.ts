@@ -109,6 +109,7 @@ export function buildProblem(error: ProblemError, requestId: string): Problem {
 }
 
 export function sendProblem(reply: FastifyReply, error: ProblemError): FastifyReply {
+  answeredCodes.set(reply.request, error.code);
   for (const [name, value] of Object.entries(error.options.headers ?? {})) reply.header(name, value);
   return reply
     .code(error.status)
@@ -203,9 +204,16 @@ export function problemResponse(error: unknown, requestId: string): { status: nu
   };
 }
 
+/** The problem code each answered request ended with, for its one log line. */
+const answeredCodes = new WeakMap<FastifyRequest, ProblemCode>();
+
+/** The problem code a request was answered with, if it was answered with a problem. */
+export const problemCodeOf = (request: FastifyRequest): ProblemCode | undefined => answeredCodes.get(request);
+
 export function errorHandler(this: unknown, error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const problem = toProblem(error);
+  // A refusal is on the request's own line (its code); the detail only at debug, so a 4xx costs one line.
   if (problem.status >= 500) request.log.error({ err: error }, 'request failed');
-  else request.log.info({ code: problem.code, detail: problem.detail }, 'request refused');
+  else request.log.debug({ code: problem.code, detail: problem.detail }, 'request refused');
   return sendProblem(reply, problem);
 }

@@ -19,7 +19,7 @@ export function answerFrameworkError(error: FastifyError, request: FastifyReques
           errors: [{ path: '/url', message: 'has a malformed or overlong path segment' }],
         })
       : toProblem(error);
-  request.log.info({ code: problem.code, fastifyCode: error.code }, 'request refused before routing');
+  request.log.debug({ code: problem.code, fastifyCode: error.code }, 'request refused before routing');
   void sendProblem(reply, problem);
 }
 

@@ -1,8 +1,9 @@
-import type { FastifyServerOptions } from 'fastify';
+import { type FastifyServerOptions, LogController } from 'fastify';
 
 import type { ClientRegistry } from '../auth/clients.js';
 import type { Config } from '../config.js';
 import type { IdSource } from '../ids.js';
+import { prettyLogStream } from '../lib/log-format.js';
 import { createSecretScrubber, type LoggerOption, withRedaction } from '../lib/log-redaction.js';
 import { answerFrameworkError } from './request-parsing.js';
 
@@ -23,8 +24,15 @@ export function gatewayServerOptions({ config, clients, ids, logger }: ServerOpt
     ...clients.all().map((client) => client.webhookSecret),
   ]);
   return {
-    // Redaction applies to every logger, a test's capturing stream included.
-    logger: withRedaction(logger, config.logLevel, scrubSecrets),
+    // Redaction applies to every logger, a test's capturing stream included; it runs on the JSON line, before
+    // pino-pretty reads it.
+    logger: withRedaction(
+      logger ?? (config.logFormat === 'pretty' ? { level: config.logLevel, stream: prettyLogStream() } : undefined),
+      config.logLevel,
+      scrubSecrets,
+    ),
+    // One line per request, written by the gateway's onResponse hook (method, URL, route, status, duration).
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 64 * 1024,
     genReqId: (request) => {
       const given = request.headers['x-request-id'];
