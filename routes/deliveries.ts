@@ -4,7 +4,7 @@ import { DeliveryList, RedeliveryAccepted } from '../schemas/deliveries.js';
 import { VideoParams } from '../schemas/video.js';
 import { type Authenticate, clientOf, requireClient } from '../src/http/auth.js';
 import type { ClientRateLimits } from '../src/http/client-rate-limits.js';
-import { bearerSecurity, jsonResponse, problemsFor } from '../src/http/responses.js';
+import { bearerSecurity, jsonResponse, problemResponse, problemsFor, rateLimitHeaders } from '../src/http/responses.js';
 import type { DeliveryService } from '../src/webhooks/delivery-service.js';
 
 export interface DeliveryRoutesOptions {
@@ -33,7 +33,7 @@ export const deliveryRoutes: FastifyPluginAsyncTypebox<DeliveryRoutesOptions> = 
         security: bearerSecurity(),
         params: VideoParams,
         response: {
-          200: jsonResponse(DeliveryList, 'The attempts, newest first.'),
+          200: jsonResponse(DeliveryList, 'The attempts, newest first.', rateLimitHeaders),
           ...problemsFor(400, 401, 404, 429, 500),
         },
       },
@@ -56,8 +56,9 @@ export const deliveryRoutes: FastifyPluginAsyncTypebox<DeliveryRoutesOptions> = 
         security: bearerSecurity(),
         params: VideoParams,
         response: {
-          202: jsonResponse(RedeliveryAccepted, 'Accepted: the event is queued.'),
-          ...problemsFor(400, 401, 404, 409, 429, 500),
+          202: jsonResponse(RedeliveryAccepted, 'Accepted: the event is queued.', rateLimitHeaders),
+          ...problemsFor(400, 401, 404, 429, 500),
+          409: problemResponse(['video_not_terminal']),
         },
       },
     },

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 
+import { noSecurity, problemsFor, requestIdHeader } from '../src/http/responses.js';
 import type { GatewayMetrics } from '../src/metrics.js';
 
 export interface MetricsRoutesOptions {
@@ -19,11 +20,14 @@ export const metricsRoutes: FastifyPluginAsyncTypebox<MetricsRoutesOptions> = as
           'by operation, outcome and latency; circuit breaker state; videos in flight; time to terminal state; webhook ' +
           'deliveries by outcome and latency; cache lookups; process metrics. Metric names start with `gateway_` ' +
           '(process metrics keep their standard names). Open like `/healthz`: expose it to your scraper only.',
+        security: noSecurity(),
         response: {
           200: {
             description: 'The metrics in the Prometheus text format 0.0.4.',
+            headers: requestIdHeader,
             content: { 'text/plain': { schema: { type: 'string' } } },
           },
+          ...problemsFor(400),
         },
       },
     },

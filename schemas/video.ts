@@ -85,7 +85,6 @@ export const CreateVideoBody = Type.Object(
         prompt: 'A serene lake surrounded by mountains at sunset',
         aspectRatio: '16:9',
         loop: false,
-        callbackUrl: 'https://example.com/hooks/videos',
         metadata: { userId: 'u_42' },
       },
     ],
@@ -174,7 +173,7 @@ export const Video = Type.Object(
         resolution: null,
         duration: null,
         keyframes: null,
-        callbackUrl: 'https://example.com/hooks/videos',
+        callbackUrl: 'https://receiver.example.test/hooks/videos',
         webhookEvents: ['video.completed', 'video.failed'],
         metadata: { userId: 'u_42' },
         estimatedWaitSeconds: null,
@@ -210,6 +209,16 @@ export const Video = Type.Object(
 export type Video = Static<typeof Video>;
 
 export const VideoParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64, description: 'Video id (`vid_…`).' }) });
+/** `If-None-Match` on `GET /videos/{id}`, declared so typed clients can send it. */
+export const GetVideoHeaders = Type.Object({
+  'if-none-match': Type.Optional(
+    Type.String({
+      maxLength: 1024,
+      description: 'The `ETag` of your cached copy: `304 Not Modified` when it is still current (with `?wait`, waits while it is).',
+    }),
+  ),
+});
+
 export const GetVideoQuery = Type.Object({
   wait: Type.Optional(
     Type.Integer({ minimum: 1, maximum: 60, description: 'Long-poll: answer as soon as the status changes, or after this many seconds.' }),

@@ -17,6 +17,7 @@ import { createClientRateLimits } from './client-rate-limits.js';
 import { openapiOptions } from './openapi.js';
 import { errorHandler, problemCodeOf, ProblemError, sendProblem } from './problems.js';
 import { useStrictJsonParser } from './request-parsing.js';
+import { createMethodIndex, strictQuerystring } from './route-conventions.js';
 import { apiHelmetOptions, docsContentSecurityPolicy } from './security-headers.js';
 import { createValidatorCompiler } from './validation.js';
 
@@ -62,9 +63,23 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { se
   // Open long-polls and streams would hold the server's close for up to their full length.
   app.addHook('preClose', async () => watch.closeAll());
   app.setErrorHandler(errorHandler);
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(reply, new ProblemError('not_found', `No route ${request.method} ${(request.url.split('?')[0] ?? '').slice(0, 200)}.`)),
-  );
+  const methods = createMethodIndex();
+  app.addHook('onRoute', (route) => {
+    strictQuerystring(route);
+    methods.add(route);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const path = (request.url.split('?')[0] ?? '').slice(0, 200);
+    const allowed = methods.allowed(path);
+    if (allowed.length > 0 && !allowed.includes(request.method)) {
+      const allow = allowed.join(', ');
+      return sendProblem(
+        reply,
+        new ProblemError('method_not_allowed', `${request.method} is not allowed on ${path}; use ${allow}.`, { headers: { allow } }),
+      );
+    }
+    return sendProblem(reply, new ProblemError('not_found', `No route ${request.method} ${path}.`));
+  });
 
   await app.register(helmet, apiHelmetOptions);
   await app.register(swagger, openapiOptions);

@@ -24,6 +24,8 @@ export const openapiOptions: FastifyDynamicSwaggerOptions = {
         post: {
           tags: ['webhooks'],
           operationId: 'videoEvent',
+          // The gateway calls you: authenticate it by the signature, not by a credential.
+          security: [],
           summary: 'A video event, POSTed to your callbackUrl',
           description:
             'Sent for each event in the video’s `webhookEvents` (default `video.completed` and `video.failed`; ' +

@@ -10,10 +10,12 @@ import { DomainError } from '../errors.js';
 import { isJsonObject } from '../lib/json.js';
 import { UpstreamError } from '../upstream/types.js';
 
-const titles: Record<ProblemCode, string> = {
+/** The title of each problem code (the API docs' examples use them too). */
+export const problemTitles: Readonly<Record<ProblemCode, string>> = {
   validation_failed: 'Validation failed',
   unauthorized: 'Unauthorized',
   not_found: 'Not found',
+  method_not_allowed: 'Method not allowed',
   idempotency_key_in_use: 'Idempotency key in use',
   video_not_terminal: 'Video not terminal',
   payload_too_large: 'Payload too large',
@@ -98,7 +100,7 @@ function problemFromUpstream(error: UpstreamError): ProblemError {
 export function buildProblem(error: ProblemError, requestId: string): Problem {
   const problem: Problem = {
     type: problemTypeUri(error.code),
-    title: titles[error.code],
+    title: problemTitles[error.code],
     status: error.status,
     detail: error.detail,
     code: error.code,
@@ -134,7 +136,15 @@ function validationErrors(context: string | undefined, details: readonly AjvLike
     const params = detail.params ?? {};
     if (typeof params['missingProperty'] === 'string') path += `/${params['missingProperty']}`;
     if (typeof params['additionalProperty'] === 'string') path += `/${params['additionalProperty']}`;
-    const message = typeof params['additionalProperty'] === 'string' ? 'is not a known field' : (detail.message ?? 'is invalid');
+    const allowed = params['allowedValues'];
+    const message =
+      typeof params['additionalProperty'] === 'string'
+        ? part === 'querystring'
+          ? 'is not a known query parameter'
+          : 'is not a known field'
+        : detail.keyword === 'enum' && Array.isArray(allowed)
+          ? `must be one of: ${allowed.map(String).join(', ')}`
+          : (detail.message ?? 'is invalid');
     const key = `${path} ${message}`;
     if (seen.has(key)) continue;
     seen.add(key);
