@@ -26,6 +26,7 @@ import { createCallbackUrlValidator } from './webhooks/callback-policy.js';
 import { createDeliveryService, type DeliveryService } from './webhooks/delivery-service.js';
 import { createDispatcher, type WebhookDispatcher } from './webhooks/dispatcher.js';
 import { createGuardedAgent } from './webhooks/ssrf.js';
+import { createWebhookTester, type WebhookTester } from './webhooks/test-event.js';
 
 /** What the services are built from; tests replace the clock, ids, timers, upstream or store. */
 export interface ServicesOptions {
@@ -67,6 +68,8 @@ export interface Services {
   creator: VideoCreator;
   watch: VideoWatch;
   deliveries: DeliveryService;
+  /** `POST /webhooks/test`: one signed test event, sent now. */
+  webhookTester: WebhookTester;
   readiness: ReadinessCheck;
   poller: Poller;
   dispatcher: WebhookDispatcher;
@@ -160,6 +163,18 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     onDelivery: (outcome, durationMs) => metrics.recordWebhookDelivery(outcome, durationMs),
   });
   const deliveries = createDeliveryService({ videos: store.videos, deliveries: store.deliveries, bus, clock, logger });
+  const checkCallbackUrl = createCallbackUrlValidator({
+    allowHttp: config.webhookAllowHttp,
+    allowPrivateNetworks: config.webhookAllowPrivateNetworks,
+  });
+  const webhookTester = createWebhookTester({
+    agent: webhookAgent,
+    checkCallbackUrl,
+    clock,
+    ids,
+    logger,
+    timeoutMs: config.webhookTimeoutMs,
+  });
   const videos = createVideoService({ videos: store.videos, upstream, bus, clock, logger, cacheMaxEntries: config.cacheMaxEntries });
   const creator = createVideoCreator({
     videos: store.videos,
@@ -171,10 +186,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     firstPollAt: firstPollAt(schedule, random),
     renderRefusal: options.renderRefusal,
     onCreated: () => poller.wake(),
-    checkCallbackUrl: createCallbackUrlValidator({
-      allowHttp: config.webhookAllowHttp,
-      allowPrivateNetworks: config.webhookAllowPrivateNetworks,
-    }),
+    checkCallbackUrl,
   });
   const keyPruner = createIdempotencyKeyPruner({ keys: store.idempotencyKeys, clock, timers, logger });
   const watch = createVideoWatch({ bus, videos, timers });
@@ -197,6 +209,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     creator,
     watch,
     deliveries,
+    webhookTester,
     readiness,
     poller,
     dispatcher,

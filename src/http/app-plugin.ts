@@ -22,7 +22,7 @@ import { apiHelmetOptions, docsContentSecurityPolicy } from './security-headers.
 import { createValidatorCompiler } from './validation.js';
 
 export interface GatewayAppOptions {
-  services: Pick<Services, 'clock' | 'videos' | 'creator' | 'watch' | 'deliveries' | 'readiness' | 'metrics'>;
+  services: Pick<Services, 'clock' | 'videos' | 'creator' | 'watch' | 'deliveries' | 'webhookTester' | 'readiness' | 'metrics'>;
   authenticate: Authenticate;
   /** Serve the sandbox's sample video and thumbnail (sandbox mode). */
   serveSandboxAssets: boolean;
@@ -33,7 +33,7 @@ export interface GatewayAppOptions {
  * routes over services built elsewhere. Not encapsulated (fastify-plugin), so its handlers and docs apply app-wide.
  */
 const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { services, authenticate, serveSandboxAssets }) => {
-  const { videos, creator, watch, deliveries, readiness, metrics } = services;
+  const { videos, creator, watch, deliveries, webhookTester, readiness, metrics } = services;
   const rateLimits = createClientRateLimits({ clock: services.clock });
 
   // JSON only: a text/plain body is a 415, not a string that fails validation.
@@ -89,7 +89,7 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { se
     staticCSP: docsContentSecurityPolicy,
   });
   await app.register(videoRoutes, { videos, creator, watch, rateLimits, authenticate });
-  await app.register(deliveryRoutes, { deliveries, rateLimits, authenticate });
+  await app.register(deliveryRoutes, { deliveries, webhookTester, rateLimits, authenticate });
   await app.register(healthRoutes, { readiness });
   await app.register(metricsRoutes, { metrics });
   if (serveSandboxAssets) await app.register(sandboxAssets);

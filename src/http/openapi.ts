@@ -15,7 +15,7 @@ export const openapiOptions: FastifyDynamicSwaggerOptions = {
     servers: [{ url: '/', description: 'This gateway' }],
     tags: [
       { name: 'videos', description: 'Start generations and read their state and results.' },
-      { name: 'webhooks', description: 'Webhook delivery log and redelivery.' },
+      { name: 'webhooks', description: 'Webhook delivery log, redelivery and endpoint tests.' },
       { name: 'operations', description: 'Health, readiness and metrics for operators.' },
     ],
     // The request the gateway sends to a video's `callbackUrl` (OpenAPI 3.1 `webhooks`).
