@@ -22,7 +22,9 @@ export const VideoStatus = literals(videoStatuses, 'Lifecycle state; `completed`
 export type VideoStatus = Static<typeof VideoStatus>;
 export const AspectRatio = literals(aspectRatios);
 export const Resolution = literals(resolutions);
+export type Resolution = Static<typeof Resolution>;
 export const Duration = literals(durations);
+export type Duration = Static<typeof Duration>;
 export const WebhookEventType = literals(webhookEventTypes);
 export type WebhookEventType = Static<typeof WebhookEventType>;
 

@@ -16,7 +16,7 @@ import {
   requestFingerprint,
 } from './idempotency.js';
 import { type RenderedVideo, renderVideo } from './present.js';
-import { normalizeCreateBody, referencedVideoIds, toUpstreamCreateRequest } from './requests.js';
+import { normalizeCreateBody, referencedVideoIds, toUpstreamCreateRequest, withEffectiveSettings } from './requests.js';
 
 /** An HTTP answer to a create, fresh or replayed: the route sends it as is. */
 export interface CreateAnswer extends StoredResponse {
@@ -88,6 +88,7 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
     }
     const upstreamIds = await resolveKeyframes(client, request);
     const generation = await upstream.createGeneration(toUpstreamCreateRequest(request, upstreamIds));
+    withEffectiveSettings(request, generation.settings);
     const now = clock.now();
     return {
       id: options.ids.videoId(),
