@@ -12,6 +12,7 @@ import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import t from 'tap';
 
 import { createClientRegistry } from '../src/auth/clients.js';
+import { sampleClips } from '../src/sandbox/assets.js';
 import { advanceAndPoll, clientKeys, createVideo, startTestGateway, testClientsFile } from './helpers/gateway.js';
 
 type Expectation = 'problem' | 'not5xx';
@@ -424,7 +425,7 @@ t.test('malformed requests at every route answer 4xx problems, never 5xx, and ch
   ];
   for (const [route, url] of oddPaths) add(route, `path ${url.slice(0, 60)}`, { method: 'GET', url, headers: alice }, 'not5xx');
   // 8. Odd range headers on the sample media.
-  for (const file of ['sample.mp4', 'thumbnail.jpg']) {
+  for (const file of Object.values(sampleClips).flatMap((clip) => [clip.video.file, clip.thumbnail.file])) {
     for (const headers of [
       { range: 'bytes=abc' },
       { range: 'bytes=-99999999999999999999' },

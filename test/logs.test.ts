@@ -1,4 +1,6 @@
 // What an operator reads: the gateway as a real child process (`npm start`'s entry point) and its own output.
+import { join } from 'node:path';
+
 import t from 'tap';
 import { request } from 'undici';
 
@@ -11,8 +13,24 @@ const jsonLines = (output: string): Array<Record<string, unknown>> =>
     .filter((line) => line.startsWith('{'))
     .map((line) => JSON.parse(line) as Record<string, unknown>);
 
+// Three child processes compile the gateway with tsx: on a loaded 2-core machine that outlasts tap's default.
+t.setTimeout(180_000);
+
+// The children start together: each one compiles the gateway with tsx, which is slow on a busy machine.
+// Each in a directory of its own (its data/ with a first-start client and a database).
+const dirs = t.testdir({ json: {}, pretty: {}, dev: {} });
+const [jsonGateway, prettyGateway, devGateway] = await Promise.all([
+  startChildGateway(t, { LOG_FORMAT: 'json' }, { cwd: join(dirs, 'json') }),
+  startChildGateway(t, { LOG_FORMAT: 'pretty' }, { cwd: join(dirs, 'pretty') }),
+  startChildGateway(
+    t,
+    { LOG_FORMAT: 'json', WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true' },
+    { cwd: join(dirs, 'dev') },
+  ),
+]);
+
 t.test('LOG_FORMAT=json: one line per request with method, URL, route, status, duration and request id', async (t) => {
-  const gateway = await startChildGateway(t, { LOG_FORMAT: 'json' }, { cwd: t.testdir() });
+  const gateway = jsonGateway;
   await request(`${gateway.url}/healthz`, { headers: { 'x-request-id': 'req-log-ok' } }).then((r) => r.body.dump());
   await request(`${gateway.url}/videos?token=st_not-for-logs&limit=5`, { headers: { 'x-request-id': 'req-log-401' } }).then((r) =>
     r.body.dump(),
@@ -41,7 +59,7 @@ t.test('LOG_FORMAT=json: one line per request with method, URL, route, status, d
 });
 
 t.test('LOG_FORMAT=pretty: human lines, the request on one line', async (t) => {
-  const gateway = await startChildGateway(t, { LOG_FORMAT: 'pretty' }, { cwd: t.testdir() });
+  const gateway = prettyGateway;
   await request(`${gateway.url}/videos/vid_nope`, { headers: { 'x-request-id': 'req-pretty-1' } }).then((r) => r.body.dump());
   await until(() => gateway.output().includes('req-pretty-1'), 'the request line');
   const lines = gateway.output().split('\n');
@@ -59,11 +77,7 @@ t.test('LOG_FORMAT=pretty: human lines, the request on one line', async (t) => {
 });
 
 t.test('each dev-only switch that is on is warned about at start, naming the protection it turns off', async (t) => {
-  const gateway = await startChildGateway(
-    t,
-    { LOG_FORMAT: 'json', WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true' },
-    { cwd: t.testdir() },
-  );
+  const gateway = devGateway;
   const warningsOf = () => jsonLines(gateway.output()).filter((line) => line['level'] === 40);
   // pino writes asynchronously: the lines may land just after the "listening" line.
   await until(() => warningsOf().length >= 2, 'two warnings').catch(() => {});
