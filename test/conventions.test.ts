@@ -6,6 +6,7 @@ import t from 'tap';
 
 import type { WebhookTestResult } from '../schemas/deliveries.js';
 import type { Problem } from '../schemas/problem.js';
+import { createMethodIndex } from '../src/http/route-conventions.js';
 import { auth, createVideo, startTestGateway, webhookSecrets } from './helpers/gateway.js';
 import { ManualClock } from './helpers/manual-time.js';
 import { flatHeaders, sendText, startScriptedServer } from './helpers/scripted-server.js';
@@ -25,6 +26,11 @@ t.test('a known path with a method it does not serve: 405 method_not_allowed wit
     t.match(response.headers['content-type'], /application\/problem\+json/);
     t.match(response.json<Problem>(), { code: 'method_not_allowed', status: 405, detail: new RegExp(`^${method} is not allowed`) });
   }
+  const index = createMethodIndex();
+  index.add({ method: 'OPTIONS', url: '*', handler: () => undefined });
+  index.add({ method: ['GET', 'HEAD'], url: '/videos/:id', handler: () => undefined });
+  t.same(index.allowed('/nothing-here'), [], 'a catch-all route (CORS preflight) does not make every path known');
+  t.same(index.allowed('/videos/vid_1'), ['GET', 'HEAD']);
   const unknown = await gw.app.inject({ method: 'PUT', url: '/nothing-here', headers: auth() });
   t.equal(unknown.statusCode, 404, 'an unknown path stays a 404');
   t.equal(unknown.json<Problem>().code, 'not_found');

@@ -53,6 +53,8 @@ export function createMethodIndex(): MethodIndex {
   const routes = new Map<string, { pattern: RegExp; methods: Set<string> }>();
   return {
     add(route) {
+      // A catch-all (CORS preflights register `OPTIONS *`) says nothing about which paths exist.
+      if (route.url === '*' || route.url === '/*') return;
       const entry = routes.get(route.url) ?? { pattern: patternToRegExp(route.url), methods: new Set<string>() };
       for (const method of methodsOf(route)) entry.methods.add(method.toUpperCase());
       routes.set(route.url, entry);
