@@ -4,26 +4,36 @@ import type { FastifyReply } from 'fastify';
 
 import { RefTo } from '../schemas/common.js';
 import { CreateVideoHeaders, defaultListLimit, ListVideosQuery, VideoEventStream, VideoList } from '../schemas/list.js';
+import { StreamToken, VideoEventsQuery } from '../schemas/stream-tokens.js';
 import { CreateVideoBody, GetVideoHeaders, GetVideoQuery, Video, VideoParams } from '../schemas/video.js';
-import { type Authenticate, clientOf, requireClient } from '../src/http/auth.js';
+import { toIso } from '../src/clock.js';
+import { type Authenticate, type AuthenticateStreamToken, clientOf, requireClient } from '../src/http/auth.js';
 import type { ClientRateLimits } from '../src/http/client-rate-limits.js';
 import { whenClientLeaves } from '../src/http/connection.js';
+import { ProblemError } from '../src/http/problems.js';
 import { bearerSecurity, jsonResponse, problemsFor, rateLimitHeaders, requestIdHeader } from '../src/http/responses.js';
 import { formatSseEvent, sseHeaders, sseKeepAlive } from '../src/http/sse.js';
 import type { VideoCreator } from '../src/videos/create.js';
+import type { VideoEraser } from '../src/videos/erase.js';
 import { ifNoneMatchHits, type RenderedVideo } from '../src/videos/present.js';
 import type { VideoService } from '../src/videos/service.js';
-import type { VideoWatch } from '../src/videos/watch.js';
+import type { StreamTokens } from '../src/videos/stream-tokens.js';
+import type { ErasedVideo, VideoWatch } from '../src/videos/watch.js';
 
 export interface VideoRoutesOptions {
   videos: VideoService;
   /** POST /videos with the Idempotency-Key protocol. */
   creator: VideoCreator;
+  /** DELETE /videos/{id}. */
+  eraser: VideoEraser;
   /** Long-poll and SSE waiters on the event bus. */
   watch: VideoWatch;
   /** Per-client rate limits, shared with the other authenticated plugins. */
   rateLimits: ClientRateLimits;
   authenticate: Authenticate;
+  /** Mints the tokens `GET /videos/{id}/events?token=` accepts. */
+  streamTokens: StreamTokens;
+  authenticateStreamToken: AuthenticateStreamToken;
 }
 
 const videoCacheHeaders = {
@@ -38,11 +48,15 @@ const sendVideo = (reply: FastifyReply, rendered: RenderedVideo, statusCode: num
 const statusEvent = (rendered: RenderedVideo): string =>
   formatSseEvent({ event: 'status', id: String(Date.parse(rendered.video.updatedAt)), data: rendered.body });
 
+/** The last event of a stream whose video was erased; `id` is the erasure's time in epoch ms. */
+const deletedEvent = (tombstone: ErasedVideo): string =>
+  formatSseEvent({ event: 'deleted', id: String(tombstone.deletedAt), data: JSON.stringify({ id: tombstone.id }) });
+
 export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async (
   app,
-  { videos, creator, watch, rateLimits, authenticate },
+  { videos, creator, eraser, watch, rateLimits, authenticate, streamTokens, authenticateStreamToken },
 ) => {
-  requireClient(app, authenticate);
+  requireClient(app, authenticate, authenticateStreamToken);
   // After authentication: a 401 comes first and is never counted against a client.
   await rateLimits.install(app);
 
@@ -59,7 +73,8 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
           'or receive a signed webhook at `callbackUrl`. No video is stored when the upstream refuses the request. ' +
           'Send an `Idempotency-Key` to make retries safe: the same key and body within 24 h replay the first answer ' +
           '(`idempotent-replayed: true`) without a second generation; the same key with another body is a 422 ' +
-          '`idempotency_key_reused`, and while the first request still runs a 409 `idempotency_key_in_use`. ' +
+          '`idempotency_key_reused`, and while the first request still runs a 409 `idempotency_key_in_use`; once the ' +
+          'video it created is deleted, the key answers 404 `not_found` until it expires. ' +
           'Counts against both `rateLimitPerMinute` and `createLimitPerMinute`.',
         security: bearerSecurity(),
         headers: CreateVideoHeaders,
@@ -73,7 +88,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
               description: '`true` when this is the stored answer of an earlier request with the same `Idempotency-Key`.',
             },
           }),
-          ...problemsFor(400, 401, 409, 413, 415, 422, 429, 500, 502, 503, 504),
+          ...problemsFor(400, 401, 404, 409, 413, 415, 422, 429, 500, 502, 503, 504),
         },
       },
       config: { countsAsCreate: true },
@@ -169,6 +184,74 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
     },
   );
 
+  app.delete(
+    '/videos/:id',
+    {
+      schema: {
+        tags: ['videos'],
+        operationId: 'deleteVideo',
+        summary: 'Delete a video',
+        description:
+          'Erases the video: its prompt, metadata, keyframes, result URLs, the answer stored under its `Idempotency-Key` ' +
+          'and its webhook bodies and delivery log are removed from the gateway; only a tombstone (id, owner, times) ' +
+          'remains. From then on every route answers 404 for it, a second `DELETE` included. Tracking stops and webhooks ' +
+          'not yet sent are dropped; open long-polls answer 404 and event streams end with a `deleted` event. A ' +
+          'generation still running upstream may finish there and be charged. Send no body.',
+        security: bearerSecurity(),
+        params: VideoParams,
+        response: {
+          204: Type.Null({ description: 'Deleted.', headers: { ...requestIdHeader, ...rateLimitHeaders } }),
+          ...problemsFor(400, 401, 404, 429, 500),
+        },
+      },
+    },
+    async (request, reply) => {
+      await eraser.erase(clientOf(request), request.params.id);
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.post(
+    '/videos/:id/stream-tokens',
+    {
+      schema: {
+        tags: ['videos'],
+        operationId: 'createStreamToken',
+        summary: "Mint a stream token for a video's event stream",
+        description:
+          'A browser `EventSource` cannot send `Authorization`. Mint a token here (from your server, or from the browser ' +
+          'with a short-lived credential) and open `GET /videos/{id}/events?token=<token>`. The token is valid for 5 ' +
+          'minutes, for this one video and that one route; a stream opened before it expires runs to its end. ' +
+          'Mint a new one to reconnect later. Send no body.',
+        security: bearerSecurity(),
+        params: VideoParams,
+        response: {
+          200: jsonResponse(RefTo(StreamToken), 'The token and when it expires.', {
+            'cache-control': { type: 'string', description: '`no-store`.' },
+          }),
+          ...problemsFor(400, 401, 404, 429, 500),
+        },
+      },
+    },
+    async (request, reply) => {
+      // No body, or `{}`: anything else is a mistake worth saying (the route takes no parameters in a body).
+      const body: unknown = request.body;
+      if (body !== undefined && !(body !== null && typeof body === 'object' && !Array.isArray(body) && Object.keys(body).length === 0)) {
+        throw new ProblemError('validation_failed', 'This route takes no body: send none, or `{}`.', {
+          errors: [{ path: '/body', message: 'must be empty' }],
+        });
+      }
+      const client = clientOf(request);
+      // Only for a video this client owns: another client's id is a 404, as everywhere.
+      await videos.read(client, request.params.id);
+      const minted = streamTokens.mint(client.id, request.params.id);
+      return reply
+        .code(200)
+        .header('cache-control', 'no-store')
+        .send({ token: minted.token, expiresAt: toIso(minted.expiresAt) });
+    },
+  );
+
   app.get(
     '/videos/:id/events',
     {
@@ -178,10 +261,12 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
         summary: "Stream a video's status changes (Server-Sent Events)",
         description:
           'A `text/event-stream`: one `status` event with the Video on connect and on every status change; the stream ' +
-          'ends after the terminal (`completed` or `failed`) event. A `: keep-alive` comment every 15 s keeps idle ' +
-          'connections open. Reconnecting is safe: the first event is always the current state. Costs no upstream call.',
-        security: bearerSecurity(),
+          'ends after the terminal (`completed` or `failed`) event, or with a `deleted` event when the video is deleted. A `: keep-alive` comment every 15 s keeps idle ' +
+          'connections open. Reconnecting is safe: the first event is always the current state. Costs no upstream call. ' +
+          'A browser `EventSource` (which cannot send headers) passes `?token=` from `POST /videos/{id}/stream-tokens` instead.',
+        security: [{ bearerAuth: [] }, { streamToken: [] }],
         params: VideoParams,
+        querystring: VideoEventsQuery,
         response: {
           200: {
             description: 'The event stream.',
@@ -191,6 +276,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
           ...problemsFor(400, 401, 404, 429, 500),
         },
       },
+      config: { acceptsStreamToken: true },
     },
     async (request, reply) => {
       const stream = await watch.watch(clientOf(request), request.params.id);
@@ -217,6 +303,9 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
           if (rendered.terminal) response.end();
         },
         onKeepAlive: () => response.write(sseKeepAlive),
+        onDeleted(tombstone) {
+          response.end(deletedEvent(tombstone));
+        },
         onShutdown: () => response.end(),
       });
       return reply;

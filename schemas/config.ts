@@ -20,7 +20,7 @@ export const logFormats = ['pretty', 'json'] as const;
 export const maxTimerMs = 2_147_483_647;
 export const maxRetryScheduleEntries = 20;
 
-const durationHint = 'is not a duration (use 250ms, 5s, 2m or 2h)';
+const durationHint = 'is not a duration (use 250ms, 5s, 2m, 2h or 30d)';
 
 const integer = (defaultValue: string, description: string) =>
   Type.Optional(Type.String({ pattern: '^[0-9]+$', default: defaultValue, description, invalid: 'is not a whole number' }));
@@ -32,7 +32,7 @@ const decimal = (defaultValue: string, description: string) =>
 const durationMs = (defaultValue: string, description: string) =>
   Type.Optional(
     Type.String({
-      pattern: `^${decimalPattern}(?:ms|s|m|h)?$`,
+      pattern: `^${decimalPattern}(?:ms|s|m|h|d)?$`,
       default: defaultValue,
       description,
       invalid: durationHint,
@@ -80,6 +80,21 @@ export const EnvVars = Type.Object(
         invalid: 'is not a supported database URL (use sqlite:<path> or sqlite::memory:)',
       }),
     ),
+    GATEWAY_SECRET: Type.Optional(
+      Type.String({
+        pattern: '^\\S{32,}$',
+        description:
+          'Keys stream tokens (and other derived keys); unset → generated into data/gateway-secret. Same value on every replica.',
+        invalid: 'is too short or contains whitespace (expected at least 32 random characters, e.g. openssl rand -hex 32)',
+      }),
+    ),
+    REDIS_URL: Type.Optional(
+      Type.String({
+        pattern: '^rediss?://[^\\s/?#]+(?:/[0-9]*)?$',
+        description: 'Redis shared by the replicas for rate limits and the upstream budget; unset → limits per replica.',
+        invalid: 'is not a Redis URL (expected redis://host:6379, rediss://… for TLS, optionally /<db number>)',
+      }),
+    ),
     CLIENTS_FILE: Type.Optional(Type.String({ description: 'Client registry (JSON); unset → data/clients.json, created on first start.' })),
     CACHE_MAX_ENTRIES: integer('10000', 'LRU cache size.'),
     POLL_INTERVAL_MIN_MS: durationMs('2000', 'First and shortest poll interval.'),
@@ -88,16 +103,28 @@ export const EnvVars = Type.Object(
     UPSTREAM_MAX_RPS: decimal('20', 'Requests per second toward the upstream.'),
     TASK_TIMEOUT_MS: durationMs('7200000', 'Running videos fail with `timed_out` after this.'),
     WEBHOOK_TIMEOUT_MS: durationMs('15000', 'Per delivery attempt.'),
+    STORE_LOCK_WAIT_MS: durationMs('5000', 'Longest wait for a database locked by another process, then 503 `store_unavailable`.'),
     WEBHOOK_RETRY_SCHEDULE: Type.Optional(
       Type.String({
         pattern: `^${durationWithUnitPattern}(?:\\s*,\\s*${durationWithUnitPattern})*$`,
         default: '5s,5m,30m,2h,5h,10h,14h,20h,24h',
         description: 'Delays after the first attempt, comma-separated.',
-        invalid: 'is not a comma-separated list of durations (use e.g. 5s,5m,30m,2h; every entry needs a unit: ms, s, m or h)',
+        invalid: 'is not a comma-separated list of durations (use e.g. 5s,5m,30m,2h; every entry needs a unit: ms, s, m, h or d)',
       }),
     ),
     WEBHOOK_ALLOW_HTTP: boolean('Allow http:// callback URLs (dev/test only).'),
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: boolean('Allow callbacks to private addresses (dev/test only).'),
+    REQUEST_TIMEOUT_MS: durationMs('30000', 'Longest time a client may take to send a whole request (headers and body).'),
+    HEADERS_TIMEOUT_MS: durationMs('10000', 'Longest time a client may take to send the request headers.'),
+    KEEP_ALIVE_TIMEOUT_MS: durationMs('72000', 'How long an idle keep-alive connection is kept between requests.'),
+    METRICS_TOKEN: Type.Optional(
+      Type.String({
+        pattern: '^[\\x21-\\x7E]{16,}$',
+        description: 'When set, `GET /metrics` requires `Authorization: Bearer <token>`.',
+        invalid: 'is not a token of at least 16 visible ASCII characters without spaces',
+      }),
+    ),
+    CONNECTION_TIMEOUT_MS: durationMs('120000', 'A connection with no bytes either way for this long is closed.'),
     LOG_LEVEL: Type.Optional(
       Type.Union(
         logLevels.map((level) => Type.Literal(level)),
@@ -118,6 +145,13 @@ export const EnvVars = Type.Object(
           invalid: `is not a log format (use ${logFormats.join(' or ')})`,
         },
       ),
+    ),
+    VIDEO_RETENTION: Type.Optional(
+      Type.String({
+        pattern: `^${durationWithUnitPattern}$`,
+        description: 'Erase terminal videos completed longer ago than this (e.g. `30d`); unset → keep them.',
+        invalid: 'is not a duration with a unit (use e.g. 30d, 12h or 90m)',
+      }),
     ),
     SANDBOX_DURATION_MS: durationMs('10000', 'Sandbox: time for a video to complete.'),
     SANDBOX_QUEUE_MS: durationMs('2000', 'Sandbox: time a video spends queued.'),
@@ -147,8 +181,12 @@ export const ConfigValues = Type.Object({
   databaseUrl: Type.String({ env: 'DATABASE_URL' }),
   /** Path of the SQLite file (from `DATABASE_URL=sqlite:<path>`), or `:memory:`. */
   sqlitePath: Type.String({ minLength: 1, env: 'DATABASE_URL' }),
+  /** GATEWAY_SECRET; null → generated into `data/gateway-secret` (src/secrets/gateway-secret.ts). */
+  gatewaySecret: Nullable(Type.String({ minLength: 1, env: 'GATEWAY_SECRET' })),
   /** null → `data/clients.json`, created with one `default` client on first start. */
   clientsFile: Nullable(Type.String({ minLength: 1, env: 'CLIENTS_FILE' })),
+  /** null → rate limits and the upstream budget are counted per replica. */
+  redisUrl: Nullable(Type.String({ minLength: 1, env: 'REDIS_URL' })),
   cacheMaxEntries: Type.Integer({
     minimum: 1,
     maximum: Number.MAX_SAFE_INTEGER,
@@ -171,14 +209,29 @@ export const ConfigValues = Type.Object({
   }),
   taskTimeoutMs: ms('TASK_TIMEOUT_MS', 1),
   webhookTimeoutMs: ms('WEBHOOK_TIMEOUT_MS', 1),
+  storeLockWaitMs: ms('STORE_LOCK_WAIT_MS', 0),
   webhookRetryScheduleMs: Type.Array(Type.Integer({ minimum: 0, maximum: maxTimerMs }), {
     minItems: 1,
     maxItems: maxRetryScheduleEntries,
     env: 'WEBHOOK_RETRY_SCHEDULE',
     expected: `1 to ${maxRetryScheduleEntries} durations, each at most 596h`,
   }),
+  /** null → videos are kept. */
+  videoRetentionMs: Nullable(Type.Integer({ minimum: 60_000, maximum: Number.MAX_SAFE_INTEGER }), {
+    env: 'VIDEO_RETENTION',
+    expected: 'a duration of at least 1m',
+  }),
   webhookAllowHttp: Type.Boolean({ env: 'WEBHOOK_ALLOW_HTTP' }),
   webhookAllowPrivateNetworks: Type.Boolean({ env: 'WEBHOOK_ALLOW_PRIVATE_NETWORKS' }),
+  /** Bearer token `GET /metrics` requires; null → open (listen on a private address). */
+  metricsToken: Nullable(Type.String({ minLength: 16, env: 'METRICS_TOKEN' })),
+  /** Node/Fastify server timeouts against slow or idle clients (issue 13). */
+  http: Type.Object({
+    requestTimeoutMs: ms('REQUEST_TIMEOUT_MS', 1),
+    headersTimeoutMs: ms('HEADERS_TIMEOUT_MS', 1),
+    keepAliveTimeoutMs: ms('KEEP_ALIVE_TIMEOUT_MS', 1),
+    connectionTimeoutMs: ms('CONNECTION_TIMEOUT_MS', 1),
+  }),
   logLevel: Type.Union(
     logLevels.map((level) => Type.Literal(level)),
     { env: 'LOG_LEVEL' },

@@ -3,6 +3,7 @@ import type { TSchema } from '@sinclair/typebox';
 import { DeliveryAttempt, WebhookEvent, WebhookTestResult } from './deliveries.js';
 import { VideoList } from './list.js';
 import { Problem, ProblemFieldError } from './problem.js';
+import { StreamToken } from './stream-tokens.js';
 import { CreateVideoBody, Video } from './video.js';
 
 /** Schemas registered once (`app.addSchema`) and referenced by `$ref`: they become OpenAPI components. */
@@ -15,4 +16,5 @@ export const sharedSchemas: TSchema[] = [
   DeliveryAttempt,
   WebhookEvent,
   WebhookTestResult,
+  StreamToken,
 ];

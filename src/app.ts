@@ -24,7 +24,7 @@ export interface GatewayOptions extends Omit<ServicesOptions, 'logger' | 'render
 
 export interface Gateway extends Pick<
   Services,
-  'store' | 'bus' | 'videos' | 'poller' | 'dispatcher' | 'health' | 'metrics' | 'circuitState' | 'startWorkers'
+  'store' | 'bus' | 'videos' | 'creator' | 'poller' | 'dispatcher' | 'retention' | 'health' | 'metrics' | 'circuitState' | 'startWorkers'
 > {
   app: FastifyInstance;
   /** Stops background work, then the server, then the store. */
@@ -40,18 +40,25 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   await app.register(gatewayApp, {
     services,
     authenticate: (header) => options.clients.authenticate(header),
+    authenticateStreamToken: (token, videoId) => {
+      const grant = services.streamTokens.verify(token, videoId);
+      return grant === undefined ? undefined : options.clients.get(grant.clientId);
+    },
     serveSandboxAssets: options.serveSandboxAssets === true,
+    metricsToken: options.config.metricsToken,
   });
 
   let closed = false;
-  const { store, bus, videos, poller, dispatcher, health, metrics, circuitState, startWorkers } = services;
+  const { store, bus, videos, creator, poller, dispatcher, retention, health, metrics, circuitState, startWorkers } = services;
   return {
     app,
     store,
     bus,
     videos,
+    creator,
     poller,
     dispatcher,
+    retention,
     health,
     metrics,
     circuitState,

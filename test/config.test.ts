@@ -45,6 +45,8 @@ t.test('parseDuration', async (t) => {
     ['0ms', 0],
     ['0.25m', 15000],
     [' 5s ', 5000],
+    ['30d', 2_592_000_000],
+    ['1.5d', 129_600_000],
   ];
   for (const [text, ms] of valid) t.equal(parseDuration(text), ms, text);
 
@@ -52,7 +54,7 @@ t.test('parseDuration', async (t) => {
   t.equal(parseDuration('2.6', { bareUnit: 'ms' }), 3, 'fractional milliseconds round');
   t.equal(parseDuration('2000'), undefined, 'bare number without bareUnit needs a unit');
 
-  for (const text of ['', 'abc', 's', '5 s', '-5s', '+5s', '5d', '5S', '1e3ms', '1.5.2s', '5sec', '5s5m', '1,5s', 'Infinityms']) {
+  for (const text of ['', 'abc', 's', '5 s', '-5s', '+5s', '5D', '5w', '5S', '1e3ms', '1.5.2s', '5sec', '5s5m', '1,5s', 'Infinityms']) {
     t.equal(parseDuration(text), undefined, JSON.stringify(text));
     t.equal(parseDuration(text, { bareUnit: 'ms' }), undefined, `${JSON.stringify(text)} with bareUnit`);
   }
@@ -62,6 +64,7 @@ t.test('parseDuration', async (t) => {
   t.equal(formatDuration(7200000), '2h');
   t.equal(formatDuration(1500), '1500ms');
   t.equal(formatDuration(0), '0ms');
+  t.equal(formatDuration(2_592_000_000), '30d');
 });
 
 t.test('defaults when the environment is empty (sandbox mode)', async (t) => {
@@ -73,7 +76,9 @@ t.test('defaults when the environment is empty (sandbox mode)', async (t) => {
     elkapiBaseUrl: 'https://api.elkapi.com',
     databaseUrl: 'sqlite:./data/gateway.db',
     sqlitePath: './data/gateway.db',
+    gatewaySecret: null,
     clientsFile: null,
+    redisUrl: null,
     cacheMaxEntries: 10000,
     pollIntervalMinMs: 2000,
     pollIntervalMaxMs: 15000,
@@ -81,9 +86,13 @@ t.test('defaults when the environment is empty (sandbox mode)', async (t) => {
     upstreamMaxRps: 20,
     taskTimeoutMs: 7200000,
     webhookTimeoutMs: 15000,
+    storeLockWaitMs: 5000,
     webhookRetryScheduleMs: defaultSchedule,
+    videoRetentionMs: null,
     webhookAllowHttp: false,
     webhookAllowPrivateNetworks: false,
+    metricsToken: null,
+    http: { requestTimeoutMs: 30000, headersTimeoutMs: 10000, keepAliveTimeoutMs: 72000, connectionTimeoutMs: 120000 },
     logLevel: 'info',
     logFormat: 'json',
     sandbox: { durationMs: 10000, queueMs: 2000, errorRate: 0, latencyMs: 0 },
@@ -107,7 +116,9 @@ t.test('every variable is parsed', async (t) => {
     ELKAPI_API_KEY: ' sk-live-123 ',
     ELKAPI_BASE_URL: 'http://127.0.0.1:4010/relay/',
     DATABASE_URL: 'sqlite:/var/lib/gateway/gw.db',
+    GATEWAY_SECRET: 'gs-0123456789abcdefghijklmnopqrstuvwxyz',
     CLIENTS_FILE: '/etc/gateway/clients.json',
+    REDIS_URL: 'redis://cache.internal:6380/2',
     CACHE_MAX_ENTRIES: '500',
     POLL_INTERVAL_MIN_MS: '250ms',
     POLL_INTERVAL_MAX_MS: '5s',
@@ -115,9 +126,16 @@ t.test('every variable is parsed', async (t) => {
     UPSTREAM_MAX_RPS: '2.5',
     TASK_TIMEOUT_MS: '1h',
     WEBHOOK_TIMEOUT_MS: '3000',
+    STORE_LOCK_WAIT_MS: '250ms',
     WEBHOOK_RETRY_SCHEDULE: '1s, 2m ,3h',
+    VIDEO_RETENTION: '7d',
     WEBHOOK_ALLOW_HTTP: 'TRUE',
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: '1',
+    METRICS_TOKEN: 'scrape-me-0123456789',
+    REQUEST_TIMEOUT_MS: '20s',
+    HEADERS_TIMEOUT_MS: '5s',
+    KEEP_ALIVE_TIMEOUT_MS: '61s',
+    CONNECTION_TIMEOUT_MS: '2m',
     LOG_LEVEL: 'Debug',
     LOG_FORMAT: 'Pretty',
     SANDBOX_DURATION_MS: '1.5s',
@@ -132,7 +150,9 @@ t.test('every variable is parsed', async (t) => {
     elkapiBaseUrl: 'http://127.0.0.1:4010/relay',
     databaseUrl: 'sqlite:/var/lib/gateway/gw.db',
     sqlitePath: '/var/lib/gateway/gw.db',
+    gatewaySecret: 'gs-0123456789abcdefghijklmnopqrstuvwxyz',
     clientsFile: '/etc/gateway/clients.json',
+    redisUrl: 'redis://cache.internal:6380/2',
     cacheMaxEntries: 500,
     pollIntervalMinMs: 250,
     pollIntervalMaxMs: 5000,
@@ -140,9 +160,13 @@ t.test('every variable is parsed', async (t) => {
     upstreamMaxRps: 2.5,
     taskTimeoutMs: 3600000,
     webhookTimeoutMs: 3000,
+    storeLockWaitMs: 250,
     webhookRetryScheduleMs: [1000, 120000, 10800000],
+    videoRetentionMs: 7 * 86_400_000,
     webhookAllowHttp: true,
     webhookAllowPrivateNetworks: true,
+    metricsToken: 'scrape-me-0123456789',
+    http: { requestTimeoutMs: 20000, headersTimeoutMs: 5000, keepAliveTimeoutMs: 61000, connectionTimeoutMs: 120000 },
     logLevel: 'debug',
     logFormat: 'pretty',
     sandbox: { durationMs: 1500, queueMs: 100, errorRate: 0.25, latencyMs: 20 },
@@ -150,6 +174,12 @@ t.test('every variable is parsed', async (t) => {
   t.equal(sandboxEnabled(config), false);
   t.same(redactConfig(config).elkapiApiKey, '(hidden)');
   t.notMatch(JSON.stringify(redactConfig(config)), 'sk-live-123');
+  t.notMatch(JSON.stringify(redactConfig(config)), 'scrape-me');
+  t.same(problemsOf(t, { METRICS_TOKEN: 'short' }), [
+    'METRICS_TOKEN: (hidden) is not a token of at least 16 visible ASCII characters without spaces',
+  ]);
+  t.equal(redactConfig(config).gatewaySecret, '(hidden)');
+  t.notMatch(JSON.stringify(redactConfig(config)), 'gs-0123456789');
   t.equal(redactConfig(configOf(t, {})).elkapiApiKey, null);
 });
 
@@ -172,14 +202,33 @@ t.test('durations in *_MS variables', async (t) => {
   t.equal(configOf(t, { TASK_TIMEOUT_MS: '2h' }).taskTimeoutMs, 7200000);
   t.equal(configOf(t, { WEBHOOK_TIMEOUT_MS: '1.5s' }).webhookTimeoutMs, 1500);
   t.equal(configOf(t, { SANDBOX_LATENCY_MS: '0' }).sandbox.latencyMs, 0, 'zero latency is fine');
-  t.same(problemsOf(t, { POLL_INTERVAL_MIN_MS: 'abc' }), ['POLL_INTERVAL_MIN_MS: "abc" is not a duration (use 250ms, 5s, 2m or 2h)']);
-  t.same(problemsOf(t, { WEBHOOK_TIMEOUT_MS: '5 days' }), ['WEBHOOK_TIMEOUT_MS: "5 days" is not a duration (use 250ms, 5s, 2m or 2h)']);
+  t.same(problemsOf(t, { POLL_INTERVAL_MIN_MS: 'abc' }), ['POLL_INTERVAL_MIN_MS: "abc" is not a duration (use 250ms, 5s, 2m, 2h or 30d)']);
+  t.same(problemsOf(t, { WEBHOOK_TIMEOUT_MS: '5 days' }), [
+    'WEBHOOK_TIMEOUT_MS: "5 days" is not a duration (use 250ms, 5s, 2m, 2h or 30d)',
+  ]);
   t.same(problemsOf(t, { TASK_TIMEOUT_MS: '0' }), ['TASK_TIMEOUT_MS: "0" is out of range (expected a duration from 1ms to 596h)']);
   t.same(
     problemsOf(t, { TASK_TIMEOUT_MS: '1000h' }),
     ['TASK_TIMEOUT_MS: "1000h" is out of range (expected a duration from 1ms to 596h)'],
     'longer than a Node timer can hold',
   );
+});
+
+t.test('VIDEO_RETENTION: unset keeps videos; a duration with a unit, at least 1m', async (t) => {
+  t.equal(configOf(t, {}).videoRetentionMs, null, 'unset: keep');
+  t.equal(configOf(t, { VIDEO_RETENTION: '30d' }).videoRetentionMs, 30 * 86_400_000);
+  t.equal(configOf(t, { VIDEO_RETENTION: '36h' }).videoRetentionMs, 36 * 3_600_000);
+  t.equal(configOf(t, { VIDEO_RETENTION: '3650d' }).videoRetentionMs, 3650 * 86_400_000, 'longer than a timer can hold is fine');
+  t.same(problemsOf(t, { VIDEO_RETENTION: '30' }), ['VIDEO_RETENTION: "30" is not a duration with a unit (use e.g. 30d, 12h or 90m)']);
+  t.same(problemsOf(t, { VIDEO_RETENTION: '30 days' }), [
+    'VIDEO_RETENTION: "30 days" is not a duration with a unit (use e.g. 30d, 12h or 90m)',
+  ]);
+  t.same(problemsOf(t, { VIDEO_RETENTION: '30s' }), ['VIDEO_RETENTION: "30s" is out of range (expected a duration of at least 1m)']);
+});
+
+t.test('*_MS variables take days too', async (t) => {
+  t.equal(configOf(t, { TASK_TIMEOUT_MS: '1d' }).taskTimeoutMs, 86_400_000);
+  t.same(configOf(t, { WEBHOOK_RETRY_SCHEDULE: '5s,1d' }).webhookRetryScheduleMs, [5000, 86_400_000]);
 });
 
 t.test('webhook retry schedule', async (t) => {
@@ -221,6 +270,14 @@ t.test('numeric ranges', async (t) => {
   t.same(problemsOf(t, { SANDBOX_ERROR_RATE: '1.01' }), ['SANDBOX_ERROR_RATE: "1.01" is out of range (expected a number from 0 to 1)']);
 });
 
+t.test('the headers timeout must not exceed the whole-request timeout', async (t) => {
+  t.equal(configOf(t, { REQUEST_TIMEOUT_MS: '2s', HEADERS_TIMEOUT_MS: '2s' }).http.headersTimeoutMs, 2000);
+  t.same(problemsOf(t, { REQUEST_TIMEOUT_MS: '5s' }), [
+    'HEADERS_TIMEOUT_MS: "10000" (10000 ms) is longer than REQUEST_TIMEOUT_MS (5000 ms) (expected HEADERS_TIMEOUT_MS ≤ REQUEST_TIMEOUT_MS)',
+  ]);
+  t.same(problemsOf(t, { REQUEST_TIMEOUT_MS: '0' }), ['REQUEST_TIMEOUT_MS: "0" is out of range (expected a duration from 1ms to 596h)']);
+});
+
 t.test('poll interval minimum must not exceed the maximum', async (t) => {
   t.equal(configOf(t, { POLL_INTERVAL_MIN_MS: '5s', POLL_INTERVAL_MAX_MS: '5s' }).pollIntervalMaxMs, 5000);
   t.same(problemsOf(t, { POLL_INTERVAL_MIN_MS: '20s' }), [
@@ -229,7 +286,7 @@ t.test('poll interval minimum must not exceed the maximum', async (t) => {
   t.equal(problemsOf(t, { POLL_INTERVAL_MIN_MS: '1s', POLL_INTERVAL_MAX_MS: '500ms' }).length, 1);
   t.same(
     problemsOf(t, { POLL_INTERVAL_MIN_MS: '20s', POLL_INTERVAL_MAX_MS: 'x' }),
-    ['POLL_INTERVAL_MAX_MS: "x" is not a duration (use 250ms, 5s, 2m or 2h)'],
+    ['POLL_INTERVAL_MAX_MS: "x" is not a duration (use 250ms, 5s, 2m, 2h or 30d)'],
     'no comparison against a value that did not parse',
   );
 });
@@ -288,6 +345,23 @@ t.test('database URL', async (t) => {
   ]);
   t.equal(problemsOf(t, { DATABASE_URL: 'sqlite:' }).length, 1);
   t.equal(problemsOf(t, { DATABASE_URL: 'sqlite://' }).length, 1, 'no path left');
+});
+
+t.test('Redis URL: redis:// or rediss://, one clear line otherwise, the password never shown', async (t) => {
+  t.equal(configOf(t, {}).redisUrl, null, 'unset: limits per replica');
+  t.equal(configOf(t, { REDIS_URL: 'redis://127.0.0.1:6379' }).redisUrl, 'redis://127.0.0.1:6379');
+  t.equal(configOf(t, { REDIS_URL: 'rediss://:s3cret@cache.example.com:6380/0' }).redisUrl, 'rediss://:s3cret@cache.example.com:6380/0');
+  const expected = 'is not a Redis URL (expected redis://host:6379, rediss://… for TLS, optionally /<db number>)';
+  t.equal(
+    redactConfig(configOf(t, { REDIS_URL: 'redis://app:s3cret@cache:6379' })).redisUrl,
+    'redis://***@cache:6379',
+    'masked in the logged config',
+  );
+  t.same(problemsOf(t, { REDIS_URL: 'localhost:6379' }), [`REDIS_URL: "localhost:6379" ${expected}`]);
+  t.same(problemsOf(t, { REDIS_URL: 'http://cache:6379' }), [`REDIS_URL: "http://cache:6379" ${expected}`]);
+  t.same(problemsOf(t, { REDIS_URL: 'redis://:s3cret@cache:6379/zero' }), [`REDIS_URL: "redis://***@cache:6379/zero" ${expected}`]);
+  t.same(problemsOf(t, { REDIS_URL: 'redis://:s3cret@[bad:6379' }), [`REDIS_URL: "redis://***@[bad:6379" ${expected}`], 'unparsable host');
+  t.same(problemsOf(t, { REDIS_URL: 'redis://cache:99999' }), [`REDIS_URL: "redis://cache:99999" ${expected}`], 'port out of range');
 });
 
 t.test('several invalid variables: one line each, in DESIGN order, every problem collected', async (t) => {
@@ -352,4 +426,14 @@ t.test('each dev-only switch that is on has its own warning naming what is off',
   t.equal(warnings.length, 2);
   t.match(warnings[0], /^WEBHOOK_ALLOW_HTTP .*unencrypted/);
   t.match(warnings[1], /^WEBHOOK_ALLOW_PRIVATE_NETWORKS .*SSRF guard is off/);
+});
+
+t.test('GATEWAY_SECRET: too short or with spaces is one line that never quotes it', async (t) => {
+  for (const value of ['short-secret', 'a secret with spaces that is long enough to pass']) {
+    const problems = problemsOf(t, { GATEWAY_SECRET: value });
+    t.equal(problems.length, 1);
+    t.match(problems[0], /^GATEWAY_SECRET: \(hidden\) is too short or contains whitespace \(expected at least 32 random characters/);
+    t.notMatch(problems.join('\n'), value);
+  }
+  t.equal(configOf(t, { GATEWAY_SECRET: '0123456789abcdef0123456789abcdef' }).gatewaySecret, '0123456789abcdef0123456789abcdef');
 });

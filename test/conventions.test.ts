@@ -16,7 +16,7 @@ t.test('a known path with a method it does not serve: 405 method_not_allowed wit
   for (const [method, url, allow] of [
     ['PUT', '/videos', 'GET, HEAD, POST'],
     ['DELETE', '/healthz', 'GET, HEAD'],
-    ['PATCH', '/videos/vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC', 'GET, HEAD'],
+    ['PATCH', '/videos/vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC', 'DELETE, GET, HEAD'],
     ['GET', '/videos/vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC/deliveries/redeliver', 'POST'],
     ['GET', '/webhooks/test', 'POST'],
   ] as const) {
@@ -31,6 +31,8 @@ t.test('a known path with a method it does not serve: 405 method_not_allowed wit
   index.add({ method: ['GET', 'HEAD'], url: '/videos/:id', handler: () => undefined });
   t.same(index.allowed('/nothing-here'), [], 'a catch-all route (CORS preflight) does not make every path known');
   t.same(index.allowed('/videos/vid_1'), ['GET', 'HEAD']);
+  t.ok(index.servedEverywhere('options'), 'a catch-all method is served on every path, never a 405');
+  t.notOk(index.servedEverywhere('PUT'));
   const unknown = await gw.app.inject({ method: 'PUT', url: '/nothing-here', headers: auth() });
   t.equal(unknown.statusCode, 404, 'an unknown path stays a 404');
   t.equal(unknown.json<Problem>().code, 'not_found');

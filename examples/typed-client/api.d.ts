@@ -19,7 +19,7 @@ export interface paths {
         put?: never;
         /**
          * Start a video generation
-         * @description Submits a generation to the upstream and answers at once with the stored Video (normally `queued`). The gateway then polls the upstream itself: read the video with `GET /videos/{id}` (optionally `?wait=N`) or receive a signed webhook at `callbackUrl`. No video is stored when the upstream refuses the request. Send an `Idempotency-Key` to make retries safe: the same key and body within 24 h replay the first answer (`idempotent-replayed: true`) without a second generation; the same key with another body is a 422 `idempotency_key_reused`, and while the first request still runs a 409 `idempotency_key_in_use`. Counts against both `rateLimitPerMinute` and `createLimitPerMinute`.
+         * @description Submits a generation to the upstream and answers at once with the stored Video (normally `queued`). The gateway then polls the upstream itself: read the video with `GET /videos/{id}` (optionally `?wait=N`) or receive a signed webhook at `callbackUrl`. No video is stored when the upstream refuses the request. Send an `Idempotency-Key` to make retries safe: the same key and body within 24 h replay the first answer (`idempotent-replayed: true`) without a second generation; the same key with another body is a 422 `idempotency_key_reused`, and while the first request still runs a 409 `idempotency_key_in_use`; once the video it created is deleted, the key answers 404 `not_found` until it expires. Counts against both `rateLimitPerMinute` and `createLimitPerMinute`.
          */
         post: operations["createVideo"];
         delete?: never;
@@ -42,6 +42,30 @@ export interface paths {
         get: operations["getVideo"];
         put?: never;
         post?: never;
+        /**
+         * Delete a video
+         * @description Erases the video: its prompt, metadata, keyframes, result URLs, the answer stored under its `Idempotency-Key` and its webhook bodies and delivery log are removed from the gateway; only a tombstone (id, owner, times) remains. From then on every route answers 404 for it, a second `DELETE` included. Tracking stops and webhooks not yet sent are dropped; open long-polls answer 404 and event streams end with a `deleted` event. A generation still running upstream may finish there and be charged. Send no body.
+         */
+        delete: operations["deleteVideo"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/videos/{id}/stream-tokens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mint a stream token for a video's event stream
+         * @description A browser `EventSource` cannot send `Authorization`. Mint a token here (from your server, or from the browser with a short-lived credential) and open `GET /videos/{id}/events?token=<token>`. The token is valid for 5 minutes, for this one video and that one route; a stream opened before it expires runs to its end. Mint a new one to reconnect later. Send no body.
+         */
+        post: operations["createStreamToken"];
         delete?: never;
         options?: never;
         head?: never;
@@ -57,7 +81,7 @@ export interface paths {
         };
         /**
          * Stream a video's status changes (Server-Sent Events)
-         * @description A `text/event-stream`: one `status` event with the Video on connect and on every status change; the stream ends after the terminal (`completed` or `failed`) event. A `: keep-alive` comment every 15 s keeps idle connections open. Reconnecting is safe: the first event is always the current state. Costs no upstream call.
+         * @description A `text/event-stream`: one `status` event with the Video on connect and on every status change; the stream ends after the terminal (`completed` or `failed`) event, or with a `deleted` event when the video is deleted. A `: keep-alive` comment every 15 s keeps idle connections open. Reconnecting is safe: the first event is always the current state. Costs no upstream call. A browser `EventSource` (which cannot send headers) passes `?token=` from `POST /videos/{id}/stream-tokens` instead.
          */
         get: operations["streamVideoEvents"];
         put?: never;
@@ -157,7 +181,7 @@ export interface paths {
         };
         /**
          * Readiness
-         * @description Answers 200 when the store answers and the upstream accepts the gateway key, 503 otherwise. Reports the upstream circuit state: an open circuit alone keeps 200 (reads, long-polls and webhooks still work, and every replica shares the same upstream), while `POST /videos` answers 503 `upstream_unavailable` until it closes.
+         * @description Answers 200 when the store takes a write (a heartbeat row, at most every 5 s; a database file deleted or replaced under the gateway counts as failing) and the upstream accepts the gateway key, 503 otherwise. Reports the upstream circuit state: an open circuit alone keeps 200 (reads, long-polls and webhooks still work, and every replica shares the same upstream), while `POST /videos` answers 503 `upstream_unavailable` until it closes.
          */
         get: operations["readiness"];
         put?: never;
@@ -177,7 +201,7 @@ export interface paths {
         };
         /**
          * Prometheus metrics
-         * @description Prometheus text exposition (prom-client): HTTP requests by route pattern, status and duration; upstream calls by operation, outcome and latency; circuit breaker state; videos in flight; time to terminal state; webhook deliveries by outcome and latency; cache lookups; process metrics. Metric names start with `gateway_` (process metrics keep their standard names). Open like `/healthz`: expose it to your scraper only.
+         * @description Prometheus text exposition (prom-client): HTTP requests by route pattern, status and duration; upstream calls by operation, outcome and latency; circuit breaker state; videos in flight; time to terminal state; webhook deliveries by outcome and latency; cache lookups; process metrics. Metric names start with `gateway_` (process metrics keep their standard names). Open like `/healthz` unless `METRICS_TOKEN` is set; then it needs `Authorization: Bearer <METRICS_TOKEN>` (401 without). Expose it to your scraper only.
          */
         get: operations["metrics"];
         put?: never;
@@ -245,7 +269,7 @@ export interface components {
              * @description Stable snake_case code; switch on this, not on `title`.
              * @enum {string}
              */
-            code: "validation_failed" | "unauthorized" | "not_found" | "method_not_allowed" | "idempotency_key_in_use" | "video_not_terminal" | "payload_too_large" | "unsupported_media_type" | "idempotency_key_reused" | "upstream_rejected" | "rate_limited" | "internal_error" | "upstream_unavailable" | "upstream_timeout";
+            code: "validation_failed" | "unauthorized" | "not_found" | "method_not_allowed" | "idempotency_key_in_use" | "video_not_terminal" | "request_timeout" | "payload_too_large" | "unsupported_media_type" | "headers_too_large" | "idempotency_key_reused" | "upstream_rejected" | "rate_limited" | "internal_error" | "upstream_unavailable" | "upstream_timeout" | "store_unavailable";
             requestId: string;
             /** @description The offending fields of a `validation_failed`. */
             errors?: components["schemas"]["ProblemFieldError"][];
@@ -458,7 +482,7 @@ export interface components {
             } | null;
             failure: {
                 /** @enum {string} */
-                code: "upstream_failed" | "timed_out" | "upstream_lost";
+                code: "upstream_failed" | "timed_out" | "upstream_lost" | "submit_interrupted";
                 message: string;
             } | null;
             webhook: {
@@ -539,6 +563,18 @@ export interface components {
             durationMs: number;
             /** @description Why it failed when the status alone does not say (network, timeout, refused address, redirect). */
             error: string | null;
+        };
+        StreamToken: {
+            /**
+             * @description Pass as `?token=` to `GET /videos/{id}/events` of this video only. Opaque; do not parse.
+             * @example vst_djEuYWxpY2UudmlkXzAxSkRYWVo4TTZYMVpQM1Y5UjRRSzdUMkhDLjE3OTYyMDQ1MDA.Q2hhbmdlZC1ieS10aGUtZ2F0ZXdheS1vbmx5LWV4YW1wbGU
+             */
+            token: string;
+            /**
+             * Format: date-time
+             * @description When the token stops opening streams (5 minutes after minting), ISO 8601 UTC.
+             */
+            expiresAt: string;
         };
     };
     responses: never;
@@ -769,6 +805,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description No such video for this caller (`not_found`). */
+            404: {
+                headers: {
+                    /** @description The request id (yours when you sent a valid `x-request-id`); quote it in support requests. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "urn:problem:video-gateway:not_found",
+                     *       "title": "Not found",
+                     *       "status": 404,
+                     *       "detail": "No video vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC.",
+                     *       "code": "not_found",
+                     *       "requestId": "req_01JDXYZ8M6X1ZP3V9R4QK7T2HC"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description A request with this `Idempotency-Key` is still running (`idempotency_key_in_use`); retry shortly. */
             409: {
                 headers: {
@@ -811,7 +868,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Body is not JSON (`unsupported_media_type`). */
+            /** @description Body is not JSON, or is compressed (`unsupported_media_type`); see `accept-encoding` when present. */
             415: {
                 headers: {
                     /** @description The request id (yours when you sent a valid `x-request-id`); quote it in support requests. */
@@ -926,7 +983,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The upstream failed or is refusing work (`upstream_unavailable`); see `retry-after` when present. */
+            /** @description The upstream failed or is refusing work (`upstream_unavailable`); see `retry-after` when present. Or: The gateway's database cannot be written right now (`store_unavailable`): nothing was changed and nothing was bought upstream; see `retry-after`. */
             503: {
                 headers: {
                     /** @description The request id (yours when you sent a valid `x-request-id`); quote it in support requests. */
@@ -1029,6 +1086,300 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Validation failed (`validation_failed`): see `errors`. */
+            400: {
+                headers: {
+                    /** @description The request id (yours when you sent a valid `x-request-id`); quote it in support requests. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "urn:problem:video-gateway:validation_failed",
+                     *       "title": "Validation failed",
+                     *       "status": 400,
+                     *       "detail": "/body/prompt must NOT have fewer than 3 characters",
+                     *       "code": "validation_failed",
+                     *       "requestId": "req_01JDXYZ8M6X1ZP3V9R4QK7T2HC",
+                     *       "errors": [
+                     *         {
+                     *           "path": "/body/prompt",
+                     *           "message": "must NOT have fewer than 3 characters"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, unknown or expired credential (`unauthorized`). */
+            401: {
+                headers: {
+                    /** @description The request id (yours when you sent a valid `x-request-id`); quote it in support requests. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "urn:problem:video-gateway:unauthorized",
+                     *       "title": "Unauthorized",
+                     *       "status": 401,
+                     *       "detail": "Send your API key as \"Authorization: Bearer <key>\".",
+                     *       "code": "unauthorized",
+                     *       "requestId": "req_01JDXYZ8M6X1ZP3V9R4QK7T2HC"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such video for this caller (`not_found`). */
+            404: {
+                headers: {
+                    /** @description The request id (yours when you sent a valid `x-request-id`); quote it in support requests. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "urn:problem:video-gateway:not_found",
+                     *       "title": "Not found",
+                     *       "status": 404,
+                     *       "detail": "No video vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC.",
+                     *       "code": "not_found",
+                     *       "requestId": "req_01JDXYZ8M6X1ZP3V9R4QK7T2HC"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited (`rate_limited`); see `retry-after`. */
+            429: {
+                headers: {
+                    /** @description The request id (yours when you sent a valid `x-request-id`); quote it in support requests. */
+                    "x-request-id"?: string;
+                    /** @description Seconds to wait before trying again. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window by the tightest limit that applies. */
+                    "x-ratelimit-limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "x-ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "x-ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "urn:problem:video-gateway:rate_limited",
+                     *       "title": "Rate limited",
+                     *       "status": 429,
+                     *       "detail": "Too many requests.",
+                     *       "code": "rate_limited",
+                     *       "requestId": "req_01JDXYZ8M6X1ZP3V9R4QK7T2HC"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure (`internal_error`). */
+            500: {
+                headers: {
+                    /** @description The request id (yours when you sent a valid `x-request-id`); quote it in support requests. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "urn:problem:video-gateway:internal_error",
+                     *       "title": "Internal error",
+                     *       "status": 500,
+                     *       "detail": "Something went wrong on our side; try again later.",
+                     *       "code": "internal_error",
+                     *       "requestId": "req_01JDXYZ8M6X1ZP3V9R4QK7T2HC"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteVideo: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Video id (`vid_…`). */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    /** @description The request id (yours when you sent a valid `x-request-id`); quote it in support requests. */
+                    "x-request-id"?: string;
+                    /** @description Requests allowed per window by the tightest limit that applies. */
+                    "x-ratelimit-limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "x-ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "x-ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation failed (`validation_failed`): see `errors`. */
+            400: {
+                headers: {
+                    /** @description The request id (yours when you sent a valid `x-request-id`); quote it in support requests. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "urn:problem:video-gateway:validation_failed",
+                     *       "title": "Validation failed",
+                     *       "status": 400,
+                     *       "detail": "/body/prompt must NOT have fewer than 3 characters",
+                     *       "code": "validation_failed",
+                     *       "requestId": "req_01JDXYZ8M6X1ZP3V9R4QK7T2HC",
+                     *       "errors": [
+                     *         {
+                     *           "path": "/body/prompt",
+                     *           "message": "must NOT have fewer than 3 characters"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, unknown or expired credential (`unauthorized`). */
+            401: {
+                headers: {
+                    /** @description The request id (yours when you sent a valid `x-request-id`); quote it in support requests. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "urn:problem:video-gateway:unauthorized",
+                     *       "title": "Unauthorized",
+                     *       "status": 401,
+                     *       "detail": "Send your API key as \"Authorization: Bearer <key>\".",
+                     *       "code": "unauthorized",
+                     *       "requestId": "req_01JDXYZ8M6X1ZP3V9R4QK7T2HC"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such video for this caller (`not_found`). */
+            404: {
+                headers: {
+                    /** @description The request id (yours when you sent a valid `x-request-id`); quote it in support requests. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "urn:problem:video-gateway:not_found",
+                     *       "title": "Not found",
+                     *       "status": 404,
+                     *       "detail": "No video vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC.",
+                     *       "code": "not_found",
+                     *       "requestId": "req_01JDXYZ8M6X1ZP3V9R4QK7T2HC"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited (`rate_limited`); see `retry-after`. */
+            429: {
+                headers: {
+                    /** @description The request id (yours when you sent a valid `x-request-id`); quote it in support requests. */
+                    "x-request-id"?: string;
+                    /** @description Seconds to wait before trying again. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window by the tightest limit that applies. */
+                    "x-ratelimit-limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "x-ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "x-ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "urn:problem:video-gateway:rate_limited",
+                     *       "title": "Rate limited",
+                     *       "status": 429,
+                     *       "detail": "Too many requests.",
+                     *       "code": "rate_limited",
+                     *       "requestId": "req_01JDXYZ8M6X1ZP3V9R4QK7T2HC"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure (`internal_error`). */
+            500: {
+                headers: {
+                    /** @description The request id (yours when you sent a valid `x-request-id`); quote it in support requests. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "urn:problem:video-gateway:internal_error",
+                     *       "title": "Internal error",
+                     *       "status": 500,
+                     *       "detail": "Something went wrong on our side; try again later.",
+                     *       "code": "internal_error",
+                     *       "requestId": "req_01JDXYZ8M6X1ZP3V9R4QK7T2HC"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createStreamToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Video id (`vid_…`). */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The token and when it expires. */
+            200: {
+                headers: {
+                    /** @description The request id (yours when you sent a valid `x-request-id`); quote it in support requests. */
+                    "x-request-id"?: string;
+                    /** @description `no-store`. */
+                    "cache-control"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StreamToken"];
+                };
             };
             /** @description Validation failed (`validation_failed`): see `errors`. */
             400: {
@@ -1744,7 +2095,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Body is not JSON (`unsupported_media_type`). */
+            /** @description Body is not JSON, or is compressed (`unsupported_media_type`); see `accept-encoding` when present. */
             415: {
                 headers: {
                     /** @description The request id (yours when you sent a valid `x-request-id`); quote it in support requests. */

@@ -28,11 +28,15 @@ export interface Client {
   createLimitPerMinute: number;
   /** Lower-cased host names callbacks may target; null → any host (still SSRF-checked). */
   allowedCallbackHosts: string[] | null;
+  /** Browser origins (as the `Origin` header sends them) whose pages may call the gateway with this client's credentials. */
+  allowedOrigins: string[];
 }
 
 export interface ClientRegistry {
   /** The client whose key is in `Authorization: Bearer <key>`, or undefined (missing, malformed or unknown). */
   authenticate(authorizationHeader: string | undefined): Client | undefined;
+  /** True when `candidate` is some client's API key (by hash): lets the logs refuse a key pasted anywhere. */
+  isApiKey(candidate: string): boolean;
   get(id: string): Client | undefined;
   all(): Client[];
 }
@@ -82,6 +86,8 @@ function toClient(entry: ClientEntry): Client {
     createLimitPerMinute: entry.createLimitPerMinute ?? defaultCreateLimitPerMinute,
     allowedCallbackHosts:
       entry.allowedCallbackHosts === undefined ? null : [...new Set(entry.allowedCallbackHosts.map((host) => host.toLowerCase()))],
+    // Serialized as browsers send `Origin`: lower-case scheme and host, default port dropped.
+    allowedOrigins: [...new Set((entry.allowedOrigins ?? []).map((origin) => new URL(origin).origin))],
   };
 }
 
@@ -109,6 +115,7 @@ export function createClientRegistry(file: ClientsFile): ClientRegistry {
       if (key === undefined || key.length > maxApiKeyLength) return undefined;
       return byKeyHash.get(hashApiKey(key));
     },
+    isApiKey: (candidate) => candidate.length <= maxApiKeyLength && byKeyHash.has(hashApiKey(candidate)),
     get: (id) => byId.get(id),
     all: () => [...byId.values()],
   };

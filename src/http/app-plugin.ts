@@ -1,3 +1,4 @@
+import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -9,42 +10,66 @@ import { healthRoutes } from '../../routes/health.js';
 import { metricsRoutes } from '../../routes/metrics.js';
 import { videoRoutes } from '../../routes/videos.js';
 import { sharedSchemas } from '../../schemas/index.js';
-import { loggableUrl, requestCompletedMessage, type RequestLogFields } from '../lib/log-format.js';
+import { requestCompletedMessage, type RequestLogFields } from '../lib/log-format.js';
 import { sandboxAssets } from '../sandbox/assets.js';
 import type { Services } from '../services.js';
-import type { Authenticate } from './auth.js';
+import type { Authenticate, AuthenticateStreamToken } from './auth.js';
 import { createClientRateLimits } from './client-rate-limits.js';
+import { corsOptions } from './cors.js';
 import { openapiOptions } from './openapi.js';
 import { errorHandler, problemCodeOf, ProblemError, sendProblem } from './problems.js';
-import { useStrictJsonParser } from './request-parsing.js';
+import { refuseEncodedBodies, useStrictJsonParser } from './request-parsing.js';
 import { createMethodIndex, strictQuerystring } from './route-conventions.js';
 import { apiHelmetOptions, docsContentSecurityPolicy } from './security-headers.js';
+import { closeConnectionsWithUnreadBodies } from './unread-bodies.js';
 import { createValidatorCompiler } from './validation.js';
 
 export interface GatewayAppOptions {
-  services: Pick<Services, 'clock' | 'videos' | 'creator' | 'watch' | 'deliveries' | 'webhookTester' | 'readiness' | 'metrics'>;
+  services: Pick<
+    Services,
+    | 'clock'
+    | 'clients'
+    | 'videos'
+    | 'creator'
+    | 'eraser'
+    | 'watch'
+    | 'streamTokens'
+    | 'deliveries'
+    | 'webhookTester'
+    | 'readiness'
+    | 'metrics'
+    | 'redis'
+  >;
   authenticate: Authenticate;
+  authenticateStreamToken: AuthenticateStreamToken;
   /** Serve the sandbox's sample video and thumbnail (sandbox mode). */
   serveSandboxAssets: boolean;
+  /** `METRICS_TOKEN`, or null for an open `/metrics`. */
+  metricsToken: string | null;
 }
 
 /**
  * The gateway's HTTP layer as one plugin: parsers, validation, hooks, security headers, docs, error handling and
  * routes over services built elsewhere. Not encapsulated (fastify-plugin), so its handlers and docs apply app-wide.
  */
-const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { services, authenticate, serveSandboxAssets }) => {
-  const { videos, creator, watch, deliveries, webhookTester, readiness, metrics } = services;
-  const rateLimits = createClientRateLimits({ clock: services.clock });
+const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (
+  app,
+  { services, authenticate, authenticateStreamToken, serveSandboxAssets, metricsToken },
+) => {
+  const { videos, creator, eraser, watch, streamTokens, deliveries, webhookTester, readiness, metrics } = services;
+  const rateLimits = createClientRateLimits({ clock: services.clock, shared: services.redis });
 
   // JSON only: a text/plain body is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
   useStrictJsonParser(app);
+  refuseEncodedBodies(app);
   app.setValidatorCompiler(createValidatorCompiler(sharedSchemas));
   for (const schema of sharedSchemas) app.addSchema(schema);
   app.decorateRequest('client', null);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  closeConnectionsWithUnreadBodies(app);
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     // The route pattern, never the raw URL: ids in label values would explode cardinality.
@@ -52,7 +77,8 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { se
     const code = problemCodeOf(request);
     const line: RequestLogFields = {
       method: request.method,
-      url: loggableUrl(request.url),
+      // Raw here: the logger's `url` serializer redacts credentials (of any shape) and shortens it.
+      url: request.url,
       route,
       statusCode: reply.statusCode,
       responseTime: Math.round(reply.elapsedTime * 10) / 10,
@@ -71,7 +97,8 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { se
   app.setNotFoundHandler((request, reply) => {
     const path = (request.url.split('?')[0] ?? '').slice(0, 200);
     const allowed = methods.allowed(path);
-    if (allowed.length > 0 && !allowed.includes(request.method)) {
+    // A method a catch-all serves (a preflight CORS turned down) is not a wrong method: it stays a 404.
+    if (allowed.length > 0 && !allowed.includes(request.method) && !methods.servedEverywhere(request.method)) {
       const allow = allowed.join(', ');
       return sendProblem(
         reply,
@@ -82,16 +109,18 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { se
   });
 
   await app.register(helmet, apiHelmetOptions);
+  // Before the routes: preflights are answered ahead of authentication (they carry no credential).
+  await app.register(cors, corsOptions(services.clients.all()));
   await app.register(swagger, openapiOptions);
   await app.register(swaggerUi, {
     routePrefix: '/docs',
     uiConfig: { deepLinking: true, persistAuthorization: true },
     staticCSP: docsContentSecurityPolicy,
   });
-  await app.register(videoRoutes, { videos, creator, watch, rateLimits, authenticate });
+  await app.register(videoRoutes, { videos, creator, eraser, watch, rateLimits, authenticate, streamTokens, authenticateStreamToken });
   await app.register(deliveryRoutes, { deliveries, webhookTester, rateLimits, authenticate });
   await app.register(healthRoutes, { readiness });
-  await app.register(metricsRoutes, { metrics });
+  await app.register(metricsRoutes, { metrics, token: metricsToken });
   if (serveSandboxAssets) await app.register(sandboxAssets);
 };
 

@@ -68,6 +68,12 @@ export const openapiOptions: FastifyDynamicSwaggerOptions = {
     components: {
       securitySchemes: {
         bearerAuth: { type: 'http', scheme: 'bearer', description: 'Your client API key (`vgk_…`).' },
+        streamToken: {
+          type: 'apiKey',
+          in: 'query',
+          name: 'token',
+          description: 'A 5-minute token from `POST /videos/{id}/stream-tokens`: `GET /videos/{id}/events` of that video only.',
+        },
       },
     },
   },

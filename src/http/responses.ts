@@ -73,13 +73,21 @@ const problemDocs: Record<ProblemCode, ProblemDoc> = {
     description: 'The video is still running (`video_not_terminal`): there is no terminal event to send yet.',
     detail: 'The video is still processing; redeliver once it is completed or failed.',
   },
+  request_timeout: {
+    description: 'The request did not arrive in full within `REQUEST_TIMEOUT_MS` (`request_timeout`); the connection is closed.',
+    detail: 'The request was not received in time.',
+  },
   payload_too_large: {
     description: 'Body larger than 64 KiB (`payload_too_large`).',
     detail: 'The request body is larger than 64 KiB.',
   },
   unsupported_media_type: {
-    description: 'Body is not JSON (`unsupported_media_type`).',
+    description: 'Body is not JSON, or is compressed (`unsupported_media_type`); see `accept-encoding` when present.',
     detail: 'Send the request body as application/json.',
+  },
+  headers_too_large: {
+    description: 'The request headers are larger than the server accepts (`headers_too_large`).',
+    detail: 'The request headers are too large.',
   },
   idempotency_key_reused: {
     description: '`upstream_rejected` (e.g. moderation; the upstream message, sanitised) or `idempotency_key_reused`.',
@@ -106,6 +114,12 @@ const problemDocs: Record<ProblemCode, ProblemDoc> = {
   upstream_timeout: {
     description: 'The upstream did not answer in time (`upstream_timeout`).',
     detail: 'The video service did not answer in time; try again later.',
+  },
+  store_unavailable: {
+    description:
+      "The gateway's database cannot be written right now (`store_unavailable`): nothing was changed and nothing was bought upstream; see `retry-after`.",
+    detail: 'The gateway cannot reach its database right now; nothing was changed. Retry shortly.',
+    headers: retryAfterHeader,
   },
 };
 
@@ -150,7 +164,7 @@ const defaultCodes = {
   429: ['rate_limited'],
   500: ['internal_error'],
   502: ['upstream_unavailable'],
-  503: ['upstream_unavailable'],
+  503: ['upstream_unavailable', 'store_unavailable'],
   504: ['upstream_timeout'],
 } as const satisfies Record<number, readonly [ProblemCode, ...ProblemCode[]]>;
 

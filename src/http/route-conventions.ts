@@ -35,6 +35,8 @@ export interface MethodIndex {
   add(route: RouteOptions): void;
   /** The methods served at this concrete path (no query), sorted; empty when no route has this path. */
   allowed(path: string): string[];
+  /** Whether a catch-all route serves this method on every path (CORS preflights: `OPTIONS *`), so it is never a 405. */
+  servedEverywhere(method: string): boolean;
 }
 
 const patternToRegExp = (url: string): RegExp => {
@@ -51,10 +53,14 @@ const patternToRegExp = (url: string): RegExp => {
 
 export function createMethodIndex(): MethodIndex {
   const routes = new Map<string, { pattern: RegExp; methods: Set<string> }>();
+  const everywhere = new Set<string>();
   return {
     add(route) {
       // A catch-all (CORS preflights register `OPTIONS *`) says nothing about which paths exist.
-      if (route.url === '*' || route.url === '/*') return;
+      if (route.url === '*' || route.url === '/*') {
+        for (const method of methodsOf(route)) everywhere.add(method.toUpperCase());
+        return;
+      }
       const entry = routes.get(route.url) ?? { pattern: patternToRegExp(route.url), methods: new Set<string>() };
       for (const method of methodsOf(route)) entry.methods.add(method.toUpperCase());
       routes.set(route.url, entry);
@@ -64,5 +70,6 @@ export function createMethodIndex(): MethodIndex {
       for (const { pattern, methods: served } of routes.values()) if (pattern.test(path)) for (const method of served) methods.add(method);
       return [...methods].sort();
     },
+    servedEverywhere: (method) => everywhere.has(method.toUpperCase()),
   };
 }

@@ -1,6 +1,6 @@
 import { inspect } from 'node:util';
 
-import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
+import { type Kysely, type Migration, type MigrationProvider, Migrator, sql, SqliteAdapter } from 'kysely';
 
 /*
  * Versioned schema migrations, kept in code (not files read at runtime) so the build ships them and
@@ -190,11 +190,119 @@ const rawWebhookState: Migration = {
   },
 };
 
+/**
+ * Erasure (DESIGN §2.4): an erased video's row, outbox rows and attempt log are deleted and a tombstone keeps only
+ * its id, owner and times. An idempotency key learns which video it answered with (`video_id`), so the key of an
+ * erased video is emptied and marked (`erased_at`) instead of replaying content or starting a second generation;
+ * existing keys learn their video from the `location` of their stored 202. Retention reads terminal videos by
+ * `completed_at` (a partial index: running videos are not in it). Schema builder and plain statements only.
+ */
+const deleteTombstones: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await db.schema
+      .createTable('video_tombstones')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('client_id', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .addColumn('completed_at', 'bigint')
+      .addColumn('deleted_at', 'bigint', (c) => c.notNull())
+      .addColumn('version', 'integer', (c) => c.notNull())
+      .addColumn('reason', 'text', (c) => c.notNull())
+      .addCheckConstraint('video_tombstones_reason_check', sql`reason in ('deleted', 'retention')`)
+      .execute();
+    await db.schema.alterTable('idempotency_keys').addColumn('video_id', 'text').execute();
+    await db.schema.alterTable('idempotency_keys').addColumn('erased_at', 'bigint').execute();
+    await db.schema
+      .createIndex('idempotency_keys_video_id_idx')
+      .on('idempotency_keys')
+      .column('video_id')
+      .where(sql.ref('video_id'), 'is not', null)
+      .execute();
+    await db.schema
+      .createIndex('videos_completed_at_idx')
+      .on('videos')
+      .column('completed_at')
+      .where(sql.ref('completed_at'), 'is not', null)
+      .execute();
+
+    const answered = await sql<{ client_id: string; key: string; response_headers_json: unknown }>`
+      select client_id, key, response_headers_json from idempotency_keys
+      where state = 'completed' and response_status = 202`.execute(db);
+    for (const row of answered.rows) {
+      // Written only by the store, from typed values (`{ "content-type", "location": "/videos/vid_…" }`); text in
+      // SQLite, already parsed where the column is jsonb.
+      const raw = row.response_headers_json;
+      const headers: unknown = typeof raw === 'string' ? JSON.parse(raw) : raw;
+      const location = typeof headers === 'object' && headers !== null ? (headers as { location?: unknown }).location : undefined;
+      const videoId = typeof location === 'string' ? /^\/videos\/([^/?#]+)$/.exec(location)?.[1] : undefined;
+      if (videoId === undefined) continue;
+      await sql`update idempotency_keys set video_id = ${videoId}
+        where client_id = ${row.client_id} and key = ${row.key}`.execute(db);
+    }
+  },
+};
+
+/**
+ * Store hardening (issue 13):
+ * - a create records its intent before calling the upstream: the video row exists in status `submitting`, without
+ *   an upstream id yet (`upstream_id` becomes nullable; the unique index admits any number of nulls);
+ * - `idempotency_keys.video_id` (added by 0006) is now set when the intent is recorded, so a key whose request may
+ *   have reached the upstream is never taken over by a retry;
+ * - `store_heartbeat`: the row `/readyz` writes to prove the store accepts writes.
+ *
+ * SQLite cannot alter a CHECK or NOT NULL constraint: its table is rebuilt from its own stored definition (so columns
+ * added by other migrations survive), with foreign keys off around the migration (src/store/sqlite.ts) as SQLite's
+ * documented rebuild procedure requires. Other dialects alter the constraints in place.
+ */
+const storeHardening: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    const statuses = sql`status in ('queued', 'processing', 'completed', 'failed', 'submitting')`;
+    if (db.getExecutor().adapter instanceof SqliteAdapter) {
+      await rebuildSqliteVideos(db);
+    } else {
+      await sql`alter table videos drop constraint videos_status_check`.execute(db);
+      await sql`alter table videos add constraint videos_status_check check (${statuses})`.execute(db);
+      await sql`alter table videos alter column upstream_id drop not null`.execute(db);
+    }
+    // `idempotency_keys.video_id` exists since 0006; from now on it is set when the intent is recorded.
+    await db.schema
+      .createTable('store_heartbeat')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('beat_at', 'bigint', (c) => c.notNull())
+      .execute();
+  },
+};
+
+/** The `videos` table again with `submitting` allowed and a nullable `upstream_id`; rows and indexes kept. */
+async function rebuildSqliteVideos(db: Kysely<unknown>): Promise<void> {
+  const schema = await sql<{ type: string; name: string; sql: string | null }>`
+    select type, name, sql from sqlite_master where tbl_name = 'videos' and sql is not null`.execute(db);
+  const table = schema.rows.find((row) => row.type === 'table')?.sql ?? '';
+  const rewritten = table
+    .replace('CREATE TABLE "videos"', 'CREATE TABLE "videos_rebuilt"')
+    .replace('"upstream_id" text not null', '"upstream_id" text')
+    .replace(
+      "status in ('queued', 'processing', 'completed', 'failed')",
+      "status in ('queued', 'processing', 'completed', 'failed', 'submitting')",
+    );
+  if (!rewritten.includes('"videos_rebuilt"') || rewritten.includes('"upstream_id" text not null') || !rewritten.includes("'submitting'")) {
+    throw new Error('0007: the videos table does not have the expected definition; refusing to rebuild it');
+  }
+  await sql.raw(rewritten).execute(db);
+  await sql`insert into videos_rebuilt select * from videos`.execute(db);
+  await sql`drop table videos`.execute(db);
+  await sql`alter table videos_rebuilt rename to videos`.execute(db);
+  for (const index of schema.rows.filter((row) => row.type === 'index')) await sql.raw(index.sql ?? '').execute(db);
+}
+
 /** Every migration, old and new, by versioned name. */
 export const migrations: Readonly<Record<string, Migration>> = {
   '0001_initial': initial,
   '0002_webhook_delivery': webhookDelivery,
   '0003_raw_webhook_state': rawWebhookState,
+  '0006_delete_tombstones': deleteTombstones,
+  '0007_store_hardening': storeHardening,
 };
 
 const migrationProvider: MigrationProvider = {

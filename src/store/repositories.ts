@@ -1,4 +1,4 @@
-import type { VideoResult, VideoStatus } from '../../schemas/video.js';
+import type { VideoFailure, VideoResult, VideoStatus } from '../../schemas/video.js';
 import type {
   BeginIdempotentRequest,
   BeginIdempotentResult,
@@ -9,12 +9,16 @@ import type {
   IdempotencyClaim,
   KeyCompletion,
   ListVideosQuery,
+  NewSubmission,
   NewVideo,
   OutboxEvent,
   PollReschedule,
   RedeliverResult,
   StoredResponse,
+  SubmissionAccepted,
+  SubmissionKeyOutcome,
   VideoRecord,
+  VideoTombstone,
   VideoTransition,
 } from './records.js';
 
@@ -30,6 +34,25 @@ export interface VideoRepository {
    * idempotency key with its answer in the same transaction (a lost claim is left alone; the video is kept).
    */
   insert(video: NewVideo, completesKey?: KeyCompletion): Promise<VideoRecord>;
+  /**
+   * Records a create's intent before the upstream is called: the video in status `submitting` and, with `claim`, the
+   * key linked to it, in one transaction. False (nothing stored) when the claim was lost.
+   */
+  recordSubmission(video: NewSubmission, claim?: IdempotencyClaim): Promise<boolean>;
+  /**
+   * Stores the upstream's acceptance of a `submitting` video (it becomes `queued`/`processing` with its upstream id)
+   * and, with `completesKey`, that key's answer, in one transaction. Undefined when the video is no longer submitting.
+   */
+  acceptSubmission(id: string, accepted: SubmissionAccepted, completesKey?: KeyCompletion): Promise<VideoRecord | undefined>;
+  /** Removes a `submitting` video the upstream refused, and settles its key, in one transaction. */
+  discardSubmission(id: string, key?: SubmissionKeyOutcome): Promise<void>;
+  /** Videos still `submitting` that were recorded at or before `recordedBefore`, oldest first. */
+  staleSubmissions(recordedBefore: number, limit: number): Promise<VideoRecord[]>;
+  /**
+   * Ends a `submitting` video as failed (compare-and-set on that status) with its outbox events, in one transaction.
+   * Undefined when the video is no longer submitting.
+   */
+  failSubmission(id: string, now: number, failure: VideoFailure, events: OutboxEvent[]): Promise<VideoRecord | undefined>;
   get(id: string): Promise<VideoRecord | undefined>;
   /** A client's videos, newest first (ids are time-sortable). */
   list(clientId: string, query: ListVideosQuery): Promise<VideoRecord[]>;
@@ -62,6 +85,20 @@ export interface VideoRepository {
   refreshResult(id: string, now: number, result: VideoResult): Promise<VideoRecord | undefined>;
   /** Number of videos still running (queued or processing), for metrics. */
   countRunning(): Promise<number>;
+  /**
+   * Erases one of a client's videos (DESIGN §2.4), in one transaction: the video row, its outbox rows (pending ones
+   * are never sent) and attempt log are deleted, the idempotency key that created it is emptied and marked erased,
+   * and a tombstone keeps its id, owner and times. Returns the tombstone, or undefined when the video is unknown,
+   * another client's or already erased.
+   */
+  erase(clientId: string, id: string, now: number): Promise<VideoTombstone | undefined>;
+  /**
+   * Erases, as `erase` does, up to `limit` terminal videos completed at or before `completedBefore`, oldest first
+   * (`VIDEO_RETENTION`); running videos are never touched. Returns their tombstones.
+   */
+  eraseTerminalBefore(completedBefore: number, limit: number, now: number): Promise<VideoTombstone[]>;
+  /** The tombstone of an erased video (another replica's DELETE reaching this one's waiters), or undefined. */
+  tombstone(id: string): Promise<VideoTombstone | undefined>;
 }
 
 /** The outbox (DESIGN §3): the dispatcher's claims and records, the delivery log, redelivery. */
@@ -71,8 +108,11 @@ export interface DeliveryRepository {
    * most overdue first, and leases them until `now + leaseMs`. Two dispatchers never claim the same row.
    */
   claimDue(now: number, options: ClaimDeliveriesOptions): Promise<ClaimedDelivery[]>;
-  /** Stores the body of a delivery's first attempt unless one is stored already; returns the stored body. */
-  snapshotPayload(messageId: string, payload: string): Promise<string>;
+  /**
+   * Stores the body of a delivery's first attempt unless one is stored already; returns the stored body, or
+   * undefined when the delivery is gone (its video was erased meanwhile: nothing may be sent).
+   */
+  snapshotPayload(messageId: string, payload: string): Promise<string | undefined>;
   /**
    * Logs the attempt and, while the row still carries the claim's lease, applies its outcome and refreshes the
    * video's webhook state, all in one transaction. Returns the updated video, or undefined when the lease was
@@ -99,6 +139,8 @@ export interface IdempotencyRepository {
   begin(request: BeginIdempotentRequest): Promise<BeginIdempotentResult>;
   /** Stores the final response of a claimed key (no-op when the claim was lost). */
   complete(claim: IdempotencyClaim, response: StoredResponse): Promise<void>;
+  /** Stores the final response of the `in_progress` key linked to a video, if any (an interrupted create's answer). */
+  completeForVideo(videoId: string, response: StoredResponse): Promise<void>;
   /** Releases a claimed key without a stored response, so a retry runs again. */
   abandon(claim: IdempotencyClaim): Promise<void>;
   /** Deletes keys whose retention ended; returns how many. */
@@ -112,6 +154,8 @@ export interface Store {
   readonly idempotencyKeys: IdempotencyRepository;
   /** Cheap liveness check for /readyz. */
   ping(): Promise<void>;
+  /** Proves the store takes writes: one upsert of a `store_heartbeat` row (throttled by its caller). */
+  heartbeat(now: number): Promise<void>;
   /** Idempotent. */
   close(): Promise<void>;
 }

@@ -1,7 +1,7 @@
 import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
 
 import type { VideoStatus, WebhookEventType } from '../../schemas/video.js';
-import type { IdempotencyState, WebhookDeliveryStatus } from './records.js';
+import type { ErasureReason, IdempotencyState, WebhookDeliveryStatus } from './records.js';
 
 /**
  * The Kysely view of the database: one interface per table, column names as stored (snake_case).
@@ -12,6 +12,8 @@ export interface Database {
   webhook_deliveries: WebhookDeliveriesTable;
   delivery_attempts: DeliveryAttemptsTable;
   idempotency_keys: IdempotencyKeysTable;
+  video_tombstones: VideoTombstonesTable;
+  store_heartbeat: StoreHeartbeatTable;
 }
 
 /**
@@ -24,8 +26,10 @@ export type NullableJsonColumn = ColumnType<unknown, string | null, string | nul
 export interface VideosTable {
   id: string;
   client_id: string;
-  upstream_id: string;
-  status: VideoStatus;
+  /** Null while `submitting` (the upstream has not answered yet), and forever when that create was interrupted. */
+  upstream_id: string | null;
+  /** `submitting`: the create's intent is recorded and the upstream is being asked (shown as `queued`). */
+  status: StoredVideoStatus;
   upstream_state: string | null;
   /** `VideoRequest` as JSON. */
   request_json: JsonColumn;
@@ -104,7 +108,36 @@ export interface IdempotencyKeysTable {
   response_headers_json: NullableJsonColumn;
   created_at: number;
   expires_at: number;
+  /**
+   * The video the key's request recorded before calling the upstream (and whose 202 it stores). A key linked to a
+   * video may have started a paid generation: it is never taken over by a retry, only answered with that video.
+   */
+  video_id: string | null;
+  /** When that video was erased; its stored answer and fingerprint are gone then. */
+  erased_at: number | null;
 }
+
+/** One row per erased video: only id, owner and times (DESIGN §2.4). */
+export interface VideoTombstonesTable {
+  id: string;
+  client_id: string;
+  created_at: number;
+  updated_at: number;
+  completed_at: number | null;
+  deleted_at: number;
+  /** The video's last row version plus one. */
+  version: number;
+  reason: ErasureReason;
+}
+
+/** One row per writer that proved the store accepts writes (`/readyz`). */
+export interface StoreHeartbeatTable {
+  id: string;
+  beat_at: number;
+}
+
+/** A video row's status: the public lifecycle, plus `submitting` between the recorded intent and the upstream's answer. */
+export type StoredVideoStatus = VideoStatus | 'submitting';
 
 export type VideoRow = Selectable<VideosTable>;
 export type NewVideoRow = Insertable<VideosTable>;
@@ -113,3 +146,4 @@ export type NewWebhookDeliveryRow = Insertable<WebhookDeliveriesTable>;
 export type DeliveryAttemptRow = Selectable<DeliveryAttemptsTable>;
 export type IdempotencyKeyRow = Selectable<IdempotencyKeysTable>;
 export type NewIdempotencyKeyRow = Insertable<IdempotencyKeysTable>;
+export type VideoTombstoneRow = Selectable<VideoTombstonesTable>;

@@ -46,7 +46,7 @@ export function createDeliveryRepository(db: Kysely<Database>, dialect: StoreDia
           .where('payload', 'is', null)
           .execute();
         const row = await trx.selectFrom('webhook_deliveries').select('payload').where('message_id', '=', messageId).executeTakeFirst();
-        return row?.payload ?? payload;
+        return row === undefined ? undefined : (row.payload ?? payload);
       });
     },
 
@@ -127,6 +127,7 @@ export function createDeliveryRepository(db: Kysely<Database>, dialect: StoreDia
       return db.transaction().execute(async (trx): Promise<RedeliverResult> => {
         const video = await trx.selectFrom('videos').select(['id', 'status']).where('id', '=', videoId).executeTakeFirst();
         if (video === undefined) return { kind: 'not_found' };
+        if (video.status === 'submitting') return { kind: 'not_terminal' };
         const eventType = eventForStatus[video.status];
         if (!isTerminal(video.status) || eventType === null) return { kind: 'not_terminal' };
         const delivery = await trx

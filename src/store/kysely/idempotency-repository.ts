@@ -12,6 +12,8 @@ export async function completeIdempotencyRow(
   mappers: RowMappers,
   claim: IdempotencyClaim,
   response: StoredResponse,
+  /** The video this answer created (its erasure empties the key). */
+  videoId: string | null = null,
 ): Promise<void> {
   await db
     .updateTable('idempotency_keys')
@@ -20,6 +22,8 @@ export async function completeIdempotencyRow(
       response_status: response.status,
       response_body: response.body,
       response_headers_json: mappers.toJson(response.headers),
+      // A key linked when its intent was recorded keeps that link (its erasure must still empty the key).
+      ...(videoId === null ? {} : { video_id: videoId }),
     })
     .where('client_id', '=', claim.clientId)
     .where('key', '=', claim.key)
@@ -47,6 +51,8 @@ export function createIdempotencyRepository(db: Kysely<Database>, dialect: Store
             response_headers_json: null,
             created_at: now,
             expires_at: request.expiresAt,
+            video_id: null,
+            erased_at: null,
           },
           { now, staleBefore },
         );
@@ -63,6 +69,20 @@ export function createIdempotencyRepository(db: Kysely<Database>, dialect: Store
     },
 
     complete: (claim, response) => completeIdempotencyRow(db, mappers, claim, response),
+
+    async completeForVideo(videoId, response) {
+      await db
+        .updateTable('idempotency_keys')
+        .set({
+          state: 'completed',
+          response_status: response.status,
+          response_body: response.body,
+          response_headers_json: mappers.toJson(response.headers),
+        })
+        .where('video_id', '=', videoId)
+        .where('state', '=', 'in_progress')
+        .execute();
+    },
 
     async abandon(claim) {
       await db
