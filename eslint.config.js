@@ -13,7 +13,7 @@ const httpLayer = {
 };
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'coverage/**', '.tap/**', 'node_modules/**'] },
+  { ignores: ['dist/**', 'coverage/**', '.tap/**', 'node_modules/**', 'examples/typed-client/api.d.ts'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

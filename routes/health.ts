@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 
 import { Liveness, Readiness } from '../schemas/health.js';
+import { jsonResponse, noSecurity, problemsFor } from '../src/http/responses.js';
 import type { ReadinessCheck } from '../src/readiness.js';
 
 export interface HealthRoutesOptions {
@@ -15,8 +16,9 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = asyn
         tags: ['operations'],
         operationId: 'liveness',
         summary: 'Liveness',
-        description: 'Answers 200 while the process serves HTTP.',
-        response: { 200: Liveness },
+        description: 'Answers 200 while the process serves HTTP. Open (no credential): expose it to your orchestrator only.',
+        security: noSecurity(),
+        response: { 200: jsonResponse(Liveness, 'The process is alive.'), ...problemsFor(400) },
       },
     },
     async () => ({ status: 'ok' as const }),
@@ -34,7 +36,12 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = asyn
           'under the gateway counts as failing) and the upstream accepts the gateway key, 503 otherwise. Reports the upstream ' +
           'circuit state: an open circuit alone keeps 200 (reads, long-polls and webhooks still work, and every replica ' +
           'shares the same upstream), while `POST /videos` answers 503 `upstream_unavailable` until it closes.',
-        response: { 200: Readiness, 503: Readiness },
+        security: noSecurity(),
+        response: {
+          200: jsonResponse(Readiness, 'Ready: the store answers and the upstream accepts the gateway key.'),
+          503: jsonResponse(Readiness, 'Not ready: the store does not answer, or the upstream refuses the gateway key.'),
+          ...problemsFor(400),
+        },
       },
     },
     async (_request, reply) => {

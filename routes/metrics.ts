@@ -3,7 +3,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 
 import { ProblemError } from '../src/http/problems.js';
-import { bearerSecurity, problemsFor } from '../src/http/responses.js';
+import { bearerSecurity, noSecurity, problemsFor, requestIdHeader } from '../src/http/responses.js';
 import type { GatewayMetrics } from '../src/metrics.js';
 
 export interface MetricsRoutesOptions {
@@ -40,13 +40,14 @@ export const metricsRoutes: FastifyPluginAsyncTypebox<MetricsRoutesOptions> = as
           'deliveries by outcome and latency; cache lookups; process metrics. Metric names start with `gateway_` ' +
           '(process metrics keep their standard names). Open like `/healthz` unless `METRICS_TOKEN` is set; then it needs ' +
           '`Authorization: Bearer <METRICS_TOKEN>` (401 without). Expose it to your scraper only.',
-        ...(token === null ? {} : { security: bearerSecurity() }),
+        security: token === null ? noSecurity() : bearerSecurity(),
         response: {
           200: {
             description: 'The metrics in the Prometheus text format 0.0.4.',
+            headers: requestIdHeader,
             content: { 'text/plain': { schema: { type: 'string' } } },
           },
-          ...(token === null ? {} : problemsFor(401)),
+          ...(token === null ? problemsFor(400) : problemsFor(400, 401)),
         },
       },
     },

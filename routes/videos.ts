@@ -5,13 +5,13 @@ import type { FastifyReply } from 'fastify';
 import { RefTo } from '../schemas/common.js';
 import { CreateVideoHeaders, defaultListLimit, ListVideosQuery, VideoEventStream, VideoList } from '../schemas/list.js';
 import { StreamToken, VideoEventsQuery } from '../schemas/stream-tokens.js';
-import { CreateVideoBody, GetVideoQuery, Video, VideoParams } from '../schemas/video.js';
+import { CreateVideoBody, GetVideoHeaders, GetVideoQuery, Video, VideoParams } from '../schemas/video.js';
 import { toIso } from '../src/clock.js';
 import { type Authenticate, type AuthenticateStreamToken, clientOf, requireClient } from '../src/http/auth.js';
 import type { ClientRateLimits } from '../src/http/client-rate-limits.js';
 import { whenClientLeaves } from '../src/http/connection.js';
 import { ProblemError } from '../src/http/problems.js';
-import { bearerSecurity, jsonResponse, problemsFor } from '../src/http/responses.js';
+import { bearerSecurity, jsonResponse, problemsFor, rateLimitHeaders, requestIdHeader } from '../src/http/responses.js';
 import { formatSseEvent, sseHeaders, sseKeepAlive } from '../src/http/sse.js';
 import type { VideoCreator } from '../src/videos/create.js';
 import type { VideoEraser } from '../src/videos/erase.js';
@@ -35,6 +35,11 @@ export interface VideoRoutesOptions {
   streamTokens: StreamTokens;
   authenticateStreamToken: AuthenticateStreamToken;
 }
+
+const videoCacheHeaders = {
+  etag: { type: 'string', description: 'Strong validator of this body; send it back in `If-None-Match`.' },
+  'cache-control': { type: 'string', description: '`private, no-cache` while running; `private, max-age=N` once terminal.' },
+} as const;
 
 const sendVideo = (reply: FastifyReply, rendered: RenderedVideo, statusCode: number): FastifyReply =>
   reply.code(statusCode).type('application/json; charset=utf-8').send(rendered.body);
@@ -76,6 +81,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
         body: RefTo(CreateVideoBody),
         response: {
           202: jsonResponse(RefTo(Video), 'Accepted: the stored video, normally `queued`.', {
+            ...rateLimitHeaders,
             location: { type: 'string', description: '`/videos/{id}` of the new video.' },
             'idempotent-replayed': {
               type: 'string',
@@ -115,7 +121,10 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
         security: bearerSecurity(),
         querystring: ListVideosQuery,
         response: {
-          200: jsonResponse(RefTo(VideoList), 'A page of your videos.'),
+          200: jsonResponse(RefTo(VideoList), 'A page of your videos.', {
+            ...rateLimitHeaders,
+            'cache-control': { type: 'string', description: '`private, no-cache`.' },
+          }),
           ...problemsFor(400, 401, 429, 500),
         },
       },
@@ -144,12 +153,13 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
         security: bearerSecurity(),
         params: VideoParams,
         querystring: GetVideoQuery,
+        headers: GetVideoHeaders,
         response: {
-          200: jsonResponse(RefTo(Video), 'The video.', {
-            etag: { type: 'string', description: 'Strong validator of this body; send it back in `If-None-Match`.' },
-            'cache-control': { type: 'string', description: '`private, no-cache` while running; `private, max-age=N` once terminal.' },
+          200: jsonResponse(RefTo(Video), 'The video.', { ...rateLimitHeaders, ...videoCacheHeaders }),
+          304: Type.Null({
+            description: 'Not modified: your cached copy (by `ETag`) is current.',
+            headers: { ...requestIdHeader, ...rateLimitHeaders, ...videoCacheHeaders },
           }),
-          304: Type.Null({ description: 'Not modified: your cached copy (by `ETag`) is current.' }),
           ...problemsFor(400, 401, 404, 429, 500),
         },
       },
@@ -190,7 +200,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
         security: bearerSecurity(),
         params: VideoParams,
         response: {
-          204: Type.Null({ description: 'Deleted.' }),
+          204: Type.Null({ description: 'Deleted.', headers: { ...requestIdHeader, ...rateLimitHeaders } }),
           ...problemsFor(400, 401, 404, 429, 500),
         },
       },
@@ -260,7 +270,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
         response: {
           200: {
             description: 'The event stream.',
-            headers: { 'cache-control': { type: 'string', description: '`no-cache`.' } },
+            headers: { ...requestIdHeader, ...rateLimitHeaders, 'cache-control': { type: 'string', description: '`no-cache`.' } },
             content: { 'text/event-stream': { schema: VideoEventStream } },
           },
           ...problemsFor(400, 401, 404, 429, 500),

@@ -14,6 +14,7 @@ import { decimalPattern, durationWithUnitPattern } from './duration-patterns.js'
  */
 
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const logFormats = ['pretty', 'json'] as const;
 
 /** Longest delay a Node timer can hold (2^31 - 1 ms ≈ 596 h); longer ones would fire at once. */
 export const maxTimerMs = 2_147_483_647;
@@ -146,6 +147,16 @@ export const EnvVars = Type.Object(
         },
       ),
     ),
+    LOG_FORMAT: Type.Optional(
+      Type.Union(
+        logFormats.map((format) => Type.Literal(format)),
+        {
+          description: 'Log lines: `pretty` (one human line per request) or `json`; unset → pretty on a terminal, else json.',
+          caseInsensitive: true,
+          invalid: `is not a log format (use ${logFormats.join(' or ')})`,
+        },
+      ),
+    ),
     VIDEO_RETENTION: Type.Optional(
       Type.String({
         pattern: `^${durationWithUnitPattern}$`,
@@ -243,6 +254,10 @@ export const ConfigValues = Type.Object({
   logLevel: Type.Union(
     logLevels.map((level) => Type.Literal(level)),
     { env: 'LOG_LEVEL' },
+  ),
+  logFormat: Type.Union(
+    logFormats.map((format) => Type.Literal(format)),
+    { env: 'LOG_FORMAT' },
   ),
   sandbox: Type.Object({
     durationMs: ms('SANDBOX_DURATION_MS', 0),

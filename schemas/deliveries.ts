@@ -57,3 +57,55 @@ export const RedeliveryAccepted = Type.Object(
   { additionalProperties: false },
 );
 export type RedeliveryAccepted = Static<typeof RedeliveryAccepted>;
+
+/** `POST /webhooks/test` body. */
+export const WebhookTestRequest = Type.Object(
+  {
+    callbackUrl: Type.String({
+      minLength: 1,
+      maxLength: 2048,
+      description: 'The endpoint to test: the same rules as a video’s `callbackUrl` (absolute `https`, a public host).',
+    }),
+  },
+  { additionalProperties: false, examples: [{ callbackUrl: 'https://receiver.example.test/hooks/videos' }] },
+);
+export type WebhookTestRequest = Static<typeof WebhookTestRequest>;
+
+/** The body the test sends: signed like every webhook, `type` always `webhook.test`. */
+export const WebhookTestEvent = Type.Object(
+  {
+    type: Type.Literal('webhook.test'),
+    timestamp: Timestamp,
+    data: Type.Object({ clientId: Type.String(), message: Type.String() }, { additionalProperties: false }),
+  },
+  { additionalProperties: false },
+);
+export type WebhookTestEvent = Static<typeof WebhookTestEvent>;
+
+export const WebhookTestResult = Type.Object(
+  {
+    messageId: MessageId,
+    callbackUrl: Type.String({ description: 'The URL as sent to (normalised).' }),
+    delivered: Type.Boolean({ description: 'The receiver answered 2xx, as a real delivery needs.' }),
+    responseStatus: Nullable(Type.Integer(), { description: "The receiver's HTTP status; null when it gave none." }),
+    durationMs: Type.Integer({ minimum: 0, description: 'From sending to the answer (or the failure).' }),
+    error: Nullable(Type.String(), {
+      description: 'Why it failed when the status alone does not say (network, timeout, refused address, redirect).',
+    }),
+  },
+  {
+    $id: 'WebhookTestResult',
+    additionalProperties: false,
+    examples: [
+      {
+        messageId: 'msg_01JDXYZ8M6X1ZP3V9R4QK7T2HC',
+        callbackUrl: 'https://receiver.example.test/hooks/videos',
+        delivered: true,
+        responseStatus: 204,
+        durationMs: 42,
+        error: null,
+      },
+    ],
+  },
+);
+export type WebhookTestResult = Static<typeof WebhookTestResult>;

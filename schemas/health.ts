@@ -1,6 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox';
 
-export const Liveness = Type.Object({ status: Type.Literal('ok') }, { $id: 'Liveness' });
+export const Liveness = Type.Object({ status: Type.Literal('ok') }, { $id: 'Liveness', examples: [{ status: 'ok' }] });
 
 export const Readiness = Type.Object(
   {
@@ -17,6 +17,12 @@ export const Readiness = Type.Object(
       }),
     }),
   },
-  { $id: 'Readiness' },
+  {
+    $id: 'Readiness',
+    examples: [
+      { status: 'ready', checks: { store: 'ok', upstreamAuth: 'ok', upstreamCircuit: 'closed' } },
+      { status: 'not_ready', checks: { store: 'failing', upstreamAuth: 'ok', upstreamCircuit: 'open' } },
+    ],
+  },
 );
 export type Readiness = Static<typeof Readiness>;

@@ -1,6 +1,6 @@
 import type { TSchema } from '@sinclair/typebox';
 
-import { DeliveryAttempt, WebhookEvent } from './deliveries.js';
+import { DeliveryAttempt, WebhookEvent, WebhookTestResult } from './deliveries.js';
 import { VideoList } from './list.js';
 import { Problem, ProblemFieldError } from './problem.js';
 import { StreamToken } from './stream-tokens.js';
@@ -15,5 +15,6 @@ export const sharedSchemas: TSchema[] = [
   VideoList,
   DeliveryAttempt,
   WebhookEvent,
+  WebhookTestResult,
   StreamToken,
 ];

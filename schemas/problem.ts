@@ -1,10 +1,13 @@
 import { type Static, Type } from '@sinclair/typebox';
 
+import { RefTo } from './common.js';
+
 /** Stable snake_case problem codes (DESIGN §2.6). */
 export const problemCodes = {
   validation_failed: 400,
   unauthorized: 401,
   not_found: 404,
+  method_not_allowed: 405,
   idempotency_key_in_use: 409,
   video_not_terminal: 409,
   request_timeout: 408,
@@ -43,7 +46,7 @@ export const Problem = Type.Object(
       description: 'Stable snake_case code; switch on this, not on `title`.',
     }),
     requestId: Type.String(),
-    errors: Type.Optional(Type.Array(ProblemFieldError)),
+    errors: Type.Optional(Type.Array(RefTo(ProblemFieldError), { description: 'The offending fields of a `validation_failed`.' })),
   },
   {
     $id: 'Problem',

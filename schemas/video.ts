@@ -22,7 +22,9 @@ export const VideoStatus = literals(videoStatuses, 'Lifecycle state; `completed`
 export type VideoStatus = Static<typeof VideoStatus>;
 export const AspectRatio = literals(aspectRatios);
 export const Resolution = literals(resolutions);
+export type Resolution = Static<typeof Resolution>;
 export const Duration = literals(durations);
+export type Duration = Static<typeof Duration>;
 export const WebhookEventType = literals(webhookEventTypes);
 export type WebhookEventType = Static<typeof WebhookEventType>;
 
@@ -99,7 +101,6 @@ export const CreateVideoBody = Type.Object(
         prompt: 'A serene lake surrounded by mountains at sunset',
         aspectRatio: '16:9',
         loop: false,
-        callbackUrl: 'https://example.com/hooks/videos',
         metadata: { userId: 'u_42' },
       },
     ],
@@ -188,7 +189,7 @@ export const Video = Type.Object(
         resolution: null,
         duration: null,
         keyframes: null,
-        callbackUrl: 'https://example.com/hooks/videos',
+        callbackUrl: 'https://receiver.example.test/hooks/videos',
         webhookEvents: ['video.completed', 'video.failed'],
         metadata: { userId: 'u_42' },
         estimatedWaitSeconds: null,
@@ -224,6 +225,16 @@ export const Video = Type.Object(
 export type Video = Static<typeof Video>;
 
 export const VideoParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64, description: 'Video id (`vid_…`).' }) });
+/** `If-None-Match` on `GET /videos/{id}`, declared so typed clients can send it. */
+export const GetVideoHeaders = Type.Object({
+  'if-none-match': Type.Optional(
+    Type.String({
+      maxLength: 1024,
+      description: 'The `ETag` of your cached copy: `304 Not Modified` when it is still current (with `?wait`, waits while it is).',
+    }),
+  ),
+});
+
 export const GetVideoQuery = Type.Object({
   wait: Type.Optional(
     Type.Integer({ minimum: 1, maximum: 60, description: 'Long-poll: answer as soon as the status changes, or after this many seconds.' }),

@@ -8,6 +8,11 @@ import { parseDuration } from './duration.js';
 /** The validated, typed configuration the app is built from (DESIGN §5); durations in milliseconds, `elkapiApiKey` null in sandbox mode. */
 export type Config = ConfigValues;
 
+export interface LoadConfigOptions {
+  /** Whether stdout is a terminal: the default `LOG_FORMAT` is `pretty` there, `json` elsewhere. Default false. */
+  stdoutIsTty?: boolean;
+}
+
 export type LoadConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
 
 const envCheck = TypeCompiler.Compile(EnvVars);
@@ -57,7 +62,7 @@ function shown(name: EnvVarName, raw: string): string {
  * Environment → validated, typed Config. Every problem is collected (not only the first), one line each,
  * naming the variable, what was given and what is expected. An empty or blank variable counts as unset.
  */
-export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | undefined>): LoadConfigResult {
+export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | undefined>, options: LoadConfigOptions = {}): LoadConfigResult {
   const given: Partial<Record<EnvVarName, string>> = {};
   const normalized: Record<string, string> = {};
   for (const name of envVarNames) {
@@ -181,6 +186,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
       connectionTimeoutMs: duration('CONNECTION_TIMEOUT_MS'),
     },
     logLevel: vars.LOG_LEVEL ?? 'info',
+    logFormat: vars.LOG_FORMAT ?? (options.stdoutIsTty === true ? 'pretty' : 'json'),
     sandbox: {
       durationMs: duration('SANDBOX_DURATION_MS'),
       queueMs: duration('SANDBOX_QUEUE_MS'),
@@ -253,8 +259,8 @@ function isPostgresUrl(raw: string): boolean {
 }
 
 /** Like loadConfig, but throws an Error whose message is formatConfigProblems(problems). Handy in tests. */
-export function loadConfigOrThrow(env: NodeJS.ProcessEnv | Record<string, string | undefined>): Config {
-  const result = loadConfig(env);
+export function loadConfigOrThrow(env: NodeJS.ProcessEnv | Record<string, string | undefined>, options: LoadConfigOptions = {}): Config {
+  const result = loadConfig(env, options);
   if (!result.ok) throw new Error(formatConfigProblems(result.problems));
   return result.config;
 }
@@ -267,6 +273,38 @@ export function formatConfigProblems(problems: readonly string[]): string {
 
 /** Sandbox mode: no upstream key, the built-in ElkAPI simulator stands in (DESIGN §4.2). */
 export const sandboxEnabled = (config: Pick<Config, 'elkapiApiKey'>): boolean => config.elkapiApiKey === null;
+
+/**
+ * The start-up configuration line: only the settings that differ from the defaults (secrets as
+ * `(hidden)`), so it stays short enough to read at a terminal.
+ */
+export function configSummary(config: Config): Record<string, unknown> {
+  const defaults = loadConfigOrThrow({}) as unknown as Record<string, unknown>;
+  const shown = redactConfig(config) as unknown as Record<string, unknown>;
+  const summary: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(shown)) {
+    if (key === 'sqlitePath') continue; // always the tail of databaseUrl
+    if (JSON.stringify(value) !== JSON.stringify(defaults[key])) summary[key] = value;
+  }
+  return summary;
+}
+
+/** Dev/test-only switches that are on, each with the protection it turns off (logged loudly at start). */
+export function devOnlyWarnings(config: Pick<Config, 'webhookAllowHttp' | 'webhookAllowPrivateNetworks'>): string[] {
+  const warnings: string[] = [];
+  if (config.webhookAllowHttp) {
+    warnings.push(
+      'WEBHOOK_ALLOW_HTTP is on: callback URLs may use plain http, so webhook bodies and signatures travel unencrypted. Dev/test only.',
+    );
+  }
+  if (config.webhookAllowPrivateNetworks) {
+    warnings.push(
+      'WEBHOOK_ALLOW_PRIVATE_NETWORKS is on: the SSRF guard is off, webhooks may reach loopback, private and link-local ' +
+        'addresses (internal services, cloud metadata). Dev/test only.',
+    );
+  }
+  return warnings;
+}
 
 type Hidden = '(hidden)' | null;
 

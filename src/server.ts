@@ -5,7 +5,7 @@ import closeWithGrace from 'close-with-grace';
 
 import { buildGateway } from './app.js';
 import { loadClientRegistry } from './auth/clients.js';
-import { type Config, formatConfigProblems, loadConfig, redactConfig, sandboxEnabled } from './config.js';
+import { type Config, configSummary, devOnlyWarnings, formatConfigProblems, loadConfig, sandboxEnabled } from './config.js';
 import { formatDuration } from './duration.js';
 import { type Sandbox, startSandbox } from './sandbox/simulator.js';
 import { loadGatewaySecret } from './secrets/gateway-secret.js';
@@ -33,9 +33,9 @@ function sandboxBanner(config: Config, sandbox: Sandbox, publicBaseUrl: string):
 }
 
 async function main(): Promise<void> {
-  const loaded = loadConfig(process.env);
+  const loaded = loadConfig(process.env, { stdoutIsTty: process.stdout.isTTY === true });
   if (!loaded.ok) {
-    process.stderr.write(`Invalid configuration:\n${formatConfigProblems(loaded.problems)}\n`);
+    process.stderr.write(`${formatConfigProblems(loaded.problems)}\n`);
     process.exit(1);
   }
   let config = loaded.config;
@@ -77,8 +77,9 @@ async function main(): Promise<void> {
     await sandbox?.close();
   });
 
-  // What the process runs with, for operators; the upstream key is shown as "(hidden)".
-  gateway.app.log.info({ config: redactConfig(config) }, 'configuration');
+  // What the process runs with, for operators: the settings that differ from the defaults, the key "(hidden)".
+  gateway.app.log.info({ config: configSummary(config) }, `configuration (${sandboxMode ? 'sandbox' : 'live'}; defaults except these)`);
+  for (const warning of devOnlyWarnings(config)) gateway.app.log.warn(`⚠ ${warning}`);
   const address = await gateway.app.listen({ port: config.port, host: config.host });
   gateway.startWorkers();
   if (sandbox !== null) process.stdout.write(`${sandboxBanner(config, sandbox, publicBaseUrl)}\n`);

@@ -38,6 +38,7 @@ import { createCallbackUrlValidator, createImageUrlValidator } from './webhooks/
 import { createDeliveryService, type DeliveryService } from './webhooks/delivery-service.js';
 import { createDispatcher, type WebhookDispatcher } from './webhooks/dispatcher.js';
 import { createGuardedAgent } from './webhooks/ssrf.js';
+import { createWebhookTester, type WebhookTester } from './webhooks/test-event.js';
 
 /** What the services are built from; tests replace the clock, ids, timers, upstream or store. */
 export interface ServicesOptions {
@@ -93,6 +94,8 @@ export interface Services {
   /** Tokens for `GET /videos/{id}/events?token=` (browsers' EventSource). */
   streamTokens: StreamTokens;
   deliveries: DeliveryService;
+  /** `POST /webhooks/test`: one signed test event, sent now. */
+  webhookTester: WebhookTester;
   readiness: ReadinessCheck;
   poller: Poller;
   dispatcher: WebhookDispatcher;
@@ -227,6 +230,18 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     onDelivery: (outcome, durationMs) => metrics.recordWebhookDelivery(outcome, durationMs),
   });
   const deliveries = createDeliveryService({ videos: store.videos, deliveries: store.deliveries, bus, clock, logger });
+  const checkCallbackUrl = createCallbackUrlValidator({
+    allowHttp: config.webhookAllowHttp,
+    allowPrivateNetworks: config.webhookAllowPrivateNetworks,
+  });
+  const webhookTester = createWebhookTester({
+    agent: webhookAgent,
+    checkCallbackUrl,
+    clock,
+    ids,
+    logger,
+    timeoutMs: config.webhookTimeoutMs,
+  });
   const videos = createVideoService({ videos: store.videos, upstream, bus, clock, logger, cacheMaxEntries: config.cacheMaxEntries });
   const creator = createVideoCreator({
     videos: store.videos,
@@ -239,10 +254,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     renderRefusal: options.renderRefusal,
     onCreated: () => poller.wake(),
     ...(upstreamCallbacks === null ? {} : { upstreamCallbackUrl: (videoId: string) => upstreamCallbacks.urlFor(videoId) }),
-    checkCallbackUrl: createCallbackUrlValidator({
-      allowHttp: config.webhookAllowHttp,
-      allowPrivateNetworks: config.webhookAllowPrivateNetworks,
-    }),
+    checkCallbackUrl,
     checkImageUrl: createImageUrlValidator({ allowPrivateNetworks: config.webhookAllowPrivateNetworks }),
   });
   // Replicas on one Postgres (DESIGN §4.5): changes committed by any replica reach this one's waiters, cache and dispatcher.
@@ -307,6 +319,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     watch,
     streamTokens,
     deliveries,
+    webhookTester,
     readiness,
     poller,
     dispatcher,

@@ -1,6 +1,15 @@
 import t, { type Test } from 'tap';
 
-import { type Config, formatConfigProblems, loadConfig, loadConfigOrThrow, redactConfig, sandboxEnabled } from '../src/config.js';
+import {
+  type Config,
+  configSummary,
+  devOnlyWarnings,
+  formatConfigProblems,
+  loadConfig,
+  loadConfigOrThrow,
+  redactConfig,
+  sandboxEnabled,
+} from '../src/config.js';
 import { formatDuration, parseDuration } from '../src/duration.js';
 
 const defaultSchedule = [5000, 300000, 1800000, 7200000, 18000000, 36000000, 50400000, 72000000, 86400000];
@@ -91,6 +100,7 @@ t.test('defaults when the environment is empty (sandbox mode)', async (t) => {
     metricsToken: null,
     http: { requestTimeoutMs: 30000, headersTimeoutMs: 10000, keepAliveTimeoutMs: 72000, connectionTimeoutMs: 120000 },
     logLevel: 'info',
+    logFormat: 'json',
     sandbox: { durationMs: 10000, queueMs: 2000, errorRate: 0, latencyMs: 0 },
   } satisfies Config);
   t.equal(sandboxEnabled(config), true);
@@ -138,6 +148,7 @@ t.test('every variable is parsed', async (t) => {
     KEEP_ALIVE_TIMEOUT_MS: '61s',
     CONNECTION_TIMEOUT_MS: '2m',
     LOG_LEVEL: 'Debug',
+    LOG_FORMAT: 'Pretty',
     SANDBOX_DURATION_MS: '1.5s',
     SANDBOX_QUEUE_MS: '100',
     SANDBOX_ERROR_RATE: '0.25',
@@ -174,6 +185,7 @@ t.test('every variable is parsed', async (t) => {
     metricsToken: 'scrape-me-0123456789',
     http: { requestTimeoutMs: 20000, headersTimeoutMs: 5000, keepAliveTimeoutMs: 61000, connectionTimeoutMs: 120000 },
     logLevel: 'debug',
+    logFormat: 'pretty',
     sandbox: { durationMs: 1500, queueMs: 100, errorRate: 0.25, latencyMs: 20 },
   } satisfies Config);
   t.equal(sandboxEnabled(config), false);
@@ -415,6 +427,28 @@ t.test('very long values are shortened in problems', async (t) => {
   const [problem] = problemsOf(t, { HOST: 'x', PORT: '9'.repeat(500) });
   t.ok(problem !== undefined && problem.length < 200, 'line stays readable');
   t.match(problem, /\.\.\."/);
+});
+
+t.test('LOG_FORMAT: pretty on a terminal, json elsewhere, validated', async (t) => {
+  t.equal(loadConfigOrThrow({}).logFormat, 'json', 'not a terminal: json');
+  t.equal(loadConfigOrThrow({}, { stdoutIsTty: true }).logFormat, 'pretty', 'a terminal: pretty');
+  t.equal(loadConfigOrThrow({ LOG_FORMAT: 'json' }, { stdoutIsTty: true }).logFormat, 'json', 'an explicit choice wins');
+  const refused = loadConfig({ LOG_FORMAT: 'colour' });
+  t.same(refused.ok ? [] : refused.problems, ['LOG_FORMAT: "colour" is not a log format (use pretty or json)']);
+});
+
+t.test('the start-up summary shows only what differs from the defaults, the key hidden', async (t) => {
+  t.same(configSummary(loadConfigOrThrow({})), {});
+  const summary = configSummary(loadConfigOrThrow({ PORT: '8080', ELKAPI_API_KEY: 'sk-live-123', WEBHOOK_ALLOW_HTTP: 'true' }));
+  t.same(summary, { port: 8080, elkapiApiKey: '(hidden)', webhookAllowHttp: true });
+});
+
+t.test('each dev-only switch that is on has its own warning naming what is off', async (t) => {
+  t.same(devOnlyWarnings(loadConfigOrThrow({})), []);
+  const warnings = devOnlyWarnings(loadConfigOrThrow({ WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true' }));
+  t.equal(warnings.length, 2);
+  t.match(warnings[0], /^WEBHOOK_ALLOW_HTTP .*unencrypted/);
+  t.match(warnings[1], /^WEBHOOK_ALLOW_PRIVATE_NETWORKS .*SSRF guard is off/);
 });
 
 t.test('GATEWAY_SECRET: too short or with spaces is one line that never quotes it', async (t) => {

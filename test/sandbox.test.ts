@@ -84,6 +84,9 @@ t.test('create answers 201 in the official shape', async (t) => {
         keyframes: null,
         callback_url: 'https://example.com/luma-callback',
         model: 'ray-2',
+        // Settings left out are echoed with the defaults used, as Luma does.
+        resolution: '720p',
+        duration: '5s',
       },
     },
   );
@@ -93,7 +96,16 @@ t.test('create answers 201 in the official shape', async (t) => {
 t.test('create applies defaults and validates like Luma', async (t) => {
   const { sandbox } = await start(t);
   const defaults = (await (await create(sandbox, { prompt: 'abc' })).body.json()) as { request: unknown };
-  t.same(defaults.request, { prompt: 'abc', aspect_ratio: '16:9', loop: false, keyframes: null, callback_url: null });
+  t.same(defaults.request, {
+    prompt: 'abc',
+    aspect_ratio: '16:9',
+    loop: false,
+    keyframes: null,
+    callback_url: null,
+    model: 'ray-2',
+    resolution: '720p',
+    duration: '5s',
+  });
 
   const cases: Array<[string, unknown, string]> = [
     ['prompt too short', { prompt: 'ab' }, 'prompt'],

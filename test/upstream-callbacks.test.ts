@@ -241,7 +241,9 @@ t.test('any body up to 64 KiB is accepted and ignored; a larger one is a 413', a
   const big = await postCallback(gw, token, 'x'.repeat(64 * 1024 + 1), { 'content-type': 'application/json' });
   t.equal(big.statusCode, 413);
   t.match(big.json(), { code: 'payload_too_large' });
-  t.equal((await gw.app.inject({ method: 'GET', url: `/upstream/callbacks/${token}` })).statusCode, 404, 'POST only');
+  const get = await gw.app.inject({ method: 'GET', url: `/upstream/callbacks/${token}` });
+  t.equal(get.statusCode, 405, 'POST only');
+  t.equal(get.headers.allow, 'POST');
 });
 
 t.test('a callback for a terminal or deleted video answers 204 and nothing happens', async (t) => {

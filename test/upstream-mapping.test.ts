@@ -73,8 +73,18 @@ t.test('create-201 (official shape, assets null)', async (t) => {
     thumbnail: null,
     lastFrame: null,
     createdAt: '2024-11-27T13:50:56.313Z',
+    settings: { model: null, resolution: null, duration: null },
   });
   t.equal(toVideoResult(gen, FETCHED_AT), null, 'no video url → no result');
+});
+
+t.test('the settings the upstream says it used: request echo, top-level model, known values only', async (t) => {
+  const base = fixture('create-201.json') as Record<string, unknown>;
+  const echo = (request: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+    parseGeneration({ ...base, ...extra, request: { ...(base['request'] as object), ...request } }).settings;
+  t.same(echo({ model: 'ray-2', resolution: '720p', duration: '5s' }), { model: 'ray-2', resolution: '720p', duration: '5s' });
+  t.same(echo({}, { model: 'ray-flash-2' }), { model: 'ray-flash-2', resolution: null, duration: null });
+  t.same(echo({ model: 'ray 2; drop', resolution: '8k', duration: 5 }), { model: null, resolution: null, duration: null });
 });
 
 t.test('query-running (web-app shape, assets null while dreaming)', async (t) => {

@@ -11,14 +11,16 @@ import { metricsRoutes } from '../../routes/metrics.js';
 import { upstreamCallbackRoutes } from '../../routes/upstream-callbacks.js';
 import { videoRoutes } from '../../routes/videos.js';
 import { sharedSchemas } from '../../schemas/index.js';
+import { requestCompletedMessage, type RequestLogFields } from '../lib/log-format.js';
 import { sandboxAssets } from '../sandbox/assets.js';
 import type { Services } from '../services.js';
 import type { Authenticate, AuthenticateStreamToken } from './auth.js';
 import { createClientRateLimits } from './client-rate-limits.js';
 import { corsOptions } from './cors.js';
 import { openapiOptions } from './openapi.js';
-import { errorHandler, ProblemError, sendProblem } from './problems.js';
+import { errorHandler, problemCodeOf, ProblemError, sendProblem } from './problems.js';
 import { refuseEncodedBodies, useStrictJsonParser } from './request-parsing.js';
+import { createMethodIndex, strictQuerystring } from './route-conventions.js';
 import { apiHelmetOptions, docsContentSecurityPolicy } from './security-headers.js';
 import { closeConnectionsWithUnreadBodies } from './unread-bodies.js';
 import { createValidatorCompiler } from './validation.js';
@@ -26,7 +28,18 @@ import { createValidatorCompiler } from './validation.js';
 export interface GatewayAppOptions {
   services: Pick<
     Services,
-    'clock' | 'clients' | 'videos' | 'creator' | 'eraser' | 'watch' | 'streamTokens' | 'deliveries' | 'readiness' | 'metrics' | 'redis'
+    | 'clock'
+    | 'clients'
+    | 'videos'
+    | 'creator'
+    | 'eraser'
+    | 'watch'
+    | 'streamTokens'
+    | 'deliveries'
+    | 'webhookTester'
+    | 'readiness'
+    | 'metrics'
+    | 'redis'
   > &
     Partial<Pick<Services, 'upstreamCallbacks'>>;
   authenticate: Authenticate;
@@ -45,7 +58,7 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (
   app,
   { services, authenticate, authenticateStreamToken, serveSandboxAssets, metricsToken },
 ) => {
-  const { videos, creator, eraser, watch, streamTokens, deliveries, readiness, metrics } = services;
+  const { videos, creator, eraser, watch, streamTokens, deliveries, webhookTester, readiness, metrics } = services;
   const rateLimits = createClientRateLimits({ clock: services.clock, shared: services.redis });
 
   // JSON only: a text/plain body is a 415, not a string that fails validation.
@@ -60,15 +73,42 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (
   });
   closeConnectionsWithUnreadBodies(app);
   app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
     // The route pattern, never the raw URL: ids in label values would explode cardinality.
-    metrics.recordHttpRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime);
+    metrics.recordHttpRequest(request.method, route, reply.statusCode, reply.elapsedTime);
+    const code = problemCodeOf(request);
+    const line: RequestLogFields = {
+      method: request.method,
+      // Raw here: the logger's `url` serializer redacts credentials (of any shape) and shortens it.
+      url: request.url,
+      route,
+      statusCode: reply.statusCode,
+      responseTime: Math.round(reply.elapsedTime * 10) / 10,
+      ...(code === undefined ? {} : { code }),
+    };
+    request.log.info(line, requestCompletedMessage);
   });
   // Open long-polls and streams would hold the server's close for up to their full length.
   app.addHook('preClose', async () => watch.closeAll());
   app.setErrorHandler(errorHandler);
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(reply, new ProblemError('not_found', `No route ${request.method} ${(request.url.split('?')[0] ?? '').slice(0, 200)}.`)),
-  );
+  const methods = createMethodIndex();
+  app.addHook('onRoute', (route) => {
+    strictQuerystring(route);
+    methods.add(route);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const path = (request.url.split('?')[0] ?? '').slice(0, 200);
+    const allowed = methods.allowed(path);
+    // A method a catch-all serves (a preflight CORS turned down) is not a wrong method: it stays a 404.
+    if (allowed.length > 0 && !allowed.includes(request.method) && !methods.servedEverywhere(request.method)) {
+      const allow = allowed.join(', ');
+      return sendProblem(
+        reply,
+        new ProblemError('method_not_allowed', `${request.method} is not allowed on ${path}; use ${allow}.`, { headers: { allow } }),
+      );
+    }
+    return sendProblem(reply, new ProblemError('not_found', `No route ${request.method} ${path}.`));
+  });
 
   await app.register(helmet, apiHelmetOptions);
   // Before the routes: preflights are answered ahead of authentication (they carry no credential).
@@ -80,7 +120,7 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (
     staticCSP: docsContentSecurityPolicy,
   });
   await app.register(videoRoutes, { videos, creator, eraser, watch, rateLimits, authenticate, streamTokens, authenticateStreamToken });
-  await app.register(deliveryRoutes, { deliveries, rateLimits, authenticate });
+  await app.register(deliveryRoutes, { deliveries, webhookTester, rateLimits, authenticate });
   await app.register(healthRoutes, { readiness });
   await app.register(metricsRoutes, { metrics, token: metricsToken });
   if (services.upstreamCallbacks !== undefined && services.upstreamCallbacks !== null)

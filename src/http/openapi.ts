@@ -15,7 +15,7 @@ export const openapiOptions: FastifyDynamicSwaggerOptions = {
     servers: [{ url: '/', description: 'This gateway' }],
     tags: [
       { name: 'videos', description: 'Start generations and read their state and results.' },
-      { name: 'webhooks', description: 'Webhook delivery log and redelivery.' },
+      { name: 'webhooks', description: 'Webhook delivery log, redelivery and endpoint tests.' },
       { name: 'operations', description: 'Health, readiness and metrics for operators.' },
     ],
     // The request the gateway sends to a video's `callbackUrl` (OpenAPI 3.1 `webhooks`).
@@ -24,6 +24,8 @@ export const openapiOptions: FastifyDynamicSwaggerOptions = {
         post: {
           tags: ['webhooks'],
           operationId: 'videoEvent',
+          // The gateway calls you: authenticate it by the signature, not by a credential.
+          security: [],
           summary: 'A video event, POSTed to your callbackUrl',
           description:
             'Sent for each event in the video’s `webhookEvents` (default `video.completed` and `video.failed`; ' +

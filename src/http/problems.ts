@@ -11,10 +11,12 @@ import { DomainError } from '../errors.js';
 import { isJsonObject } from '../lib/json.js';
 import { UpstreamError } from '../upstream/types.js';
 
-const titles: Record<ProblemCode, string> = {
+/** The title of each problem code (the API docs' examples use them too). */
+export const problemTitles: Readonly<Record<ProblemCode, string>> = {
   validation_failed: 'Validation failed',
   unauthorized: 'Unauthorized',
   not_found: 'Not found',
+  method_not_allowed: 'Method not allowed',
   idempotency_key_in_use: 'Idempotency key in use',
   video_not_terminal: 'Video not terminal',
   request_timeout: 'Request timeout',
@@ -102,7 +104,7 @@ function problemFromUpstream(error: UpstreamError): ProblemError {
 export function buildProblem(error: ProblemError, requestId: string): Problem {
   const problem: Problem = {
     type: problemTypeUri(error.code),
-    title: titles[error.code],
+    title: problemTitles[error.code],
     status: error.status,
     detail: error.detail,
     code: error.code,
@@ -113,6 +115,7 @@ export function buildProblem(error: ProblemError, requestId: string): Problem {
 }
 
 export function sendProblem(reply: FastifyReply, error: ProblemError): FastifyReply {
+  answeredCodes.set(reply.request, error.code);
   for (const [name, value] of Object.entries(error.options.headers ?? {})) reply.header(name, value);
   return reply
     .code(error.status)
@@ -137,12 +140,17 @@ function validationErrors(context: string | undefined, details: readonly AjvLike
     const params = detail.params ?? {};
     if (typeof params['missingProperty'] === 'string') path += `/${params['missingProperty']}`;
     if (typeof params['additionalProperty'] === 'string') path += `/${params['additionalProperty']}`;
+    const allowed = params['allowedValues'];
     const message =
       typeof params['additionalProperty'] === 'string'
-        ? 'is not a known field'
+        ? part === 'querystring'
+          ? 'is not a known query parameter'
+          : 'is not a known field'
         : params['pattern'] === promptPattern
           ? promptPatternMessage
-          : (detail.message ?? 'is invalid');
+          : detail.keyword === 'enum' && Array.isArray(allowed)
+            ? `must be one of: ${allowed.map(String).join(', ')}`
+            : (detail.message ?? 'is invalid');
     const key = `${path} ${message}`;
     if (seen.has(key)) continue;
     seen.add(key);
@@ -212,9 +220,16 @@ export function problemResponse(error: unknown, requestId: string): { status: nu
   };
 }
 
+/** The problem code each answered request ended with, for its one log line. */
+const answeredCodes = new WeakMap<FastifyRequest, ProblemCode>();
+
+/** The problem code a request was answered with, if it was answered with a problem. */
+export const problemCodeOf = (request: FastifyRequest): ProblemCode | undefined => answeredCodes.get(request);
+
 export function errorHandler(this: unknown, error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const problem = toProblem(error);
+  // A refusal is on the request's own line (its code); the detail only at debug, so a 4xx costs one line.
   if (problem.status >= 500) request.log.error({ err: error }, 'request failed');
-  else request.log.info({ code: problem.code, detail: problem.detail }, 'request refused');
+  else request.log.debug({ code: problem.code, detail: problem.detail }, 'request refused');
   return sendProblem(reply, problem);
 }

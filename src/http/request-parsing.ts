@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 
 import type { ConnectionError, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
+import { isJsonObject } from '../lib/json.js';
 import { buildProblem, ProblemError, sendProblem, toProblem } from './problems.js';
 
 /**
@@ -22,7 +23,7 @@ export function answerFrameworkError(error: FastifyError, request: FastifyReques
           errors: [{ path: '/url', message: 'has a malformed or overlong path segment' }],
         })
       : toProblem(error);
-  request.log.info({ code: problem.code, fastifyCode: error.code }, 'request refused before routing');
+  request.log.debug({ code: problem.code, fastifyCode: error.code }, 'request refused before routing');
   void sendProblem(reply, problem);
 }
 
@@ -50,6 +51,26 @@ export function useStrictJsonParser(app: FastifyInstance): void {
     }
     // Callback style: it answers through `done`, so the value it returns carries nothing.
     void parseJson(request, text, done);
+  });
+}
+
+/**
+ * For routes that take no body (`onRequest`): an empty body is no body, whatever its content type says — curl's
+ * `-d ''` sends `application/x-www-form-urlencoded`, Swagger UI and fetch may send `application/json` with nothing.
+ */
+export async function ignoreEmptyBody(request: FastifyRequest): Promise<void> {
+  const { headers } = request;
+  if (headers['transfer-encoding'] === undefined && (headers['content-length'] === undefined || headers['content-length'] === '0')) {
+    delete headers['content-type'];
+  }
+}
+
+/** For routes that take no body (`preValidation`): none, or `{}`; anything else is a 400 rather than ignored. */
+export async function requireNoBody(request: FastifyRequest): Promise<void> {
+  const { body } = request;
+  if (body === undefined || body === null || (isJsonObject(body) && Object.keys(body).length === 0)) return;
+  throw new ProblemError('validation_failed', 'This route takes no body: send none, an empty body, or {}.', {
+    errors: [{ path: '/body', message: 'must be empty or {}' }],
   });
 }
 

@@ -1,10 +1,11 @@
 import type { ServerOptions } from 'node:http';
 
-import type { FastifyServerOptions } from 'fastify';
+import { type FastifyServerOptions, LogController } from 'fastify';
 
 import type { ClientRegistry } from '../auth/clients.js';
 import type { Config } from '../config.js';
 import type { IdSource } from '../ids.js';
+import { prettyLogStream } from '../lib/log-format.js';
 import { type LoggerOption, withRedaction } from '../lib/log-redaction.js';
 import { createSecretScrubber } from '../lib/secrets.js';
 import { answerClientError, answerFrameworkError } from './request-parsing.js';
@@ -36,8 +37,15 @@ export function gatewayServerOptions({ config, clients, ids, logger }: ServerOpt
     isClientKey: (candidate) => clients.isApiKey(candidate),
   });
   return {
-    // Redaction applies to every logger, a test's capturing stream included.
-    logger: withRedaction(logger, config.logLevel, scrubber),
+    // Redaction applies to every logger, a test's capturing stream included; it runs on the JSON line, before
+    // pino-pretty reads it.
+    logger: withRedaction(
+      logger ?? (config.logFormat === 'pretty' ? { level: config.logLevel, stream: prettyLogStream() } : undefined),
+      config.logLevel,
+      scrubber,
+    ),
+    // One line per request, written by the gateway's onResponse hook (method, URL, route, status, duration).
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 64 * 1024,
     // Fastify 5 defaults requestTimeout and connectionTimeout to 0 (off), which also switches off Node's own
     // limit: a client trickling a body one byte at a time would hold its connection (and a descriptor) forever.

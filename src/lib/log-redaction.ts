@@ -9,6 +9,7 @@
  */
 import type { FastifyRequest, FastifyServerOptions } from 'fastify';
 
+import { loggableUrl } from './log-format.js';
 import { redactedText, type SecretScrubber } from './secrets.js';
 
 const redactPaths: readonly string[] = [
@@ -55,6 +56,8 @@ export function withRedaction(given: LoggerOption, level: string, scrubber: Secr
         remoteAddress: request.ip,
         remotePort: request.socket?.remotePort,
       }),
+      // The per-request line's URL (src/http/app-plugin.ts): secrets redacted first, then shortened.
+      url: (url: unknown) => (typeof url === 'string' ? loggableUrl(scrubber.redactUrl(url)) : url),
       ...base.serializers,
     },
     redact: { paths: [...new Set([...redactPaths, ...givenPaths])], censor: redactedText },

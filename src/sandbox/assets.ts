@@ -7,6 +7,10 @@
  *   ffmpeg -f lavfi -i testsrc2=size=640x360:rate=24 -t 5 -pix_fmt yuv420p -c:v libx264 -profile:v baseline \
  *          -level 3.0 -crf 30 -preset slow -g 48 -movflags +faststart -an sample.mp4
  *   ffmpeg -i sample.mp4 -frames:v 1 -q:v 4 thumbnail.jpg
+ * and the portrait (9:16) and square (1:1) ones, each under 100 KB:
+ *   ffmpeg -f lavfi -i testsrc2=size=288x512:rate=24 -t 5 -pix_fmt yuv420p -c:v libx264 -profile:v baseline \
+ *          -level 3.0 -crf 36 -preset slow -g 48 -movflags +faststart -an sample-portrait.mp4   (360x360: square)
+ *   ffmpeg -i sample-portrait.mp4 -frames:v 1 -q:v 6 thumbnail-portrait.jpg
  */
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -18,9 +22,38 @@ import type { FastifyPluginAsync } from 'fastify';
 /** Where the gateway serves the assets; the simulator's `assetBaseUrl` is `<gateway origin>` + this. */
 const SANDBOX_ASSETS_PATH = '/sandbox/assets';
 
-/** What the simulator reports for a completed video: the real properties of the committed file. */
-export const sampleVideo = { file: 'sample.mp4', width: 640, height: 360, durationSeconds: 5 } as const;
-export const sampleThumbnail = { file: 'thumbnail.jpg', width: 640, height: 360 } as const;
+export interface SampleClip {
+  video: { file: string; width: number; height: number; durationSeconds: number };
+  thumbnail: { file: string; width: number; height: number };
+}
+
+/** What the simulator reports for a completed video: the real properties of the committed files. */
+export const sampleClips = {
+  landscape: {
+    video: { file: 'sample.mp4', width: 640, height: 360, durationSeconds: 5 },
+    thumbnail: { file: 'thumbnail.jpg', width: 640, height: 360 },
+  },
+  portrait: {
+    video: { file: 'sample-portrait.mp4', width: 288, height: 512, durationSeconds: 5 },
+    thumbnail: { file: 'thumbnail-portrait.jpg', width: 288, height: 512 },
+  },
+  square: {
+    video: { file: 'sample-square.mp4', width: 360, height: 360, durationSeconds: 5 },
+    thumbnail: { file: 'thumbnail-square.jpg', width: 360, height: 360 },
+  },
+} as const satisfies Record<string, SampleClip>;
+
+/** The landscape sample (16:9), the default. */
+export const sampleVideo = sampleClips.landscape.video;
+export const sampleThumbnail = sampleClips.landscape.thumbnail;
+
+/** The sample in the orientation of an aspect ratio (`W:H`): wider than tall, taller than wide, or square. */
+export function sampleClipFor(aspectRatio: string): SampleClip {
+  const [width, height] = aspectRatio.split(':').map(Number);
+  if (width === undefined || height === undefined || !(width > 0) || !(height > 0)) return sampleClips.landscape;
+  if (width === height) return sampleClips.square;
+  return width > height ? sampleClips.landscape : sampleClips.portrait;
+}
 
 /**
  * Absolute path of `src/sandbox/assets`. The TypeScript build does not copy binaries, so from the compiled

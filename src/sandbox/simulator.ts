@@ -13,7 +13,10 @@ import { type Clock, type Random, systemClock, toIso } from '../clock.js';
 import { isJsonObject } from '../lib/json.js';
 import { type CancelTimer, systemTimers, type Timers } from '../timers.js';
 import type { UpstreamFrame } from '../upstream/types.js';
-import { sampleThumbnail, sampleVideo } from './assets.js';
+import { sampleClipFor } from './assets.js';
+
+/** What the simulator uses when a create leaves a setting out (Luma's own defaults). */
+export const SANDBOX_DEFAULTS = { model: 'ray-2', resolution: '720p', duration: '5s' } as const;
 
 export interface SandboxOptions {
   /** Default `127.0.0.1`. */
@@ -439,9 +442,10 @@ class SandboxSimulator implements Sandbox {
       keyframes: frames,
       callback_url: callback_url ?? null,
     };
-    if (model !== undefined) echo.model = model;
-    if (resolution !== undefined) echo.resolution = resolution;
-    if (duration !== undefined) echo.duration = duration;
+    // Like Luma, the echo names the settings used, defaults included: the gateway shows them on the Video.
+    echo.model = model ?? SANDBOX_DEFAULTS.model;
+    echo.resolution = resolution ?? SANDBOX_DEFAULTS.resolution;
+    echo.duration = duration ?? SANDBOX_DEFAULTS.duration;
     return echo;
   }
 
@@ -482,6 +486,8 @@ class SandboxSimulator implements Sandbox {
   #webAppGeneration(task: SandboxTask, now: number): object {
     const { state, estimateWaitSeconds } = this.#stateAt(task, now);
     const completed = state === 'completed';
+    // The sample in the requested orientation (a 9:16 request gets a portrait clip).
+    const { video: sampleVideo, thumbnail: sampleThumbnail } = sampleClipFor(task.request.aspect_ratio);
     const videoUrl = `${this.#assetBaseUrl}/${sampleVideo.file}`;
     const { width, height } = sampleThumbnail;
     const thumbnail = completed ? { url: `${this.#assetBaseUrl}/${sampleThumbnail.file}`, width, height } : null;

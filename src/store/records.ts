@@ -74,6 +74,8 @@ export interface SubmissionAccepted {
   upstreamState: string | null;
   estimatedWaitSeconds: number | null;
   nextPollAt: number;
+  /** The request with the settings the upstream used filled in where the client left them unset. */
+  request?: VideoRequest;
   now: number;
 }
 

@@ -6,7 +6,7 @@
  * `thumbnail`, `last_frame` objects). Relays drift, so parsing is liberal: anything unusable becomes null
  * rather than an error, except a missing task id, without which nothing can be tracked.
  */
-import type { VideoResult, VideoStatus } from '../../schemas/video.js';
+import { type Duration, durations, type Resolution, resolutions, type VideoResult, type VideoStatus } from '../../schemas/video.js';
 import { isJsonObject, type JsonObject } from '../lib/json.js';
 import { extractSafeMessage, type Scrub, unexpectedPayload } from './failures.js';
 import { downloadUrlExpiresAtMs } from './signed-url.js';
@@ -134,6 +134,22 @@ export function parseGeneration(json: unknown, scrub?: Scrub): UpstreamGeneratio
     thumbnail: parseAsset(json.thumbnail) ?? parseAsset(assets.image) ?? parseAsset(assets.thumbnail),
     lastFrame: parseAsset(json.last_frame) ?? parseAsset(assets.last_frame),
     createdAt: toCredibleIso(json.created_at),
+    settings: parseSettings(json),
+  };
+}
+
+const modelPattern = /^[A-Za-z0-9._-]{1,64}$/;
+const isResolution = (value: unknown): value is Resolution => (resolutions as readonly unknown[]).includes(value);
+const isDuration = (value: unknown): value is Duration => (durations as readonly unknown[]).includes(value);
+
+/** `request.model|resolution|duration` of the official shape (or top-level `model`), known values only. */
+function parseSettings(json: JsonObject): NonNullable<UpstreamGeneration['settings']> {
+  const echo: JsonObject = isJsonObject(json.request) ? json.request : {};
+  const model = (value: unknown): string | null => (typeof value === 'string' && modelPattern.test(value) ? value : null);
+  return {
+    model: model(echo.model) ?? model(json.model),
+    resolution: isResolution(echo.resolution) ? echo.resolution : null,
+    duration: isDuration(echo.duration) ? echo.duration : null,
   };
 }
 

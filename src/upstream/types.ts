@@ -1,4 +1,4 @@
-import type { VideoStatus } from '../../schemas/video.js';
+import type { Duration, Resolution, VideoStatus } from '../../schemas/video.js';
 
 /** Create request in the upstream's snake_case shape. */
 export interface UpstreamCreateRequest {
@@ -44,6 +44,11 @@ export interface UpstreamGeneration {
   rawVideo: UpstreamVideoAsset | null;
   thumbnail: UpstreamAsset | null;
   lastFrame: UpstreamAsset | null;
+  /**
+   * The settings the upstream says it used (the create answer's `request` echo, or top-level `model`): what it
+   * picked for anything the client left unset. Only known values; null when not said.
+   */
+  settings?: { model: string | null; resolution: Resolution | null; duration: Duration | null };
   /**
    * The upstream's `created_at` as ISO 8601, or null when missing or not credible (relays send the zero time
    * `0001-01-01T00:00:00Z`). Informational only: the gateway keeps its own timestamps.

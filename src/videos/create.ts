@@ -26,7 +26,7 @@ import {
   requestFingerprint,
 } from './idempotency.js';
 import { type RenderedVideo, renderVideo } from './present.js';
-import { normalizeCreateBody, referencedVideoIds, toUpstreamCreateRequest } from './requests.js';
+import { normalizeCreateBody, referencedVideoIds, toUpstreamCreateRequest, withEffectiveSettings } from './requests.js';
 
 /** An HTTP answer to a create, fresh or replayed: the route sends it as is. */
 export interface CreateAnswer extends StoredResponse {
@@ -176,6 +176,8 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
     }
     // Before anything else can fail: the only place the upstream task id is known is this line and the store.
     logger.info({ videoId: recorded.id, upstreamId: generation.upstreamId, clientId: client.id }, 'upstream accepted the create');
+    // What the client left unset shows what the upstream used (model, resolution, duration).
+    const request = withEffectiveSettings(structuredClone(recorded.request), generation.settings);
     const now = clock.now();
     const accepted: SubmissionAccepted = {
       upstreamId: generation.upstreamId,
@@ -184,6 +186,7 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
       upstreamState: generation.state,
       estimatedWaitSeconds: generation.estimateWaitSeconds,
       nextPollAt: options.firstPollAt(now, generation.estimateWaitSeconds),
+      request,
       now,
     };
     // Rendered once, from the record as it will be stored: the answer kept under the key and the one sent now are
@@ -195,7 +198,7 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
         upstreamId: accepted.upstreamId,
         status: accepted.status,
         upstreamState: accepted.upstreamState,
-        request: recorded.request,
+        request,
         estimatedWaitSeconds: accepted.estimatedWaitSeconds,
         result: null,
         failure: null,

@@ -6,7 +6,7 @@ import {
   type WebhookEventType,
 } from '../../schemas/video.js';
 import type { VideoRequest } from '../store/records.js';
-import type { UpstreamCreateRequest, UpstreamFrame } from '../upstream/types.js';
+import type { UpstreamCreateRequest, UpstreamFrame, UpstreamGeneration } from '../upstream/types.js';
 
 const defaultWebhookEvents: WebhookEventType[] = ['video.completed', 'video.failed'];
 
@@ -61,4 +61,16 @@ export function toUpstreamCreateRequest(request: VideoRequest, upstreamIds: Read
     if (end !== undefined) upstream.keyframes.frame1 = toUpstreamFrame(end, upstreamIds);
   }
   return upstream;
+}
+
+/**
+ * Fills what the client left unset (model, resolution, duration) with what the upstream says it used, so the
+ * Video shows the effective settings; what the client chose is never overwritten. Pure (mutates `request` only).
+ */
+export function withEffectiveSettings(request: VideoRequest, settings: UpstreamGeneration['settings']): VideoRequest {
+  if (settings === undefined) return request;
+  request.model ??= settings.model;
+  request.resolution ??= settings.resolution;
+  request.duration ??= settings.duration;
+  return request;
 }

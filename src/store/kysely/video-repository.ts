@@ -227,6 +227,7 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
             upstream_state: accepted.upstreamState,
             estimated_wait_seconds: accepted.estimatedWaitSeconds,
             next_poll_at: accepted.nextPollAt,
+            ...(accepted.request === undefined ? {} : { request_json: mappers.toJson(accepted.request) }),
             updated_at: accepted.now,
             version: eb('version', '+', 1),
           }))
