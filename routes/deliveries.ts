@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 
 import { DeliveryList, RedeliveryAccepted } from '../schemas/deliveries.js';
 import { VideoParams } from '../schemas/video.js';
-import { type Authenticate, clientOf, requireClient } from '../src/http/auth.js';
+import { type Authenticate, clientOf, forbidEndUsers, requireClient } from '../src/http/auth.js';
 import type { ClientRateLimits } from '../src/http/client-rate-limits.js';
 import { bearerSecurity, jsonResponse, problemsFor } from '../src/http/responses.js';
 import type { DeliveryService } from '../src/webhooks/delivery-service.js';
@@ -17,6 +17,8 @@ export interface DeliveryRoutesOptions {
 export const deliveryRoutes: FastifyPluginAsyncTypebox<DeliveryRoutesOptions> = async (app, { deliveries, authenticate, rateLimits }) => {
   requireClient(app, authenticate);
   await rateLimits.install(app);
+  // The delivery log shows the app server's webhook endpoint and its answers: never an end user's business.
+  forbidEndUsers(app);
 
   app.get(
     '/videos/:id/deliveries',
@@ -34,7 +36,7 @@ export const deliveryRoutes: FastifyPluginAsyncTypebox<DeliveryRoutesOptions> = 
         params: VideoParams,
         response: {
           200: jsonResponse(DeliveryList, 'The attempts, newest first.'),
-          ...problemsFor(400, 401, 404, 429, 500),
+          ...problemsFor(400, 401, 403, 404, 429, 500),
         },
       },
     },
@@ -57,7 +59,7 @@ export const deliveryRoutes: FastifyPluginAsyncTypebox<DeliveryRoutesOptions> = 
         params: VideoParams,
         response: {
           202: jsonResponse(RedeliveryAccepted, 'Accepted: the event is queued.'),
-          ...problemsFor(400, 401, 404, 409, 429, 500),
+          ...problemsFor(400, 401, 403, 404, 409, 429, 500),
         },
       },
     },

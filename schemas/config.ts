@@ -97,6 +97,7 @@ export const EnvVars = Type.Object(
     ),
     WEBHOOK_ALLOW_HTTP: boolean('Allow http:// callback URLs (dev/test only).'),
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: boolean('Allow callbacks to private addresses (dev/test only).'),
+    JWKS_ALLOW_HTTP: boolean('Allow http:// end-user JWKS URLs in the clients file (dev/test only).'),
     LOG_LEVEL: Type.Optional(
       Type.Union(
         logLevels.map((level) => Type.Literal(level)),
@@ -168,6 +169,7 @@ export const ConfigValues = Type.Object({
   }),
   webhookAllowHttp: Type.Boolean({ env: 'WEBHOOK_ALLOW_HTTP' }),
   webhookAllowPrivateNetworks: Type.Boolean({ env: 'WEBHOOK_ALLOW_PRIVATE_NETWORKS' }),
+  jwksAllowHttp: Type.Boolean({ env: 'JWKS_ALLOW_HTTP' }),
   logLevel: Type.Union(
     logLevels.map((level) => Type.Literal(level)),
     { env: 'LOG_LEVEL' },

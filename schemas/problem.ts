@@ -4,6 +4,7 @@ import { type Static, Type } from '@sinclair/typebox';
 export const problemCodes = {
   validation_failed: 400,
   unauthorized: 401,
+  forbidden: 403,
   not_found: 404,
   idempotency_key_in_use: 409,
   video_not_terminal: 409,

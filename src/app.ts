@@ -39,7 +39,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const services = await buildServices({ ...options, ids, logger: app.log, renderRefusal: problemResponse });
   await app.register(gatewayApp, {
     services,
-    authenticate: (header) => options.clients.authenticate(header),
+    authenticate: services.authenticate,
     serveSandboxAssets: options.serveSandboxAssets === true,
   });
 

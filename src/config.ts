@@ -131,6 +131,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
       .map((entry) => parseDuration(entry) ?? Number.NaN),
     webhookAllowHttp: bool('WEBHOOK_ALLOW_HTTP'),
     webhookAllowPrivateNetworks: bool('WEBHOOK_ALLOW_PRIVATE_NETWORKS'),
+    jwksAllowHttp: bool('JWKS_ALLOW_HTTP'),
     logLevel: vars.LOG_LEVEL ?? 'info',
     sandbox: {
       durationMs: duration('SANDBOX_DURATION_MS'),

@@ -1,6 +1,8 @@
 import type { Dispatcher as HttpDispatcher } from 'undici';
 
+import { type Authenticator, createAuthenticator } from './auth/caller.js';
 import type { ClientRegistry } from './auth/clients.js';
+import { createEndUserTokenVerifier } from './auth/end-user-tokens.js';
 import { type Clock, type Random, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import { createInProcessBus, type EventBus } from './events/bus.js';
@@ -57,6 +59,8 @@ export interface UpstreamHooks {
 export interface Services {
   clock: Clock;
   clients: ClientRegistry;
+  /** `Authorization: Bearer` → an app server (API key) or an end user (JWT of its client's identity provider). */
+  authenticate: Authenticator;
   store: Store;
   bus: EventBus;
   metrics: GatewayMetrics;
@@ -178,6 +182,10 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
   });
   const keyPruner = createIdempotencyKeyPruner({ keys: store.idempotencyKeys, clock, timers, logger });
   const watch = createVideoWatch({ bus, videos, timers });
+  const authenticate = createAuthenticator({
+    clients: options.clients,
+    endUserTokens: createEndUserTokenVerifier({ clients: options.clients, clock, logger, allowHttp: config.jwksAllowHttp }),
+  });
   const readiness = createReadinessCheck({ pingStore: () => store.ping(), health, circuitState: upstream.circuitState });
   metrics.attach({
     videosInFlight: () => store.videos.countRunning(),
@@ -188,6 +196,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
   return {
     clock,
     clients: options.clients,
+    authenticate,
     store,
     bus,
     metrics,

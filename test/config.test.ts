@@ -75,6 +75,7 @@ t.test('defaults when the environment is empty (sandbox mode)', async (t) => {
     webhookRetryScheduleMs: defaultSchedule,
     webhookAllowHttp: false,
     webhookAllowPrivateNetworks: false,
+    jwksAllowHttp: false,
     logLevel: 'info',
     sandbox: { durationMs: 10000, queueMs: 2000, errorRate: 0, latencyMs: 0 },
   } satisfies Config);
@@ -108,6 +109,7 @@ t.test('every variable is parsed', async (t) => {
     WEBHOOK_RETRY_SCHEDULE: '1s, 2m ,3h',
     WEBHOOK_ALLOW_HTTP: 'TRUE',
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: '1',
+    JWKS_ALLOW_HTTP: 'true',
     LOG_LEVEL: 'Debug',
     SANDBOX_DURATION_MS: '1.5s',
     SANDBOX_QUEUE_MS: '100',
@@ -132,6 +134,7 @@ t.test('every variable is parsed', async (t) => {
     webhookRetryScheduleMs: [1000, 120000, 10800000],
     webhookAllowHttp: true,
     webhookAllowPrivateNetworks: true,
+    jwksAllowHttp: true,
     logLevel: 'debug',
     sandbox: { durationMs: 1500, queueMs: 100, errorRate: 0.25, latencyMs: 20 },
   } satisfies Config);

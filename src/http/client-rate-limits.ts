@@ -2,7 +2,7 @@ import rateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit';
 import type { FastifyInstance } from 'fastify';
 
 import type { Clock } from '../clock.js';
-import { clientOf } from './auth.js';
+import { callerOf } from './auth.js';
 import { ProblemError } from './problems.js';
 
 /*
@@ -84,13 +84,13 @@ export function createClientRateLimits(options: { clock: Clock }): ClientRateLim
     async install(app) {
       await app.register(rateLimit, { global: false, store });
       const allRequests = app.createRateLimit({
-        keyGenerator: (request) => `all:${clientOf(request).id}`,
-        max: (request) => clientOf(request).rateLimitPerMinute,
+        keyGenerator: (request) => `all:${callerOf(request).client.id}`,
+        max: (request) => callerOf(request).client.rateLimitPerMinute,
         timeWindow: rateLimitWindowMs,
       });
       const creates = app.createRateLimit({
-        keyGenerator: (request) => `create:${clientOf(request).id}`,
-        max: (request) => clientOf(request).createLimitPerMinute,
+        keyGenerator: (request) => `create:${callerOf(request).client.id}`,
+        max: (request) => callerOf(request).client.createLimitPerMinute,
         timeWindow: rateLimitWindowMs,
       });
 

@@ -13,6 +13,7 @@ import { UpstreamError } from '../upstream/types.js';
 const titles: Record<ProblemCode, string> = {
   validation_failed: 'Validation failed',
   unauthorized: 'Unauthorized',
+  forbidden: 'Forbidden',
   not_found: 'Not found',
   idempotency_key_in_use: 'Idempotency key in use',
   video_not_terminal: 'Video not terminal',

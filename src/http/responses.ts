@@ -23,7 +23,8 @@ const problemContent = (description: string) => ({
 /** Problem responses documented on routes, by status. */
 export const problemResponses = {
   400: problemContent('Validation failed (`validation_failed`): see `errors`.'),
-  401: problemContent('Missing or unknown API key (`unauthorized`).'),
+  401: problemContent('Missing, unknown, expired or badly signed API key or end-user token (`unauthorized`).'),
+  403: problemContent('A route for app servers called with an end-user token (`forbidden`).'),
   404: problemContent('No such video for this client (`not_found`).'),
   409: problemContent('Conflict (`idempotency_key_in_use`, `video_not_terminal`).'),
   413: problemContent('Body larger than 64 KiB (`payload_too_large`).'),

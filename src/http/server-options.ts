@@ -1,3 +1,5 @@
+import type { ServerOptions } from 'node:http';
+
 import type { FastifyServerOptions } from 'fastify';
 
 import type { ClientRegistry } from '../auth/clients.js';
@@ -17,7 +19,7 @@ export interface ServerOptionsInput {
 }
 
 /** What Fastify needs at construction, before any plugin: logging, request ids, body and URL limits. */
-export function gatewayServerOptions({ config, clients, ids, logger }: ServerOptionsInput): FastifyServerOptions {
+export function gatewayServerOptions({ config, clients, ids, logger }: ServerOptionsInput): FastifyServerOptions & { http: ServerOptions } {
   const scrubSecrets = createSecretScrubber([
     ...(config.elkapiApiKey === null ? [] : [config.elkapiApiKey]),
     ...clients.all().map((client) => client.webhookSecret),
@@ -26,6 +28,9 @@ export function gatewayServerOptions({ config, clients, ids, logger }: ServerOpt
     // Redaction applies to every logger, a test's capturing stream included.
     logger: withRedaction(logger, config.logLevel, scrubSecrets),
     bodyLimit: 64 * 1024,
+    // Node's 16 KiB header limit would answer an oversized bearer with a bare 431; at 32 KiB it reaches the
+    // authenticator, which refuses any token over 8 KiB with a 401 problem before decoding it.
+    http: { maxHeaderSize: 32 * 1024 },
     genReqId: (request) => {
       const given = request.headers['x-request-id'];
       // A credential sent as a request id would be echoed in every answer and log line: replace it.
