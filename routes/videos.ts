@@ -5,7 +5,7 @@ import type { FastifyReply } from 'fastify';
 import { RefTo } from '../schemas/common.js';
 import { CreateVideoHeaders, defaultListLimit, ListVideosQuery, VideoEventStream, VideoList } from '../schemas/list.js';
 import { CreateVideoBody, GetVideoQuery, Video, VideoParams } from '../schemas/video.js';
-import { type Authenticate, clientOf, requireClient } from '../src/http/auth.js';
+import { type Authenticate, callerOf, requireClient } from '../src/http/auth.js';
 import type { ClientRateLimits } from '../src/http/client-rate-limits.js';
 import { whenClientLeaves } from '../src/http/connection.js';
 import { bearerSecurity, jsonResponse, problemsFor } from '../src/http/responses.js';
@@ -73,7 +73,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
       config: { countsAsCreate: true },
     },
     async (request, reply) => {
-      const answer = await creator.create(clientOf(request), request.body, {
+      const answer = await creator.create(callerOf(request), request.body, {
         idempotencyKey: request.headers['idempotency-key'],
         requestId: request.id,
       });
@@ -106,8 +106,8 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
       },
     },
     async (request, reply) => {
-      const { status, cursor, limit } = request.query;
-      const page = await videos.list(clientOf(request), { status, cursor, limit: limit ?? defaultListLimit });
+      const { status, endUserId, cursor, limit } = request.query;
+      const page = await videos.list(callerOf(request), { status, endUserId, cursor, limit: limit ?? defaultListLimit });
       return reply.code(200).type('application/json; charset=utf-8').header('cache-control', 'private, no-cache').send(page.body);
     },
   );
@@ -140,14 +140,14 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
       },
     },
     async (request, reply) => {
-      const client = clientOf(request);
+      const caller = callerOf(request);
       const { wait } = request.query;
       let rendered: RenderedVideo;
-      if (wait === undefined) rendered = await videos.read(client, request.params.id);
+      if (wait === undefined) rendered = await videos.read(caller, request.params.id);
       else {
         const clientLeft = new AbortController();
         whenClientLeaves(request, reply, () => clientLeft.abort());
-        rendered = await watch.waitForChange(client, request.params.id, {
+        rendered = await watch.waitForChange(caller, request.params.id, {
           waitMs: wait * 1000,
           signal: clientLeft.signal,
           ifNoneMatch: request.headers['if-none-match'],
@@ -183,7 +183,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
       },
     },
     async (request, reply) => {
-      const stream = await watch.watch(clientOf(request), request.params.id);
+      const stream = await watch.watch(callerOf(request), request.params.id);
       // From here on the route writes the raw response itself; headers set so far (x-request-id, rate limits) go along.
       reply.hijack();
       const response = reply.raw;

@@ -97,7 +97,7 @@ t.test('migrations', async (t) => {
   const applied = raw.prepare('select name from kysely_migration order by name').all() as Array<{ name: string }>;
   t.same(
     applied.map((row) => row.name),
-    ['0001_initial', '0002_webhook_delivery', '0003_raw_webhook_state'],
+    ['0001_initial', '0002_webhook_delivery', '0003_raw_webhook_state', '0005_end_users'],
   );
   t.equal(raw.pragma('journal_mode', { simple: true }), 'wal', 'the file is in WAL mode');
   const tables = (raw.prepare("select name from sqlite_master where type = 'table' order by name").all() as Array<{ name: string }>).map(
@@ -108,6 +108,7 @@ t.test('migrations', async (t) => {
   const indexes = (raw.prepare("select name from sqlite_master where type = 'index'").all() as Array<{ name: string }>).map((r) => r.name);
   for (const index of [
     'videos_client_id_idx',
+    'videos_end_user_idx',
     'videos_due_idx',
     'videos_upstream_id_key',
     'webhook_deliveries_due_idx',
@@ -122,6 +123,10 @@ t.test('migrations', async (t) => {
     )
     .all(T0) as Array<{ detail: string }>;
   t.match(plan.map((row) => row.detail).join('\n'), /videos_due_idx/, 'the due-rows query can use the partial index');
+  const endUserPlan = raw
+    .prepare('explain query plan select id from videos where client_id = ? and end_user_id = ? order by id desc limit 21')
+    .all('client_a', 'user_1') as Array<{ detail: string }>;
+  t.match(endUserPlan.map((row) => row.detail).join('\n'), /videos_end_user_idx/, "one end user's list uses its index");
 
   const memory = await openStore(t, ':memory:');
   await memory.ping();

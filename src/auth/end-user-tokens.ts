@@ -28,7 +28,7 @@ export interface EndUserTokenVerifier {
 }
 
 export interface EndUserTokenVerifierOptions {
-  clients: Pick<ClientRegistry, 'forTokenIssuer'>;
+  clients: Pick<ClientRegistry, 'forTokenIssuer' | 'all'>;
   clock: Clock;
   logger: Logger;
   /** JWKS_ALLOW_HTTP: fetch `http:` key sets (development only); the clients file is checked at load too. */
@@ -71,6 +71,7 @@ function describeFailure(error: unknown): string {
 
 export function createEndUserTokenVerifier(options: EndUserTokenVerifierOptions): EndUserTokenVerifier {
   const { clients, clock, logger } = options;
+  const knownIssuers = new Set(clients.all().flatMap((client) => (client.endUsers === null ? [] : [client.endUsers.issuer])));
   /** One cache per key-set URL: clients sharing an identity provider share its keys. */
   const caches = new Map<string, JwksCache>();
   const cacheFor = (url: string): JwksCache => {
@@ -98,7 +99,11 @@ export function createEndUserTokenVerifier(options: EndUserTokenVerifierOptions)
       // Which client: the unverified iss + aud only choose whose keys and rules to verify against.
       const audiences = typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) ? claims.aud : [];
       const client = typeof claims.iss === 'string' ? clients.forTokenIssuer(claims.iss, audiences) : undefined;
-      if (client?.endUsers == null) return refuse('no client accepts tokens of this issuer (iss) and audience (aud)');
+      if (client?.endUsers == null) {
+        if (typeof claims.iss !== 'string' || !knownIssuers.has(claims.iss))
+          return refuse('wrong issuer (iss): no client accepts its tokens');
+        return refuse('wrong audience (aud): no client of this issuer accepts it');
+      }
       const policy = client.endUsers;
       if (!(policy.algorithms as string[]).includes(header.alg)) return refuse(`its algorithm (alg ${header.alg}) is not allowed`);
       if (!policy.jwksUrl.startsWith('https://') && !options.allowHttp) return refuse("the client's JWKS URL is not https");

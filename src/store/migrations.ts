@@ -190,11 +190,24 @@ const rawWebhookState: Migration = {
   },
 };
 
+/**
+ * End users (DESIGN §2.1, §2.7): the app's own user id a video belongs to (the token's `sub`, or `endUserId` given
+ * by an app server), null for a video of the client as a whole. Indexed with the client for `GET /videos` of one
+ * end user (an end user's list, or `?endUserId=`), newest first.
+ */
+const endUsers: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await db.schema.alterTable('videos').addColumn('end_user_id', 'text').execute();
+    await db.schema.createIndex('videos_end_user_idx').on('videos').columns(['client_id', 'end_user_id', 'id desc']).execute();
+  },
+};
+
 /** Every migration, old and new, by versioned name. */
 export const migrations: Readonly<Record<string, Migration>> = {
   '0001_initial': initial,
   '0002_webhook_delivery': webhookDelivery,
   '0003_raw_webhook_state': rawWebhookState,
+  '0005_end_users': endUsers,
 };
 
 const migrationProvider: MigrationProvider = {

@@ -30,6 +30,8 @@ export interface WebhookDeliveryState {
 export interface VideoRecord {
   id: string;
   clientId: string;
+  /** The app's end user the video belongs to (the token's `sub`, or given by the app server); null: none. */
+  endUserId: string | null;
   /** Never leaves the gateway except in logs. */
   upstreamId: string;
   status: VideoStatus;
@@ -95,6 +97,8 @@ export interface PollReschedule {
 
 export interface ListVideosQuery {
   status?: VideoStatus;
+  /** Only this end user's videos. */
+  endUserId?: string;
   /** Only videos with a smaller (older) id: keyset pagination. */
   beforeId?: string;
   limit: number;

@@ -24,6 +24,8 @@ export type NullableJsonColumn = ColumnType<unknown, string | null, string | nul
 export interface VideosTable {
   id: string;
   client_id: string;
+  /** The end user the video belongs to (DESIGN §2.1 `endUserId`); null: the client's own. */
+  end_user_id: string | null;
   upstream_id: string;
   status: VideoStatus;
   upstream_state: string | null;

@@ -1,4 +1,5 @@
 import type { CreateVideoBody } from '../../schemas/video.js';
+import { type Caller, owns } from '../auth/caller.js';
 import type { Client } from '../auth/clients.js';
 import type { Clock } from '../clock.js';
 import { IdempotencyKeyInUse, IdempotencyKeyReused, ValidationFailed } from '../errors.js';
@@ -43,10 +44,42 @@ export interface VideoCreatorOptions {
   inProgressTimeoutMs?: number;
 }
 
+export interface CreateRequest {
+  idempotencyKey?: string | undefined;
+  requestId: string;
+  /**
+   * Runs once the request passed every rule, just before the paid upstream call: the create limits, so a refused
+   * request (and an idempotent replay) costs no create budget. `endUserId` is the end user the video is for.
+   */
+  admit?: (endUserId: string | null) => Promise<void>;
+}
+
 export interface VideoCreator {
   /** POST /videos, with the Idempotency-Key protocol of DESIGN §2.1 when a key is given. */
-  create(client: Client, body: CreateVideoBody, request: { idempotencyKey?: string | undefined; requestId: string }): Promise<CreateAnswer>;
+  create(caller: Caller, body: CreateVideoBody, request: CreateRequest): Promise<CreateAnswer>;
 }
+
+/** End users own their videos, and webhooks belong to the app server (DESIGN §2.7). Throws ValidationFailed. */
+function endUserOf(caller: Caller, body: CreateVideoBody): string | null {
+  if (caller.kind === 'app_server') return body.endUserId ?? null;
+  if (body.callbackUrl !== undefined) {
+    throw new ValidationFailed('End users cannot set callbackUrl: webhooks go to the app server, which sets them with its API key.', [
+      { path: '/body/callbackUrl', message: 'is not allowed with an end-user token' },
+    ]);
+  }
+  if (body.endUserId !== undefined && body.endUserId !== caller.endUserId) {
+    throw new ValidationFailed('endUserId must be the end user of the token (or left out).', [
+      { path: '/body/endUserId', message: 'is not the end user of the token' },
+    ]);
+  }
+  return caller.endUserId;
+}
+
+/**
+ * Idempotency keys are scoped per client (DESIGN §2.1), and within it per end user: one end user replaying
+ * another's key must never receive the other's video. An end-user id has no space, so the prefix is unambiguous.
+ */
+const scopedKey = (caller: Caller, key: string): string => (caller.kind === 'end_user' ? `end-user ${caller.endUserId} ${key}` : key);
 
 const jsonContentType = 'application/json; charset=utf-8';
 
@@ -65,12 +98,12 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
   const retentionMs = options.retentionMs ?? idempotencyRetentionMs;
   const inProgressTimeoutMs = options.inProgressTimeoutMs ?? idempotencyInProgressTimeoutMs;
 
-  const resolveKeyframes = async (client: Client, request: VideoRequest): Promise<Map<string, string>> => {
+  const resolveKeyframes = async (caller: Caller, request: VideoRequest): Promise<Map<string, string>> => {
     const upstreamIds = new Map<string, string>();
     for (const { position, videoId } of referencedVideoIds(request)) {
-      const upstreamId = await videos.upstreamIdForClient(client.id, videoId);
+      const upstreamId = await videos.upstreamIdForClient(caller.client.id, videoId);
       const referenced = upstreamId === undefined ? undefined : await videos.get(videoId);
-      if (upstreamId === undefined || referenced?.status !== 'completed') {
+      if (upstreamId === undefined || referenced === undefined || !owns(caller, referenced) || referenced.status !== 'completed') {
         throw new ValidationFailed(`keyframes.${position}.videoId must be one of your completed videos.`, [
           { path: `/body/keyframes/${position}/videoId`, message: 'is not one of your completed videos' },
         ]);
@@ -81,17 +114,21 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
   };
 
   /** Everything a create decides before anything is stored: the checked request and the upstream's acceptance. */
-  const submit = async (client: Client, body: CreateVideoBody): Promise<NewVideo> => {
+  const submit = async (caller: Caller, body: CreateVideoBody, admit: CreateRequest['admit']): Promise<NewVideo> => {
+    const { client } = caller;
+    const endUserId = endUserOf(caller, body);
     const request = normalizeCreateBody(body);
     if (request.callbackUrl !== null && options.checkCallbackUrl !== undefined) {
       request.callbackUrl = options.checkCallbackUrl(request.callbackUrl, client);
     }
-    const upstreamIds = await resolveKeyframes(client, request);
+    const upstreamIds = await resolveKeyframes(caller, request);
+    await admit?.(endUserId);
     const generation = await upstream.createGeneration(toUpstreamCreateRequest(request, upstreamIds));
     const now = clock.now();
     return {
       id: options.ids.videoId(),
       clientId: client.id,
+      endUserId,
       upstreamId: generation.upstreamId,
       // The poller confirms any terminal answer; a create answer only ever says "accepted".
       status: generation.status === 'processing' ? 'processing' : 'queued',
@@ -106,8 +143,14 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
   };
 
   /** With a claim, the key is completed with the 202 in the same transaction that stores the video. */
-  const createFresh = async (client: Client, body: CreateVideoBody, claim?: IdempotencyClaim): Promise<StoredResponse> => {
-    const video = await submit(client, body);
+  const createFresh = async (
+    caller: Caller,
+    body: CreateVideoBody,
+    admit: CreateRequest['admit'],
+    claim?: IdempotencyClaim,
+  ): Promise<StoredResponse> => {
+    const { client } = caller;
+    const video = await submit(caller, body, admit);
     // Rendered once, from the record as it will be stored: the answer kept under the key and the one sent now
     // are the same bytes.
     const response = createdResponse(renderVideo(initialRecord(video)));
@@ -119,14 +162,16 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
 
   /** Runs the create that owns the key: a stored video completes it; a failure stores its final answer or releases it. */
   const createOwningKey = async (
-    client: Client,
+    caller: Caller,
     body: CreateVideoBody,
     claim: IdempotencyClaim,
-    requestId: string,
+    request: CreateRequest,
   ): Promise<CreateAnswer> => {
+    const { client } = caller;
+    const { requestId } = request;
     let response: StoredResponse;
     try {
-      response = await createFresh(client, body, claim);
+      response = await createFresh(caller, body, request.admit, claim);
     } catch (error) {
       if (error instanceof UpstreamError && isStoredOutcome(error)) {
         await keys.complete(claim, options.renderRefusal(error, requestId));
@@ -150,9 +195,10 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
   };
 
   return {
-    async create(client, body, request) {
-      if (request.idempotencyKey === undefined) return { ...(await createFresh(client, body)), replayed: false };
-      const key = idempotencyKeyFrom(request.idempotencyKey);
+    async create(caller, body, request) {
+      const { client } = caller;
+      if (request.idempotencyKey === undefined) return { ...(await createFresh(caller, body, request.admit)), replayed: false };
+      const key = scopedKey(caller, idempotencyKeyFrom(request.idempotencyKey));
       const fingerprint = requestFingerprint('POST', '/videos', body);
       const now = clock.now();
       const begun = await keys.begin({
@@ -163,7 +209,7 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
         expiresAt: now + retentionMs,
         staleBefore: now - inProgressTimeoutMs,
       });
-      if (begun.started) return createOwningKey(client, body, begun.claim, request.requestId);
+      if (begun.started) return createOwningKey(caller, body, begun.claim, request);
 
       const decision = decideForExistingKey(begun.existing, fingerprint);
       switch (decision.kind) {

@@ -36,6 +36,7 @@ export function createRowMappers(json: JsonCodec): RowMappers {
       return {
         id: row.id,
         clientId: row.client_id,
+        endUserId: row.end_user_id,
         upstreamId: row.upstream_id,
         status: row.status,
         upstreamState: row.upstream_state,
@@ -60,6 +61,7 @@ export function createRowMappers(json: JsonCodec): RowMappers {
       return {
         id: video.id,
         client_id: video.clientId,
+        end_user_id: video.endUserId,
         upstream_id: video.upstreamId,
         status: video.status,
         upstream_state: video.upstreamState,

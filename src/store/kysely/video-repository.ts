@@ -38,12 +38,13 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
     },
 
     async list(clientId, query) {
-      const { status, beforeId } = query;
-      // Served by videos_client_id_idx (client_id, id desc).
+      const { status, beforeId, endUserId } = query;
+      // Served by videos_client_id_idx (client_id, id desc), or videos_end_user_idx for one end user.
       const rows = await db
         .selectFrom('videos')
         .selectAll()
         .where('client_id', '=', clientId)
+        .$if(endUserId !== undefined, (select) => select.where('end_user_id', '=', endUserId ?? ''))
         .$if(status !== undefined, (select) => select.where('status', '=', status ?? 'queued'))
         .$if(beforeId !== undefined, (select) => select.where('id', '<', beforeId ?? ''))
         .orderBy('id', 'desc')
