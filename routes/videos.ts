@@ -55,7 +55,9 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
           'Send an `Idempotency-Key` to make retries safe: the same key and body within 24 h replay the first answer ' +
           '(`idempotent-replayed: true`) without a second generation; the same key with another body is a 422 ' +
           '`idempotency_key_reused`, and while the first request still runs a 409 `idempotency_key_in_use`. ' +
-          'Counts against both `rateLimitPerMinute` and `createLimitPerMinute`.',
+          'Counts against `rateLimitPerMinute`; once valid (a refused request or an idempotent replay costs none), against ' +
+          '`createLimitPerMinute` and, for a video of an end user, `endUserCreateLimitPerMinute`. End users (bearer JWT) ' +
+          'cannot set `callbackUrl`; their videos carry their `endUserId`.',
         security: bearerSecurity(),
         headers: CreateVideoHeaders,
         body: RefTo(CreateVideoBody),
@@ -76,6 +78,8 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
       const answer = await creator.create(callerOf(request), request.body, {
         idempotencyKey: request.headers['idempotency-key'],
         requestId: request.id,
+        // Create limits count here, once the request passed every rule: a 400 or a replay costs no create.
+        admit: rateLimits.admitCreate(request, reply),
       });
       if (answer.replayed) reply.header('idempotent-replayed', 'true');
       // A stored answer is one of the documented statuses: 202, or a replayed 422 upstream_rejected.
