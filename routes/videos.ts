@@ -8,7 +8,7 @@ import { CreateVideoBody, GetVideoQuery, Video, VideoParams } from '../schemas/v
 import { type Authenticate, callerOf, requireClient } from '../src/http/auth.js';
 import type { ClientRateLimits } from '../src/http/client-rate-limits.js';
 import { whenClientLeaves } from '../src/http/connection.js';
-import { bearerSecurity, jsonResponse, problemsFor } from '../src/http/responses.js';
+import { callerSecurity, jsonResponse, problemsFor } from '../src/http/responses.js';
 import { formatSseEvent, sseHeaders, sseKeepAlive } from '../src/http/sse.js';
 import type { VideoCreator } from '../src/videos/create.js';
 import { ifNoneMatchHits, type RenderedVideo } from '../src/videos/present.js';
@@ -58,7 +58,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
           'Counts against `rateLimitPerMinute`; once valid (a refused request or an idempotent replay costs none), against ' +
           '`createLimitPerMinute` and, for a video of an end user, `endUserCreateLimitPerMinute`. End users (bearer JWT) ' +
           'cannot set `callbackUrl`; their videos carry their `endUserId`.',
-        security: bearerSecurity(),
+        security: callerSecurity(),
         headers: CreateVideoHeaders,
         body: RefTo(CreateVideoBody),
         response: {
@@ -98,10 +98,11 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
         operationId: 'listVideos',
         summary: 'List your videos',
         description:
-          'Your videos, newest first, `limit` per page (1..100, default 20), optionally only one `status`. Pass ' +
+          'Your videos, newest first, `limit` per page (1..100, default 20), optionally only one `status`. With an ' +
+          'end-user token, only that end user’s videos; an app server may pass `endUserId` to list one end user’s. Pass ' +
           '`nextCursor` back as `cursor` for the next page; pages stay consistent while new videos are created. ' +
           'Never calls the upstream: a listed `downloadUrl` may be close to expiry, `GET /videos/{id}` refreshes it.',
-        security: bearerSecurity(),
+        security: callerSecurity(),
         querystring: ListVideosQuery,
         response: {
           200: jsonResponse(RefTo(VideoList), 'A page of your videos.'),
@@ -130,7 +131,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
           'With `?wait=N` (1..60) it long-polls: it answers as soon as the status changes or the video is terminal, ' +
           'else after N seconds with the current state — and at once when the `If-None-Match` you send is already stale. ' +
           'Waiting costs no upstream call.',
-        security: bearerSecurity(),
+        security: callerSecurity(),
         params: VideoParams,
         querystring: GetVideoQuery,
         response: {
@@ -174,7 +175,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
           'A `text/event-stream`: one `status` event with the Video on connect and on every status change; the stream ' +
           'ends after the terminal (`completed` or `failed`) event. A `: keep-alive` comment every 15 s keeps idle ' +
           'connections open. Reconnecting is safe: the first event is always the current state. Costs no upstream call.',
-        security: bearerSecurity(),
+        security: callerSecurity(),
         params: VideoParams,
         response: {
           200: {

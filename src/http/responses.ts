@@ -45,5 +45,8 @@ export function problemsFor<S extends ProblemStatus>(...statuses: S[]): Pick<typ
   return picked;
 }
 
-/** A fresh array per route, so the YAML document carries no anchors. */
+/** App servers only (the client API key). A fresh array per route, so the YAML document carries no anchors. */
 export const bearerSecurity = (): Array<Record<string, string[]>> => [{ bearerAuth: [] }];
+
+/** Either credential: the client API key (every video of the client) or an end-user JWT (only its own videos). */
+export const callerSecurity = (): Array<Record<string, string[]>> => [{ bearerAuth: [] }, { endUserAuth: [] }];
