@@ -336,3 +336,32 @@ t.test('endUserRateLimitPerMinute: one end user past its request limit; its clie
   const named = await s.call('GET', '/videos?endUserId=user_1', apiKey('alice'));
   t.equal(named.status, 429, 'an app server naming user_1 counts against user_1 too');
 });
+
+t.test('attacks: a token cannot choose the keys it is checked with, nor cross to another client', async (t) => {
+  const s = await setup(t);
+  const attacker = await newSigningKey('attacker-1', 'RS256');
+  const attackerIdp = await startIdentityProvider(t, [attacker]);
+  const nowMs = s.gw.clock.now();
+
+  // JWKS poisoning: jku / x5u / an embedded jwk point the verifier at the attacker's keys; they are never used or fetched.
+  const poisoned = await signToken(attacker, { iss: alice.issuer, aud: alice.audience, sub: 'user_1' }, nowMs, {
+    header: { jku: attackerIdp.jwksUrl, x5u: attackerIdp.jwksUrl, jwk: attacker.publicJwk },
+  });
+  await expectUnauthorized(t, await s.call('GET', '/videos', poisoned), /key id \(kid\)/, poisoned, 'jku/x5u/jwk headers');
+  t.equal(attackerIdp.fetches(), 0, 'the URL in the token was never fetched (no SSRF through a token)');
+  // Same kid as a real key, the attacker's signature: the real key does not verify it.
+  const sameKid = await signToken({ ...attacker, kid: s.rsa.kid }, { iss: alice.issuer, aud: alice.audience, sub: 'user_1' }, nowMs);
+  await expectUnauthorized(t, await s.call('GET', '/videos', sameKid), /signature/, sameKid, 'a forged kid');
+
+  // Token confusion between clients: alice's token re-labelled for bob (iss/aud swapped) breaks its signature, and a
+  // token naming both audiences is ambiguous.
+  const aliceToken = await s.token('user_1');
+  const [header, , signature] = aliceToken.split('.');
+  const relabelled = `${header}.${base64url({ iss: bob.issuer, aud: bob.audience, sub: 'user_1', exp: Math.floor(nowMs / 1000) + 600 })}.${signature}`;
+  await expectUnauthorized(t, await s.call('GET', '/videos', relabelled), /signature/, relabelled, 'relabelled for another client');
+  const both = await signToken(s.rsa, { iss: alice.issuer, aud: [alice.audience, bob.audience], sub: 'user_1' }, nowMs);
+  t.equal((await s.call('GET', '/videos', both)).status, 200, 'one issuer, several audiences: the one client of that issuer');
+  const crossIssuer = await signToken(s.rsa, { iss: bob.issuer, aud: alice.audience, sub: 'user_1' }, nowMs);
+  await expectUnauthorized(t, await s.call('GET', '/videos', crossIssuer), /wrong audience/, crossIssuer, "bob's issuer, alice's audience");
+  t.equal(attackerIdp.fetches(), 0);
+});

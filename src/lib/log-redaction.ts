@@ -46,6 +46,8 @@ export function createSecretScrubber(knownSecrets: readonly string[]): (line: st
     ...exact,
     '\\bvgk_[A-Za-z0-9_-]{8,}',
     '\\bwhsec_[A-Za-z0-9+/=]{8,}',
+    // An end user's JWT anywhere (a query string, an error message): a JSON header and payload, base64url.
+    '\\beyJ[A-Za-z0-9_-]{8,}\\.[A-Za-z0-9_-]{8,}\\.[A-Za-z0-9_-]*',
     // RFC 6750 token68 characters, so prose such as "Bearer <key>" is left alone.
     '\\b(?:Bearer|Basic)\\s+[A-Za-z0-9._~+/-]+=*',
   ];
