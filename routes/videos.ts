@@ -11,14 +11,17 @@ import { whenClientLeaves } from '../src/http/connection.js';
 import { callerSecurity, jsonResponse, problemsFor } from '../src/http/responses.js';
 import { formatSseEvent, sseHeaders, sseKeepAlive } from '../src/http/sse.js';
 import type { VideoCreator } from '../src/videos/create.js';
+import type { VideoEraser } from '../src/videos/erase.js';
 import { ifNoneMatchHits, type RenderedVideo } from '../src/videos/present.js';
 import type { VideoService } from '../src/videos/service.js';
-import type { VideoWatch } from '../src/videos/watch.js';
+import type { ErasedVideo, VideoWatch } from '../src/videos/watch.js';
 
 export interface VideoRoutesOptions {
   videos: VideoService;
   /** POST /videos with the Idempotency-Key protocol. */
   creator: VideoCreator;
+  /** DELETE /videos/{id}. */
+  eraser: VideoEraser;
   /** Long-poll and SSE waiters on the event bus. */
   watch: VideoWatch;
   /** Per-client rate limits, shared with the other authenticated plugins. */
@@ -33,9 +36,13 @@ const sendVideo = (reply: FastifyReply, rendered: RenderedVideo, statusCode: num
 const statusEvent = (rendered: RenderedVideo): string =>
   formatSseEvent({ event: 'status', id: String(Date.parse(rendered.video.updatedAt)), data: rendered.body });
 
+/** The last event of a stream whose video was erased; `id` is the erasure's time in epoch ms. */
+const deletedEvent = (tombstone: ErasedVideo): string =>
+  formatSseEvent({ event: 'deleted', id: String(tombstone.deletedAt), data: JSON.stringify({ id: tombstone.id }) });
+
 export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async (
   app,
-  { videos, creator, watch, rateLimits, authenticate },
+  { videos, creator, eraser, watch, rateLimits, authenticate },
 ) => {
   requireClient(app, authenticate);
   // After authentication: a 401 comes first and is never counted against a client.
@@ -54,7 +61,8 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
           'or receive a signed webhook at `callbackUrl`. No video is stored when the upstream refuses the request. ' +
           'Send an `Idempotency-Key` to make retries safe: the same key and body within 24 h replay the first answer ' +
           '(`idempotent-replayed: true`) without a second generation; the same key with another body is a 422 ' +
-          '`idempotency_key_reused`, and while the first request still runs a 409 `idempotency_key_in_use`. ' +
+          '`idempotency_key_reused`, and while the first request still runs a 409 `idempotency_key_in_use`; once the ' +
+          'video it created is deleted, the key answers 404 `not_found` until it expires. ' +
           'Counts against `rateLimitPerMinute`; once valid (a refused request or an idempotent replay costs none), against ' +
           '`createLimitPerMinute` and, for a video of an end user, `endUserCreateLimitPerMinute`. End users (bearer JWT) ' +
           'cannot set `callbackUrl`; their videos carry their `endUserId`.',
@@ -69,7 +77,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
               description: '`true` when this is the stored answer of an earlier request with the same `Idempotency-Key`.',
             },
           }),
-          ...problemsFor(400, 401, 409, 413, 415, 422, 429, 500, 502, 503, 504),
+          ...problemsFor(400, 401, 404, 409, 413, 415, 422, 429, 500, 502, 503, 504),
         },
       },
       config: { countsAsCreate: true },
@@ -164,6 +172,33 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
     },
   );
 
+  app.delete(
+    '/videos/:id',
+    {
+      schema: {
+        tags: ['videos'],
+        operationId: 'deleteVideo',
+        summary: 'Delete a video',
+        description:
+          'Erases the video: its prompt, metadata, keyframes, result URLs, the answer stored under its `Idempotency-Key` ' +
+          'and its webhook bodies and delivery log are removed from the gateway; only a tombstone (id, owner, times) ' +
+          'remains. From then on every route answers 404 for it, a second `DELETE` included. Tracking stops and webhooks ' +
+          'not yet sent are dropped; open long-polls answer 404 and event streams end with a `deleted` event. A ' +
+          'generation still running upstream may finish there and be charged. Send no body.',
+        security: callerSecurity(),
+        params: VideoParams,
+        response: {
+          204: Type.Null({ description: 'Deleted.' }),
+          ...problemsFor(400, 401, 404, 429, 500),
+        },
+      },
+    },
+    async (request, reply) => {
+      await eraser.erase(callerOf(request), request.params.id);
+      return reply.code(204).send(null);
+    },
+  );
+
   app.get(
     '/videos/:id/events',
     {
@@ -173,7 +208,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
         summary: "Stream a video's status changes (Server-Sent Events)",
         description:
           'A `text/event-stream`: one `status` event with the Video on connect and on every status change; the stream ' +
-          'ends after the terminal (`completed` or `failed`) event. A `: keep-alive` comment every 15 s keeps idle ' +
+          'ends after the terminal (`completed` or `failed`) event, or with a `deleted` event when the video is deleted. A `: keep-alive` comment every 15 s keeps idle ' +
           'connections open. Reconnecting is safe: the first event is always the current state. Costs no upstream call.',
         security: callerSecurity(),
         params: VideoParams,
@@ -212,6 +247,9 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
           if (rendered.terminal) response.end();
         },
         onKeepAlive: () => response.write(sseKeepAlive),
+        onDeleted(tombstone) {
+          response.end(deletedEvent(tombstone));
+        },
         onShutdown: () => response.end(),
       });
       return reply;

@@ -19,7 +19,7 @@ export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 's
 export const maxTimerMs = 2_147_483_647;
 export const maxRetryScheduleEntries = 20;
 
-const durationHint = 'is not a duration (use 250ms, 5s, 2m or 2h)';
+const durationHint = 'is not a duration (use 250ms, 5s, 2m, 2h or 30d)';
 
 const integer = (defaultValue: string, description: string) =>
   Type.Optional(Type.String({ pattern: '^[0-9]+$', default: defaultValue, description, invalid: 'is not a whole number' }));
@@ -31,7 +31,7 @@ const decimal = (defaultValue: string, description: string) =>
 const durationMs = (defaultValue: string, description: string) =>
   Type.Optional(
     Type.String({
-      pattern: `^${decimalPattern}(?:ms|s|m|h)?$`,
+      pattern: `^${decimalPattern}(?:ms|s|m|h|d)?$`,
       default: defaultValue,
       description,
       invalid: durationHint,
@@ -92,7 +92,7 @@ export const EnvVars = Type.Object(
         pattern: `^${durationWithUnitPattern}(?:\\s*,\\s*${durationWithUnitPattern})*$`,
         default: '5s,5m,30m,2h,5h,10h,14h,20h,24h',
         description: 'Delays after the first attempt, comma-separated.',
-        invalid: 'is not a comma-separated list of durations (use e.g. 5s,5m,30m,2h; every entry needs a unit: ms, s, m or h)',
+        invalid: 'is not a comma-separated list of durations (use e.g. 5s,5m,30m,2h; every entry needs a unit: ms, s, m, h or d)',
       }),
     ),
     WEBHOOK_ALLOW_HTTP: boolean('Allow http:// callback URLs (dev/test only).'),
@@ -108,6 +108,13 @@ export const EnvVars = Type.Object(
           invalid: `is not a log level (use ${logLevels.join(', ')})`,
         },
       ),
+    ),
+    VIDEO_RETENTION: Type.Optional(
+      Type.String({
+        pattern: `^${durationWithUnitPattern}$`,
+        description: 'Erase terminal videos completed longer ago than this (e.g. `30d`); unset → keep them.',
+        invalid: 'is not a duration with a unit (use e.g. 30d, 12h or 90m)',
+      }),
     ),
     SANDBOX_DURATION_MS: durationMs('10000', 'Sandbox: time for a video to complete.'),
     SANDBOX_QUEUE_MS: durationMs('2000', 'Sandbox: time a video spends queued.'),
@@ -166,6 +173,11 @@ export const ConfigValues = Type.Object({
     maxItems: maxRetryScheduleEntries,
     env: 'WEBHOOK_RETRY_SCHEDULE',
     expected: `1 to ${maxRetryScheduleEntries} durations, each at most 596h`,
+  }),
+  /** null → videos are kept. */
+  videoRetentionMs: Nullable(Type.Integer({ minimum: 60_000, maximum: Number.MAX_SAFE_INTEGER }), {
+    env: 'VIDEO_RETENTION',
+    expected: 'a duration of at least 1m',
   }),
   webhookAllowHttp: Type.Boolean({ env: 'WEBHOOK_ALLOW_HTTP' }),
   webhookAllowPrivateNetworks: Type.Boolean({ env: 'WEBHOOK_ALLOW_PRIVATE_NETWORKS' }),

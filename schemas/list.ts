@@ -61,6 +61,10 @@ export const CreateVideoHeaders = Type.Object({
 export const VideoEventStream = Type.String({
   description:
     'Server-Sent Events. `event: status` with `data:` the Video as JSON, on connect and on every status change; ' +
-    'the stream ends after the terminal event. `: keep-alive` comment lines every 15 s.',
-  examples: ['event: status\nid: 1764417598000\ndata: {"id":"vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC","status":"queued",…}\n\n'],
+    'the stream ends after the terminal event, or with `event: deleted` (`data: {"id":"vid_…"}`) when the video is ' +
+    'deleted. `: keep-alive` comment lines every 15 s.',
+  examples: [
+    'event: status\nid: 1764417598000\ndata: {"id":"vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC","status":"queued",…}\n\n',
+    'event: deleted\nid: 1764417612000\ndata: {"id":"vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC"}\n\n',
+  ],
 });

@@ -24,7 +24,7 @@ export interface GatewayOptions extends Omit<ServicesOptions, 'logger' | 'render
 
 export interface Gateway extends Pick<
   Services,
-  'store' | 'bus' | 'videos' | 'poller' | 'dispatcher' | 'health' | 'metrics' | 'circuitState' | 'startWorkers'
+  'store' | 'bus' | 'videos' | 'poller' | 'dispatcher' | 'retention' | 'health' | 'metrics' | 'circuitState' | 'startWorkers'
 > {
   app: FastifyInstance;
   /** Stops background work, then the server, then the store. */
@@ -44,7 +44,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   });
 
   let closed = false;
-  const { store, bus, videos, poller, dispatcher, health, metrics, circuitState, startWorkers } = services;
+  const { store, bus, videos, poller, dispatcher, retention, health, metrics, circuitState, startWorkers } = services;
   return {
     app,
     store,
@@ -52,6 +52,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     videos,
     poller,
     dispatcher,
+    retention,
     health,
     metrics,
     circuitState,

@@ -129,6 +129,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     webhookRetryScheduleMs: text('WEBHOOK_RETRY_SCHEDULE')
       .split(',')
       .map((entry) => parseDuration(entry) ?? Number.NaN),
+    videoRetentionMs: vars.VIDEO_RETENTION === undefined ? null : (parseDuration(vars.VIDEO_RETENTION) ?? Number.NaN),
     webhookAllowHttp: bool('WEBHOOK_ALLOW_HTTP'),
     webhookAllowPrivateNetworks: bool('WEBHOOK_ALLOW_PRIVATE_NETWORKS'),
     jwksAllowHttp: bool('JWKS_ALLOW_HTTP'),

@@ -21,7 +21,9 @@ import { createUpstreamClient, type UpstreamClientOptions } from './upstream/cli
 import { createUpstreamHealth, type UpstreamHealth, withHealthTracking } from './upstream/health.js';
 import type { UpstreamClient, UpstreamError } from './upstream/types.js';
 import { createVideoCreator, type VideoCreator } from './videos/create.js';
+import { createVideoEraser, type VideoEraser } from './videos/erase.js';
 import { createIdempotencyKeyPruner } from './videos/idempotency-pruner.js';
+import { createVideoRetention, type VideoRetention } from './videos/retention.js';
 import { createVideoService, type VideoService } from './videos/service.js';
 import { createVideoWatch, type VideoWatch } from './videos/watch.js';
 import { createCallbackUrlValidator } from './webhooks/callback-policy.js';
@@ -69,12 +71,16 @@ export interface Services {
   videos: VideoService;
   /** POST /videos with the Idempotency-Key protocol. */
   creator: VideoCreator;
+  /** DELETE /videos/{id}. */
+  eraser: VideoEraser;
+  /** VIDEO_RETENTION sweeps; null when videos are kept. */
+  retention: VideoRetention | null;
   watch: VideoWatch;
   deliveries: DeliveryService;
   readiness: ReadinessCheck;
   poller: Poller;
   dispatcher: WebhookDispatcher;
-  /** Starts background work: polling, webhook delivery, key pruning. */
+  /** Starts background work: polling, webhook delivery, key pruning, retention. */
   startWorkers: () => void;
   /** Stops claiming work; lets polls and webhook attempts in flight finish within `graceMs`, then aborts them. */
   stopWorkers(graceMs: number): Promise<void>;
@@ -181,6 +187,11 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     }),
   });
   const keyPruner = createIdempotencyKeyPruner({ keys: store.idempotencyKeys, clock, timers, logger });
+  const eraser = createVideoEraser({ videos: store.videos, bus, clock, logger });
+  const retention =
+    config.videoRetentionMs === null
+      ? null
+      : createVideoRetention({ videos: store.videos, bus, clock, timers, logger, retentionMs: config.videoRetentionMs });
   const watch = createVideoWatch({ bus, videos, timers });
   const authenticate = createAuthenticator({
     clients: options.clients,
@@ -204,6 +215,8 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     circuitState: upstream.circuitState,
     videos,
     creator,
+    eraser,
+    retention,
     watch,
     deliveries,
     readiness,
@@ -213,9 +226,11 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
       poller.start();
       dispatcher.start();
       keyPruner.start();
+      retention?.start();
     },
     async stopWorkers(graceMs) {
       keyPruner.stop();
+      await retention?.stop();
       // An unfinished poll's lease simply expires; an aborted webhook attempt is given back and sent again after restart.
       await Promise.all([poller.stop(graceMs), dispatcher.stop(graceMs)]);
       if (options.webhookAgent === undefined) await webhookAgent.close();

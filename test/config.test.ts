@@ -36,6 +36,8 @@ t.test('parseDuration', async (t) => {
     ['0ms', 0],
     ['0.25m', 15000],
     [' 5s ', 5000],
+    ['30d', 2_592_000_000],
+    ['1.5d', 129_600_000],
   ];
   for (const [text, ms] of valid) t.equal(parseDuration(text), ms, text);
 
@@ -43,7 +45,7 @@ t.test('parseDuration', async (t) => {
   t.equal(parseDuration('2.6', { bareUnit: 'ms' }), 3, 'fractional milliseconds round');
   t.equal(parseDuration('2000'), undefined, 'bare number without bareUnit needs a unit');
 
-  for (const text of ['', 'abc', 's', '5 s', '-5s', '+5s', '5d', '5S', '1e3ms', '1.5.2s', '5sec', '5s5m', '1,5s', 'Infinityms']) {
+  for (const text of ['', 'abc', 's', '5 s', '-5s', '+5s', '5D', '5w', '5S', '1e3ms', '1.5.2s', '5sec', '5s5m', '1,5s', 'Infinityms']) {
     t.equal(parseDuration(text), undefined, JSON.stringify(text));
     t.equal(parseDuration(text, { bareUnit: 'ms' }), undefined, `${JSON.stringify(text)} with bareUnit`);
   }
@@ -53,6 +55,7 @@ t.test('parseDuration', async (t) => {
   t.equal(formatDuration(7200000), '2h');
   t.equal(formatDuration(1500), '1500ms');
   t.equal(formatDuration(0), '0ms');
+  t.equal(formatDuration(2_592_000_000), '30d');
 });
 
 t.test('defaults when the environment is empty (sandbox mode)', async (t) => {
@@ -73,6 +76,7 @@ t.test('defaults when the environment is empty (sandbox mode)', async (t) => {
     taskTimeoutMs: 7200000,
     webhookTimeoutMs: 15000,
     webhookRetryScheduleMs: defaultSchedule,
+    videoRetentionMs: null,
     webhookAllowHttp: false,
     webhookAllowPrivateNetworks: false,
     jwksAllowHttp: false,
@@ -107,6 +111,7 @@ t.test('every variable is parsed', async (t) => {
     TASK_TIMEOUT_MS: '1h',
     WEBHOOK_TIMEOUT_MS: '3000',
     WEBHOOK_RETRY_SCHEDULE: '1s, 2m ,3h',
+    VIDEO_RETENTION: '7d',
     WEBHOOK_ALLOW_HTTP: 'TRUE',
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: '1',
     JWKS_ALLOW_HTTP: 'true',
@@ -132,6 +137,7 @@ t.test('every variable is parsed', async (t) => {
     taskTimeoutMs: 3600000,
     webhookTimeoutMs: 3000,
     webhookRetryScheduleMs: [1000, 120000, 10800000],
+    videoRetentionMs: 7 * 86_400_000,
     webhookAllowHttp: true,
     webhookAllowPrivateNetworks: true,
     jwksAllowHttp: true,
@@ -163,14 +169,33 @@ t.test('durations in *_MS variables', async (t) => {
   t.equal(configOf(t, { TASK_TIMEOUT_MS: '2h' }).taskTimeoutMs, 7200000);
   t.equal(configOf(t, { WEBHOOK_TIMEOUT_MS: '1.5s' }).webhookTimeoutMs, 1500);
   t.equal(configOf(t, { SANDBOX_LATENCY_MS: '0' }).sandbox.latencyMs, 0, 'zero latency is fine');
-  t.same(problemsOf(t, { POLL_INTERVAL_MIN_MS: 'abc' }), ['POLL_INTERVAL_MIN_MS: "abc" is not a duration (use 250ms, 5s, 2m or 2h)']);
-  t.same(problemsOf(t, { WEBHOOK_TIMEOUT_MS: '5 days' }), ['WEBHOOK_TIMEOUT_MS: "5 days" is not a duration (use 250ms, 5s, 2m or 2h)']);
+  t.same(problemsOf(t, { POLL_INTERVAL_MIN_MS: 'abc' }), ['POLL_INTERVAL_MIN_MS: "abc" is not a duration (use 250ms, 5s, 2m, 2h or 30d)']);
+  t.same(problemsOf(t, { WEBHOOK_TIMEOUT_MS: '5 days' }), [
+    'WEBHOOK_TIMEOUT_MS: "5 days" is not a duration (use 250ms, 5s, 2m, 2h or 30d)',
+  ]);
   t.same(problemsOf(t, { TASK_TIMEOUT_MS: '0' }), ['TASK_TIMEOUT_MS: "0" is out of range (expected a duration from 1ms to 596h)']);
   t.same(
     problemsOf(t, { TASK_TIMEOUT_MS: '1000h' }),
     ['TASK_TIMEOUT_MS: "1000h" is out of range (expected a duration from 1ms to 596h)'],
     'longer than a Node timer can hold',
   );
+});
+
+t.test('VIDEO_RETENTION: unset keeps videos; a duration with a unit, at least 1m', async (t) => {
+  t.equal(configOf(t, {}).videoRetentionMs, null, 'unset: keep');
+  t.equal(configOf(t, { VIDEO_RETENTION: '30d' }).videoRetentionMs, 30 * 86_400_000);
+  t.equal(configOf(t, { VIDEO_RETENTION: '36h' }).videoRetentionMs, 36 * 3_600_000);
+  t.equal(configOf(t, { VIDEO_RETENTION: '3650d' }).videoRetentionMs, 3650 * 86_400_000, 'longer than a timer can hold is fine');
+  t.same(problemsOf(t, { VIDEO_RETENTION: '30' }), ['VIDEO_RETENTION: "30" is not a duration with a unit (use e.g. 30d, 12h or 90m)']);
+  t.same(problemsOf(t, { VIDEO_RETENTION: '30 days' }), [
+    'VIDEO_RETENTION: "30 days" is not a duration with a unit (use e.g. 30d, 12h or 90m)',
+  ]);
+  t.same(problemsOf(t, { VIDEO_RETENTION: '30s' }), ['VIDEO_RETENTION: "30s" is out of range (expected a duration of at least 1m)']);
+});
+
+t.test('*_MS variables take days too', async (t) => {
+  t.equal(configOf(t, { TASK_TIMEOUT_MS: '1d' }).taskTimeoutMs, 86_400_000);
+  t.same(configOf(t, { WEBHOOK_RETRY_SCHEDULE: '5s,1d' }).webhookRetryScheduleMs, [5000, 86_400_000]);
 });
 
 t.test('webhook retry schedule', async (t) => {
@@ -220,7 +245,7 @@ t.test('poll interval minimum must not exceed the maximum', async (t) => {
   t.equal(problemsOf(t, { POLL_INTERVAL_MIN_MS: '1s', POLL_INTERVAL_MAX_MS: '500ms' }).length, 1);
   t.same(
     problemsOf(t, { POLL_INTERVAL_MIN_MS: '20s', POLL_INTERVAL_MAX_MS: 'x' }),
-    ['POLL_INTERVAL_MAX_MS: "x" is not a duration (use 250ms, 5s, 2m or 2h)'],
+    ['POLL_INTERVAL_MAX_MS: "x" is not a duration (use 250ms, 5s, 2m, 2h or 30d)'],
     'no comparison against a value that did not parse',
   );
 });

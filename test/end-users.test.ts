@@ -365,3 +365,18 @@ t.test('attacks: a token cannot choose the keys it is checked with, nor cross to
   await expectUnauthorized(t, await s.call('GET', '/videos', crossIssuer), /wrong audience/, crossIssuer, "bob's issuer, alice's audience");
   t.equal(attackerIdp.fetches(), 0);
 });
+
+t.test('an end user deletes its own videos only', async (t) => {
+  const s = await setup(t);
+  const u1 = await s.token('user_1');
+  const u2 = await s.token('user_2');
+  const own = await createAs(s, u1);
+  const others = await createAs(s, u2);
+  const refused = await s.call('DELETE', `/videos/${others.id}`, u1);
+  t.equal(refused.status, 404, "another end user's video is not found");
+  t.ok(await s.gw.store.videos.get(others.id), 'and is still stored');
+  t.equal((await s.call('DELETE', `/videos/${own.id}`, u1)).status, 204, 'its own is deleted');
+  t.equal(await s.gw.store.videos.get(own.id), undefined);
+  t.equal((await s.call('GET', `/videos/${own.id}`, u1)).status, 404, 'then 404');
+  t.equal((await s.call('DELETE', `/videos/${others.id}`, apiKey('alice'))).status, 204, 'the app server deletes any of its client');
+});

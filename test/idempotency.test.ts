@@ -67,12 +67,16 @@ t.test('pure rules', async (t) => {
       response: null,
       createdAt: 0,
       expiresAt: DAY_MS,
+      erasedAt: null,
     };
     t.same(decideForExistingKey(record, 'f2'), { kind: 'reused' });
     t.same(decideForExistingKey(record, 'f1'), { kind: 'in_progress' });
     const response = { status: 202, body: '{}', headers: {} };
     t.same(decideForExistingKey({ ...record, state: 'completed', response }, 'f1'), { kind: 'replay', response });
     t.same(decideForExistingKey({ ...record, state: 'completed', response }, 'f2'), { kind: 'reused' });
+    const erased = { ...record, state: 'completed' as const, fingerprint: '', erasedAt: DAY_MS / 2 };
+    t.same(decideForExistingKey(erased, 'f1'), { kind: 'erased' }, 'the key of an erased video, same body: erased');
+    t.same(decideForExistingKey(erased, 'f2'), { kind: 'erased' }, 'any body: its fingerprint is gone with the content');
   });
 
   t.test('only the upstream’s own refusal is a stored outcome', async (t) => {

@@ -97,13 +97,13 @@ t.test('migrations', async (t) => {
   const applied = raw.prepare('select name from kysely_migration order by name').all() as Array<{ name: string }>;
   t.same(
     applied.map((row) => row.name),
-    ['0001_initial', '0002_webhook_delivery', '0003_raw_webhook_state', '0005_end_users'],
+    ['0001_initial', '0002_webhook_delivery', '0003_raw_webhook_state', '0005_end_users', '0006_delete_tombstones'],
   );
   t.equal(raw.pragma('journal_mode', { simple: true }), 'wal', 'the file is in WAL mode');
   const tables = (raw.prepare("select name from sqlite_master where type = 'table' order by name").all() as Array<{ name: string }>).map(
     (r) => r.name,
   );
-  for (const table of ['videos', 'webhook_deliveries', 'delivery_attempts', 'idempotency_keys'])
+  for (const table of ['videos', 'webhook_deliveries', 'delivery_attempts', 'idempotency_keys', 'video_tombstones'])
     t.ok(tables.includes(table), `${table} exists`);
   const indexes = (raw.prepare("select name from sqlite_master where type = 'index'").all() as Array<{ name: string }>).map((r) => r.name);
   for (const index of [
@@ -114,6 +114,8 @@ t.test('migrations', async (t) => {
     'webhook_deliveries_due_idx',
     'delivery_attempts_video_idx',
     'idempotency_keys_expires_at_idx',
+    'idempotency_keys_video_id_idx',
+    'videos_completed_at_idx',
   ]) {
     t.ok(indexes.includes(index), `${index} exists`);
   }
@@ -127,6 +129,12 @@ t.test('migrations', async (t) => {
     .prepare('explain query plan select id from videos where client_id = ? and end_user_id = ? order by id desc limit 21')
     .all('client_a', 'user_1') as Array<{ detail: string }>;
   t.match(endUserPlan.map((row) => row.detail).join('\n'), /videos_end_user_idx/, "one end user's list uses its index");
+  const retentionPlan = raw
+    .prepare(
+      "explain query plan select id from videos where completed_at <= ? and status in ('completed', 'failed') order by completed_at limit 100",
+    )
+    .all(T0) as Array<{ detail: string }>;
+  t.match(retentionPlan.map((row) => row.detail).join('\n'), /videos_completed_at_idx/, 'retention reads terminal videos by index');
 
   const memory = await openStore(t, ':memory:');
   await memory.ping();
@@ -208,6 +216,40 @@ t.test('0003 turns the webhook summaries stored under 0002 into raw columns: eve
     (c) => c.name,
   );
   t.notOk(columns.includes('webhook_json'), 'the public-shaped column is gone');
+});
+
+t.test('0006 teaches keys stored before it which video they created, so erasing that video empties its key', async (t) => {
+  const path = join(t.testdir(), 'gateway.db');
+  const db = new Kysely<unknown>({ dialect: new SqliteDialect({ database: new BetterSqlite3(path) }) });
+  const upTo0003 = Object.fromEntries(Object.entries(migrations).filter(([name]) => name < '0004'));
+  await new Migrator({ db, provider: { getMigrations: async () => upTo0003 } }).migrateToLatest();
+  const video = newVideo({ request: { ...newVideo().request, prompt: 'Stored before 0006' } });
+  await sql`insert into videos (id, client_id, upstream_id, status, request_json, created_at, updated_at)
+    values (${video.id}, ${video.clientId}, ${video.upstreamId}, 'queued', ${JSON.stringify(video.request)}, ${T0}, ${T0})`.execute(db);
+  const key = (name: string, status: number | null, body: string | null, headers: string | null, state = 'completed') =>
+    sql`insert into idempotency_keys (client_id, key, fingerprint, state, response_status, response_body, response_headers_json,
+        created_at, expires_at)
+      values (${video.clientId}, ${name}, 'fp', ${state}, ${status}, ${body}, ${headers}, ${T0}, ${T0 + 86_400_000})`.execute(db);
+  await key('created', 202, '{"prompt":"Stored before 0006"}', JSON.stringify({ location: `/videos/${video.id}` }));
+  await key('refused', 422, '{"code":"upstream_rejected"}', JSON.stringify({ 'content-type': 'application/problem+json' }));
+  await key('running', null, null, null, 'in_progress');
+  await db.destroy();
+
+  const store = await openStore(t, path);
+  const raw = inspect(t, path);
+  const videoIds = raw.prepare('select key, video_id from idempotency_keys order by key').all();
+  t.same(videoIds, [
+    { key: 'created', video_id: video.id },
+    { key: 'refused', video_id: null },
+    { key: 'running', video_id: null },
+  ]);
+  t.ok(await store.videos.erase(video.clientId, video.id, T0 + 1_000));
+  const keys = raw.prepare('select key, fingerprint, response_body, erased_at from idempotency_keys order by key').all();
+  t.same(keys, [
+    { key: 'created', fingerprint: '', response_body: null, erased_at: T0 + 1_000 },
+    { key: 'refused', fingerprint: 'fp', response_body: '{"code":"upstream_rejected"}', erased_at: null },
+    { key: 'running', fingerprint: 'fp', response_body: null, erased_at: null },
+  ]);
 });
 
 t.test('two processes racing on one file never claim one row twice', async (t) => {

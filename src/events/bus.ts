@@ -1,11 +1,15 @@
-import type { VideoRecord } from '../store/records.js';
+import type { VideoRecord, VideoTombstone } from '../store/records.js';
 
-/** A stored change of a video (status, result, webhook summary), published after its transaction commits. */
-export interface VideoChanged {
-  video: VideoRecord;
-}
+/**
+ * A stored change of a video, published after its transaction commits: a new state (status, result, webhook
+ * summary) in `video`, or its erasure (DELETE, retention) in `deleted`, after which the video is gone for good.
+ */
+export type VideoChanged = { video: VideoRecord; deleted?: never } | { deleted: VideoTombstone; video?: never };
 
 export type VideoListener = (change: VideoChanged) => void;
+
+/** The id of the video a change is about. */
+export const changedVideoId = (change: VideoChanged): string => (change.deleted === undefined ? change.video.id : change.deleted.id);
 
 /**
  * How state changes reach waiters (long-poll, SSE, cache invalidation). In-process now; a Postgres
@@ -36,7 +40,7 @@ export function createInProcessBus(): EventBus {
   return {
     publish(change) {
       for (const listener of everyVideo) notify(listener, change);
-      const listeners = byVideo.get(change.video.id);
+      const listeners = byVideo.get(changedVideoId(change));
       if (listeners === undefined) return;
       for (const listener of [...listeners]) notify(listener, change);
     },

@@ -20,7 +20,7 @@ import { apiHelmetOptions, docsContentSecurityPolicy } from './security-headers.
 import { createValidatorCompiler } from './validation.js';
 
 export interface GatewayAppOptions {
-  services: Pick<Services, 'clock' | 'videos' | 'creator' | 'watch' | 'deliveries' | 'readiness' | 'metrics'>;
+  services: Pick<Services, 'clock' | 'videos' | 'creator' | 'eraser' | 'watch' | 'deliveries' | 'readiness' | 'metrics'>;
   authenticate: Authenticate;
   /** Serve the sandbox's sample video and thumbnail (sandbox mode). */
   serveSandboxAssets: boolean;
@@ -31,7 +31,7 @@ export interface GatewayAppOptions {
  * routes over services built elsewhere. Not encapsulated (fastify-plugin), so its handlers and docs apply app-wide.
  */
 const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { services, authenticate, serveSandboxAssets }) => {
-  const { videos, creator, watch, deliveries, readiness, metrics } = services;
+  const { videos, creator, eraser, watch, deliveries, readiness, metrics } = services;
   const rateLimits = createClientRateLimits({ clock: services.clock });
 
   // JSON only: a text/plain body is a 415, not a string that fails validation.
@@ -61,7 +61,7 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { se
     uiConfig: { deepLinking: true, persistAuthorization: true },
     staticCSP: docsContentSecurityPolicy,
   });
-  await app.register(videoRoutes, { videos, creator, watch, rateLimits, authenticate });
+  await app.register(videoRoutes, { videos, creator, eraser, watch, rateLimits, authenticate });
   await app.register(deliveryRoutes, { deliveries, rateLimits, authenticate });
   await app.register(healthRoutes, { readiness });
   await app.register(metricsRoutes, { metrics });

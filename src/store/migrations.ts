@@ -202,12 +202,66 @@ const endUsers: Migration = {
   },
 };
 
+/**
+ * Erasure (DESIGN §2.4): an erased video's row, outbox rows and attempt log are deleted and a tombstone keeps only
+ * its id, owner and times. An idempotency key learns which video it answered with (`video_id`), so the key of an
+ * erased video is emptied and marked (`erased_at`) instead of replaying content or starting a second generation;
+ * existing keys learn their video from the `location` of their stored 202. Retention reads terminal videos by
+ * `completed_at` (a partial index: running videos are not in it). Schema builder and plain statements only.
+ */
+const deleteTombstones: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await db.schema
+      .createTable('video_tombstones')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('client_id', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .addColumn('completed_at', 'bigint')
+      .addColumn('deleted_at', 'bigint', (c) => c.notNull())
+      .addColumn('version', 'integer', (c) => c.notNull())
+      .addColumn('reason', 'text', (c) => c.notNull())
+      .addCheckConstraint('video_tombstones_reason_check', sql`reason in ('deleted', 'retention')`)
+      .execute();
+    await db.schema.alterTable('idempotency_keys').addColumn('video_id', 'text').execute();
+    await db.schema.alterTable('idempotency_keys').addColumn('erased_at', 'bigint').execute();
+    await db.schema
+      .createIndex('idempotency_keys_video_id_idx')
+      .on('idempotency_keys')
+      .column('video_id')
+      .where(sql.ref('video_id'), 'is not', null)
+      .execute();
+    await db.schema
+      .createIndex('videos_completed_at_idx')
+      .on('videos')
+      .column('completed_at')
+      .where(sql.ref('completed_at'), 'is not', null)
+      .execute();
+
+    const answered = await sql<{ client_id: string; key: string; response_headers_json: unknown }>`
+      select client_id, key, response_headers_json from idempotency_keys
+      where state = 'completed' and response_status = 202`.execute(db);
+    for (const row of answered.rows) {
+      // Written only by the store, from typed values (`{ "content-type", "location": "/videos/vid_…" }`); text in
+      // SQLite, already parsed where the column is jsonb.
+      const raw = row.response_headers_json;
+      const headers: unknown = typeof raw === 'string' ? JSON.parse(raw) : raw;
+      const location = typeof headers === 'object' && headers !== null ? (headers as { location?: unknown }).location : undefined;
+      const videoId = typeof location === 'string' ? /^\/videos\/([^/?#]+)$/.exec(location)?.[1] : undefined;
+      if (videoId === undefined) continue;
+      await sql`update idempotency_keys set video_id = ${videoId}
+        where client_id = ${row.client_id} and key = ${row.key}`.execute(db);
+    }
+  },
+};
+
 /** Every migration, old and new, by versioned name. */
 export const migrations: Readonly<Record<string, Migration>> = {
   '0001_initial': initial,
   '0002_webhook_delivery': webhookDelivery,
   '0003_raw_webhook_state': rawWebhookState,
   '0005_end_users': endUsers,
+  '0006_delete_tombstones': deleteTombstones,
 };
 
 const migrationProvider: MigrationProvider = {

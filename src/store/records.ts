@@ -95,6 +95,24 @@ export interface PollReschedule {
   upstreamState?: string | null;
 }
 
+/** Why a video was erased: its owner deleted it, or `VIDEO_RETENTION` expired it. */
+export type ErasureReason = 'deleted' | 'retention';
+
+/**
+ * What is left of an erased video (DESIGN §2.4): its id, owner and times, never its content. `version` is the
+ * video's last row version plus one: the erasure is a change like any other.
+ */
+export interface VideoTombstone {
+  id: string;
+  clientId: string;
+  createdAt: number;
+  updatedAt: number;
+  completedAt: number | null;
+  deletedAt: number;
+  version: number;
+  reason: ErasureReason;
+}
+
 export interface ListVideosQuery {
   status?: VideoStatus;
   /** Only this end user's videos. */
@@ -128,6 +146,8 @@ export interface IdempotencyRecord {
   response: StoredResponse | null;
   createdAt: number;
   expiresAt: number;
+  /** Set when the video this key created was erased: the key answers 404 until it expires, and nothing else. */
+  erasedAt: number | null;
 }
 
 export interface BeginIdempotentRequest {

@@ -15,6 +15,7 @@ import type {
   RedeliverResult,
   StoredResponse,
   VideoRecord,
+  VideoTombstone,
   VideoTransition,
 } from './records.js';
 
@@ -62,6 +63,23 @@ export interface VideoRepository {
   refreshResult(id: string, now: number, result: VideoResult): Promise<VideoRecord | undefined>;
   /** Number of videos still running (queued or processing), for metrics. */
   countRunning(): Promise<number>;
+  /**
+   * Erases one of a client's videos (DESIGN §2.4), in one transaction: the video row, its outbox rows (pending ones
+   * are never sent) and attempt log are deleted, the idempotency key that created it is emptied and marked erased,
+   * and a tombstone keeps its id, owner and times. Returns the tombstone, or undefined when the video is unknown,
+   * another client's or already erased.
+   */
+  erase(
+    clientId: string,
+    id: string,
+    now: number,
+    /** An end user's delete: only its own video. */ endUserId?: string,
+  ): Promise<VideoTombstone | undefined>;
+  /**
+   * Erases, as `erase` does, up to `limit` terminal videos completed at or before `completedBefore`, oldest first
+   * (`VIDEO_RETENTION`); running videos are never touched. Returns their tombstones.
+   */
+  eraseTerminalBefore(completedBefore: number, limit: number, now: number): Promise<VideoTombstone[]>;
 }
 
 /** The outbox (DESIGN §3): the dispatcher's claims and records, the delivery log, redelivery. */
@@ -71,8 +89,11 @@ export interface DeliveryRepository {
    * most overdue first, and leases them until `now + leaseMs`. Two dispatchers never claim the same row.
    */
   claimDue(now: number, options: ClaimDeliveriesOptions): Promise<ClaimedDelivery[]>;
-  /** Stores the body of a delivery's first attempt unless one is stored already; returns the stored body. */
-  snapshotPayload(messageId: string, payload: string): Promise<string>;
+  /**
+   * Stores the body of a delivery's first attempt unless one is stored already; returns the stored body, or
+   * undefined when the delivery is gone (its video was erased meanwhile: nothing may be sent).
+   */
+  snapshotPayload(messageId: string, payload: string): Promise<string | undefined>;
   /**
    * Logs the attempt and, while the row still carries the claim's lease, applies its outcome and refreshes the
    * video's webhook state, all in one transaction. Returns the updated video, or undefined when the lease was

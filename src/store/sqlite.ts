@@ -96,6 +96,8 @@ export const sqliteDialect: StoreDialect = {
             response_status: null,
             response_body: null,
             response_headers_json: null,
+            video_id: null,
+            erased_at: null,
             created_at: eb.ref('excluded.created_at'),
             expires_at: eb.ref('excluded.expires_at'),
           }))

@@ -1,7 +1,7 @@
 import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
 
 import type { VideoStatus, WebhookEventType } from '../../schemas/video.js';
-import type { IdempotencyState, WebhookDeliveryStatus } from './records.js';
+import type { ErasureReason, IdempotencyState, WebhookDeliveryStatus } from './records.js';
 
 /**
  * The Kysely view of the database: one interface per table, column names as stored (snake_case).
@@ -12,6 +12,7 @@ export interface Database {
   webhook_deliveries: WebhookDeliveriesTable;
   delivery_attempts: DeliveryAttemptsTable;
   idempotency_keys: IdempotencyKeysTable;
+  video_tombstones: VideoTombstonesTable;
 }
 
 /**
@@ -106,6 +107,23 @@ export interface IdempotencyKeysTable {
   response_headers_json: NullableJsonColumn;
   created_at: number;
   expires_at: number;
+  /** The video whose 202 this key stored (null for a stored refusal, and for keys still running). */
+  video_id: string | null;
+  /** When that video was erased; its stored answer and fingerprint are gone then. */
+  erased_at: number | null;
+}
+
+/** One row per erased video: only id, owner and times (DESIGN §2.4). */
+export interface VideoTombstonesTable {
+  id: string;
+  client_id: string;
+  created_at: number;
+  updated_at: number;
+  completed_at: number | null;
+  deleted_at: number;
+  /** The video's last row version plus one. */
+  version: number;
+  reason: ErasureReason;
 }
 
 export type VideoRow = Selectable<VideosTable>;
@@ -115,3 +133,4 @@ export type NewWebhookDeliveryRow = Insertable<WebhookDeliveriesTable>;
 export type DeliveryAttemptRow = Selectable<DeliveryAttemptsTable>;
 export type IdempotencyKeyRow = Selectable<IdempotencyKeysTable>;
 export type NewIdempotencyKeyRow = Insertable<IdempotencyKeysTable>;
+export type VideoTombstoneRow = Selectable<VideoTombstonesTable>;

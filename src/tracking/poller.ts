@@ -76,7 +76,7 @@ export function createPoller(options: PollerOptions): Poller {
       video.status,
     );
     if (updated === undefined) {
-      logger.info({ videoId: video.id }, 'ignored an upstream answer for a video that is already terminal');
+      logger.info({ videoId: video.id }, 'ignored an upstream answer for a video that is already terminal or was deleted');
       return;
     }
     logger.info(

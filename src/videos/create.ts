@@ -2,7 +2,7 @@ import type { CreateVideoBody } from '../../schemas/video.js';
 import { type Caller, owns } from '../auth/caller.js';
 import type { Client } from '../auth/clients.js';
 import type { Clock } from '../clock.js';
-import { IdempotencyKeyInUse, IdempotencyKeyReused, ValidationFailed } from '../errors.js';
+import { IdempotencyKeyInUse, IdempotencyKeyReused, ValidationFailed, VideoNotFound } from '../errors.js';
 import type { IdSource } from '../ids.js';
 import type { Logger } from '../lib/logger.js';
 import { type IdempotencyClaim, initialRecord, type NewVideo, type StoredResponse, type VideoRequest } from '../store/records.js';
@@ -219,6 +219,8 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
           throw new IdempotencyKeyInUse(1);
         case 'reused':
           throw new IdempotencyKeyReused();
+        case 'erased':
+          throw new VideoNotFound('The video this Idempotency-Key created has been deleted.');
       }
     },
   };

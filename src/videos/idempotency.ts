@@ -50,13 +50,17 @@ export function requestFingerprint(method: string, path: string, body: unknown):
 }
 
 /** What a request carrying an already-known key gets. */
-export type IdempotencyDecision = { kind: 'replay'; response: StoredResponse } | { kind: 'in_progress' } | { kind: 'reused' };
+export type IdempotencyDecision =
+  { kind: 'replay'; response: StoredResponse } | { kind: 'in_progress' } | { kind: 'reused' } | { kind: 'erased' };
 
 /**
  * A known key with another fingerprint is a misuse (422) whatever its state; with the same fingerprint the
- * stored response is replayed, or 409 while the first request still runs.
+ * stored response is replayed, or 409 while the first request still runs. The key of an erased video answers
+ * only that (404) until it expires: its answer and fingerprint went with the video, and running the request again
+ * would start a second paid generation behind the client's back.
  */
 export function decideForExistingKey(existing: IdempotencyRecord, fingerprint: string): IdempotencyDecision {
+  if (existing.erasedAt !== null) return { kind: 'erased' };
   if (existing.fingerprint !== fingerprint) return { kind: 'reused' };
   if (existing.state === 'completed' && existing.response !== null) return { kind: 'replay', response: existing.response };
   return { kind: 'in_progress' };

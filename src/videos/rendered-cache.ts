@@ -1,11 +1,11 @@
 import { LRUCache } from 'lru-cache';
 
-import type { EventBus } from '../events/bus.js';
+import { changedVideoId, type EventBus } from '../events/bus.js';
 import type { RenderedVideo } from './present.js';
 
 /**
  * Pre-serialized bodies of terminal videos (a running one changes under the poller), dropped on every published
- * change of their video (status, refreshed URL, webhook state).
+ * change of their video (status, refreshed URL, webhook state, erasure).
  */
 export interface RenderedVideoCache {
   /** Counts as a hit or a miss. */
@@ -29,9 +29,9 @@ export function createRenderedVideoCache(options: { bus: EventBus; maxEntries: n
   let misses = 0;
   /** Counts published changes. */
   let changesSeen = 0;
-  options.bus.subscribeAll(({ video }) => {
+  options.bus.subscribeAll((change) => {
     changesSeen += 1;
-    cache.delete(video.id);
+    cache.delete(changedVideoId(change));
   });
 
   return {

@@ -1,6 +1,7 @@
 import type { Caller } from '../auth/caller.js';
-import type { EventBus } from '../events/bus.js';
-import type { VideoRecord } from '../store/records.js';
+import { VideoNotFound } from '../errors.js';
+import type { EventBus, VideoChanged } from '../events/bus.js';
+import type { VideoRecord, VideoTombstone } from '../store/records.js';
 import type { CancelTimer, Timers } from '../timers.js';
 import { ifNoneMatchHits, type RenderedVideo } from './present.js';
 import type { VideoService } from './service.js';
@@ -30,10 +31,15 @@ export interface WaitRequest {
   ifNoneMatch?: string | undefined;
 }
 
+/** What a stream tells of an erased video: which, and when. */
+export type ErasedVideo = Pick<VideoTombstone, 'id' | 'deletedAt'>;
+
 export interface StatusStreamHandlers {
   /** A status change; the stream has stopped itself when `rendered.terminal`. */
   onStatus(rendered: RenderedVideo): void;
   onKeepAlive(): void;
+  /** The video was erased (DELETE, retention): the stream has stopped itself; send a last event and end. */
+  onDeleted(erased: ErasedVideo): void;
   /** The gateway is shutting down: end the response (clients reconnect and get the current state). */
   onShutdown(): void;
 }
@@ -50,10 +56,11 @@ export interface StatusStream {
 export interface VideoWatch {
   /**
    * Resolves as soon as the video's status changes or it is terminal, else after `waitMs` with its current
-   * state. Not found (or another client's) is `VideoNotFound`, as for a plain read.
+   * state. Not found (or another client's) is `VideoNotFound`, as for a plain read, and so is a video erased
+   * while it is waited on (the wait ends at once).
    */
   waitForChange(caller: Caller, id: string, request: WaitRequest): Promise<RenderedVideo>;
-  /** The current video, then every status change until it is terminal. */
+  /** The current video, then every status change until it is terminal or erased. */
   watch(caller: Caller, id: string): Promise<StatusStream>;
   /** Shutdown: answers every long-poll now and ends every stream, so the server can close without waiting. */
   closeAll(): void;
@@ -68,12 +75,12 @@ async function subscribeThenRead(
   videos: VideoWatchOptions['videos'],
   caller: Caller,
   id: string,
-): Promise<{ initial: RenderedVideo; unsubscribe: () => void; take(listener: (record: VideoRecord) => void): void }> {
-  let pending: VideoRecord | null = null;
-  let deliver: ((record: VideoRecord) => void) | null = null;
-  const unsubscribe = bus.subscribe(id, ({ video }) => {
-    if (deliver !== null) deliver(video);
-    else pending = video;
+): Promise<{ initial: RenderedVideo; unsubscribe: () => void; take(listener: (change: VideoChanged) => void): void }> {
+  let pending: VideoChanged | null = null;
+  let deliver: ((change: VideoChanged) => void) | null = null;
+  const unsubscribe = bus.subscribe(id, (change) => {
+    if (deliver !== null) deliver(change);
+    else pending = change; // an erasure is the last change a video ever has
   });
   let initial: RenderedVideo;
   try {
@@ -87,7 +94,7 @@ async function subscribeThenRead(
     unsubscribe,
     take(listener) {
       deliver = listener;
-      const missed: VideoRecord | null = pending;
+      const missed: VideoChanged | null = pending;
       pending = null;
       if (missed !== null) listener(missed);
     },
@@ -119,20 +126,27 @@ export function createVideoWatch(options: VideoWatchOptions): VideoWatch {
         subscription.unsubscribe();
         return initial;
       }
-      return new Promise<RenderedVideo>((resolve) => {
+      return new Promise<RenderedVideo>((resolve, reject) => {
         let latest = initial;
+        let erased = false;
         let cancelTimer: CancelTimer = () => {};
         const finish = (): void => {
           cancelTimer();
           subscription.unsubscribe();
           signal.removeEventListener('abort', finish);
           open.delete(finish);
-          resolve(latest);
+          if (erased) reject(new VideoNotFound());
+          else resolve(latest);
         };
         open.add(finish);
         signal.addEventListener('abort', finish, { once: true });
         cancelTimer = timers.setTimeout(finish, waitMs);
-        subscription.take((record) => {
+        subscription.take(({ video: record }) => {
+          if (record === undefined) {
+            erased = true;
+            finish();
+            return;
+          }
           // Other changes (a refreshed URL, the webhook summary) update what is answered but do not end the wait.
           latest = present(record);
           if (record.status !== initial.video.status) finish();
@@ -165,8 +179,15 @@ export function createVideoWatch(options: VideoWatchOptions): VideoWatch {
           };
           open.add(shutdown);
           stopKeepAlive = timers.setInterval(() => handlers.onKeepAlive(), keepAliveMs);
-          subscription.take((record) => {
-            if (stopped || record.status === lastStatus) return;
+          subscription.take((change) => {
+            if (stopped) return;
+            if (change.deleted !== undefined) {
+              stop();
+              handlers.onDeleted(change.deleted);
+              return;
+            }
+            const record = change.video;
+            if (record.status === lastStatus) return;
             lastStatus = record.status;
             const rendered = present(record);
             if (rendered.terminal) stop();

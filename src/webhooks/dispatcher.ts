@@ -100,7 +100,13 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
     if (body === null) {
       const video = await videos.get(claimed.videoId);
       if (video === undefined) return null;
-      body = await deliveries.snapshotPayload(claimed.messageId, buildWebhookPayload(claimed.eventType, claimed.createdAt, video));
+      const snapshot = await deliveries.snapshotPayload(
+        claimed.messageId,
+        buildWebhookPayload(claimed.eventType, claimed.createdAt, video),
+      );
+      // Erased between the read and the snapshot: its body must not go out.
+      if (snapshot === undefined) return null;
+      body = snapshot;
     }
     return { url: new URL(claimed.targetUrl), secret: client.webhookSecret, body };
   };
@@ -149,7 +155,7 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
 
   const deliver = async (claimed: ClaimedDelivery): Promise<void> => {
     const prepared = await prepare(claimed);
-    if (prepared === null) return; // the video is gone, and its outbox rows with it
+    if (prepared === null) return; // the video was erased, and its outbox rows with it
     const at = clock.now();
     const started = monotonic();
     const sent =
@@ -256,7 +262,7 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
 
   // A new or redelivered event shows up as a 'pending' webhook state on the bus: send it without waiting for the tick.
   bus.subscribeAll(({ video }) => {
-    if (video.webhook?.status === 'pending') wake();
+    if (video?.webhook?.status === 'pending') wake();
   });
 
   return {

@@ -481,6 +481,185 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
       t.match(await keyState('k3'), { state: 'in_progress', response: null });
     });
 
+    t.test('videos: erase leaves a tombstone and nothing of the content, in any table', async (t) => {
+      const { store, db } = await opened(t);
+      const secrets = [
+        'A private prompt about a lighthouse',
+        'secret-user-42',
+        'hooks.private.example',
+        'img.private.example',
+        'fp-of-the-body',
+      ];
+      const input = newVideo({
+        request: videoRequest({
+          prompt: secrets[0],
+          metadata: { user: 'secret-user-42' },
+          callbackUrl: 'https://hooks.private.example/in',
+          keyframes: { start: { imageUrl: 'https://img.private.example/k.jpg' } },
+        }),
+      });
+      const begun = await store.idempotencyKeys.begin({
+        clientId: 'client_a',
+        key: 'k-erase',
+        fingerprint: 'fp-of-the-body',
+        now: T0,
+        expiresAt: T0 + DAY_MS,
+        staleBefore: T0 - 60_000,
+      });
+      if (!begun.started) throw new Error('key not claimed');
+      const answer = {
+        status: 202,
+        body: JSON.stringify({ id: input.id, prompt: secrets[0] }),
+        headers: { location: `/videos/${input.id}` },
+      };
+      await store.videos.insert(input, { claim: begun.claim, response: answer });
+      const done = await store.videos.applyTransition(input.id, T0 + 5_000, completed(), null, [
+        { messageId: 'msg_ERASE_1', eventType: 'video.completed' },
+      ]);
+      if (done === undefined) throw new Error('not completed');
+      await store.deliveries.snapshotPayload('msg_ERASE_1', JSON.stringify({ data: { prompt: secrets[0] } }));
+      const [claim] = await store.deliveries.claimDue(T0 + 5_000, { limit: 1, leaseMs: LEASE_MS });
+      if (claim === undefined) throw new Error('not claimed');
+      await store.deliveries.recordAttempt({
+        messageId: 'msg_ERASE_1',
+        leaseUntil: claim.leaseUntil,
+        attempt: 1,
+        at: T0 + 5_000,
+        durationMs: 3,
+        responseStatus: 500,
+        error: null,
+        responseExcerpt: `echo ${secrets[0]}`,
+        next: { status: 'retrying', nextAttemptAt: T0 + 10_000 },
+        now: T0 + 5_010,
+      });
+      const before = await store.videos.get(input.id);
+      if (before === undefined) throw new Error('gone');
+      const kept = await terminalWithEvent(store, T0 + 6_000, {}, 'msg_KEPT_1');
+
+      t.equal(await store.videos.erase('client_b', input.id, T0 + 20_000), undefined, "another client's video is not erased");
+      t.ok(await store.videos.get(input.id), 'and is still there');
+
+      const tombstone = await store.videos.erase('client_a', input.id, T0 + 20_000);
+      t.same(tombstone, {
+        id: input.id,
+        clientId: 'client_a',
+        createdAt: T0,
+        updatedAt: before.updatedAt,
+        completedAt: T0 + 5_000,
+        deletedAt: T0 + 20_000,
+        version: before.version + 1,
+        reason: 'deleted',
+      });
+      t.equal(await store.videos.get(input.id), undefined, 'the video is gone');
+      t.equal(await store.videos.erase('client_a', input.id, T0 + 21_000), undefined, 'a second erase finds nothing');
+      t.same(await store.deliveries.listAttempts(input.id, 10), [], 'its attempt log is gone');
+      t.same(await store.deliveries.redeliver(input.id, T0 + 22_000), { kind: 'not_found' });
+      t.equal(await store.deliveries.snapshotPayload('msg_ERASE_1', '{}'), undefined, 'its outbox row is gone: nothing to send');
+      t.same(
+        (await store.deliveries.claimDue(T0 + DAY_MS, { limit: 10, leaseMs: LEASE_MS })).map((row) => row.messageId),
+        ['msg_KEPT_1'],
+        'its pending retry is never claimed; the other video’s event still is',
+      );
+
+      const key = await store.idempotencyKeys.begin({
+        clientId: 'client_a',
+        key: 'k-erase',
+        fingerprint: 'fp-of-the-body',
+        now: T0 + 30_000,
+        expiresAt: T0 + 30_000 + DAY_MS,
+        staleBefore: T0 - 60_000,
+      });
+      t.same(
+        key,
+        {
+          started: false,
+          existing: {
+            clientId: 'client_a',
+            key: 'k-erase',
+            fingerprint: '',
+            state: 'completed',
+            response: null,
+            createdAt: T0,
+            expiresAt: T0 + DAY_MS,
+            erasedAt: T0 + 20_000,
+          },
+        },
+        'the key keeps its name and expiry, and says its video was erased',
+      );
+
+      // As an operator sees the database: no table holds anything of the content.
+      for (const table of ['videos', 'webhook_deliveries', 'delivery_attempts', 'idempotency_keys', 'video_tombstones'] as const) {
+        const dump = JSON.stringify(await db.inspect.selectFrom(table).selectAll().execute());
+        for (const secret of secrets) t.notOk(dump.includes(secret), `${table} holds nothing of "${secret}"`);
+        if (table === 'webhook_deliveries' || table === 'delivery_attempts') {
+          t.notOk(dump.includes(input.id), `${table} has no row of the erased video`);
+        }
+      }
+      t.same(
+        await db.inspect.selectFrom('video_tombstones').selectAll().execute(),
+        [
+          {
+            id: input.id,
+            client_id: 'client_a',
+            created_at: T0,
+            updated_at: before.updatedAt,
+            completed_at: T0 + 5_000,
+            deleted_at: T0 + 20_000,
+            version: before.version + 1,
+            reason: 'deleted',
+          },
+        ],
+        'the tombstone: id, owner, times',
+      );
+      t.same(await store.videos.get(kept.video.id), kept.video, 'the other video is untouched');
+    });
+
+    t.test('videos: eraseTerminalBefore takes terminal videos past the age, oldest first, a batch at a time', async (t) => {
+      const { store } = await opened(t);
+      const finish = async (at: number, transition: VideoTransition = completed()) => {
+        const video = await store.videos.insert(newVideo({ createdAt: T0 }));
+        await store.videos.applyTransition(video.id, at, transition, null, []);
+        return video.id;
+      };
+      const oldest = await finish(T0 + 1_000);
+      const second = await finish(T0 + 2_000, failed);
+      const third = await finish(T0 + 3_000);
+      const recent = await finish(T0 + 3_001);
+      const running = (await store.videos.insert(newVideo({ createdAt: T0 - DAY_MS }))).id;
+      const processingId = (await store.videos.insert(newVideo({ createdAt: T0 - DAY_MS }))).id;
+      await store.videos.applyTransition(processingId, T0, processing, T0 + 5_000, []);
+
+      t.same(await store.videos.eraseTerminalBefore(T0 + 3_000, 0, T0 + 9_000), [], 'limit 0 erases nothing');
+      const batch = await store.videos.eraseTerminalBefore(T0 + 3_000, 2, T0 + 9_000);
+      t.same(
+        batch.map((tombstone) => [tombstone.id, tombstone.reason, tombstone.deletedAt]).sort(),
+        [
+          [oldest, 'retention', T0 + 9_000],
+          [second, 'retention', T0 + 9_000],
+        ].sort(),
+        'the two oldest, failed ones included',
+      );
+      t.same(
+        (await store.videos.eraseTerminalBefore(T0 + 3_000, 2, T0 + 9_000)).map((tombstone) => tombstone.id),
+        [third],
+      );
+      t.same(await store.videos.eraseTerminalBefore(T0 + 3_000, 2, T0 + 9_000), [], 'nothing left past the age');
+      for (const id of [recent, running, processingId]) t.ok(await store.videos.get(id), `${id} is kept`);
+      t.same(await store.videos.eraseTerminalBefore(T0 + DAY_MS, 10, T0 + DAY_MS), [
+        {
+          id: recent,
+          clientId: 'client_a',
+          createdAt: T0,
+          updatedAt: T0 + 3_001,
+          completedAt: T0 + 3_001,
+          deletedAt: T0 + DAY_MS,
+          version: 3, // inserted 1, completed 2, erased 3
+          reason: 'retention',
+        },
+      ]);
+      t.equal(await store.videos.countRunning(), 2, 'running videos are never erased, however old');
+    });
+
     t.test('videos: reschedulePoll', async (t) => {
       const { store } = await opened(t);
       const video = await store.videos.insert(newVideo({ estimatedWaitSeconds: 40 }));
@@ -856,6 +1035,7 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
           response: null,
           createdAt: T0,
           expiresAt: T0 + DAY_MS,
+          erasedAt: null,
         },
       });
       t.match(

@@ -46,7 +46,7 @@ export function createDeliveryRepository(db: Kysely<Database>, dialect: StoreDia
           .where('payload', 'is', null)
           .execute();
         const row = await trx.selectFrom('webhook_deliveries').select('payload').where('message_id', '=', messageId).executeTakeFirst();
-        return row?.payload ?? payload;
+        return row === undefined ? undefined : (row.payload ?? payload);
       });
     },
 

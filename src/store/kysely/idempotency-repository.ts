@@ -12,6 +12,8 @@ export async function completeIdempotencyRow(
   mappers: RowMappers,
   claim: IdempotencyClaim,
   response: StoredResponse,
+  /** The video this answer created (its erasure empties the key). */
+  videoId: string | null = null,
 ): Promise<void> {
   await db
     .updateTable('idempotency_keys')
@@ -20,6 +22,7 @@ export async function completeIdempotencyRow(
       response_status: response.status,
       response_body: response.body,
       response_headers_json: mappers.toJson(response.headers),
+      video_id: videoId,
     })
     .where('client_id', '=', claim.clientId)
     .where('key', '=', claim.key)
@@ -47,6 +50,8 @@ export function createIdempotencyRepository(db: Kysely<Database>, dialect: Store
             response_headers_json: null,
             created_at: now,
             expires_at: request.expiresAt,
+            video_id: null,
+            erased_at: null,
           },
           { now, staleBefore },
         );

@@ -102,6 +102,7 @@ export function createRowMappers(json: JsonCodec): RowMappers {
         response,
         createdAt: row.created_at,
         expiresAt: row.expires_at,
+        erasedAt: row.erased_at,
       };
     },
 

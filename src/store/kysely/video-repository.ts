@@ -1,9 +1,9 @@
 import { type Kysely, sql } from 'kysely';
 
 import { isTerminal, runningStatuses } from '../../lifecycle.js';
-import type { VideoRecord } from '../records.js';
+import type { ErasureReason, VideoRecord, VideoTombstone } from '../records.js';
 import type { VideoRepository } from '../repositories.js';
-import type { Database } from '../tables.js';
+import type { Database, VideoRow } from '../tables.js';
 import { refreshWebhookState } from './delivery-repository.js';
 import type { StoreDialect } from './dialect.js';
 import { completeIdempotencyRow } from './idempotency-repository.js';
@@ -16,6 +16,56 @@ import { newDeliveryRow, type RowMappers } from './row-mappers.js';
  */
 export const runningStatusLiterals = runningStatuses.map((status) => sql.lit(status));
 
+const terminalStatusLiterals = (['completed', 'failed'] as const).map((status) => sql.lit(status));
+
+/** What an erased video's tombstone is made of: the row's id, owner, times and version, never its content. */
+const tombstoneColumns = ['id', 'client_id', 'created_at', 'updated_at', 'completed_at', 'version'] as const;
+type ErasedRow = Pick<VideoRow, (typeof tombstoneColumns)[number]>;
+
+/**
+ * The rest of an erasure, in the transaction that deleted the video rows (`DELETE … RETURNING`, so two erasers of
+ * one video never both get it): the outbox rows (pending ones are never sent) and their attempt log go, the
+ * idempotency key that created each video keeps only its name and expiry, and each video leaves a tombstone.
+ * The outbox rows cascade from the video already; deleting them by name keeps that true on any schema.
+ */
+async function eraseDependents(trx: Kysely<Database>, rows: ErasedRow[], now: number, reason: ErasureReason): Promise<VideoTombstone[]> {
+  if (rows.length === 0) return [];
+  const ids = rows.map((row) => row.id);
+  await trx.deleteFrom('delivery_attempts').where('video_id', 'in', ids).execute();
+  await trx.deleteFrom('webhook_deliveries').where('video_id', 'in', ids).execute();
+  await trx
+    .updateTable('idempotency_keys')
+    .set({ fingerprint: '', response_status: null, response_body: null, response_headers_json: null, erased_at: now })
+    .where('video_id', 'in', ids)
+    .execute();
+  const tombstones = rows.map((row): VideoTombstone => ({
+    id: row.id,
+    clientId: row.client_id,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    completedAt: row.completed_at,
+    deletedAt: now,
+    version: row.version + 1,
+    reason,
+  }));
+  await trx
+    .insertInto('video_tombstones')
+    .values(
+      tombstones.map((tombstone) => ({
+        id: tombstone.id,
+        client_id: tombstone.clientId,
+        created_at: tombstone.createdAt,
+        updated_at: tombstone.updatedAt,
+        completed_at: tombstone.completedAt,
+        deleted_at: tombstone.deletedAt,
+        version: tombstone.version,
+        reason: tombstone.reason,
+      })),
+    )
+    .execute();
+  return tombstones;
+}
+
 export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialect, mappers: RowMappers): VideoRepository {
   const { videoFromRow } = mappers;
 
@@ -27,7 +77,7 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
       // The video and its key's stored answer commit together or not at all.
       return db.transaction().execute(async (trx) => {
         const record = await insert(trx);
-        await completeIdempotencyRow(trx, mappers, completesKey.claim, completesKey.response);
+        await completeIdempotencyRow(trx, mappers, completesKey.claim, completesKey.response, record.id);
         return record;
       });
     },
@@ -162,6 +212,41 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
         .executeTakeFirstOrThrow();
       // SQLite answers a number, Postgres a bigint string.
       return Number(count);
+    },
+
+    erase(clientId, id, now, endUserId) {
+      return db.transaction().execute(async (trx) => {
+        const rows = await trx
+          .deleteFrom('videos')
+          .where('id', '=', id)
+          .where('client_id', '=', clientId)
+          .$if(endUserId !== undefined, (query) => query.where('end_user_id', '=', endUserId ?? ''))
+          .returning(tombstoneColumns)
+          .execute();
+        const [tombstone] = await eraseDependents(trx, rows, now, 'deleted');
+        return tombstone;
+      });
+    },
+
+    eraseTerminalBefore(completedBefore, limit, now) {
+      if (limit <= 0) return Promise.resolve([]);
+      return db.transaction().execute(async (trx) => {
+        // Served by videos_completed_at_idx; at most `limit` rows per transaction, however many are due.
+        const rows = await trx
+          .deleteFrom('videos')
+          .where('id', 'in', (eb) =>
+            eb
+              .selectFrom('videos')
+              .select('id')
+              .where('completed_at', '<=', completedBefore)
+              .where('status', 'in', terminalStatusLiterals)
+              .orderBy('completed_at')
+              .limit(Math.floor(limit)),
+          )
+          .returning(tombstoneColumns)
+          .execute();
+        return eraseDependents(trx, rows, now, 'retention');
+      });
     },
   };
 }
