@@ -4,16 +4,20 @@ import type { FastifyReply } from 'fastify';
 
 import { RefTo } from '../schemas/common.js';
 import { CreateVideoHeaders, defaultListLimit, ListVideosQuery, VideoEventStream, VideoList } from '../schemas/list.js';
+import { StreamToken, VideoEventsQuery } from '../schemas/stream-tokens.js';
 import { CreateVideoBody, GetVideoQuery, Video, VideoParams } from '../schemas/video.js';
-import { type Authenticate, callerOf, requireClient } from '../src/http/auth.js';
+import { toIso } from '../src/clock.js';
+import { type Authenticate, type AuthenticateStreamToken, callerOf, requireClient } from '../src/http/auth.js';
 import type { ClientRateLimits } from '../src/http/client-rate-limits.js';
 import { whenClientLeaves } from '../src/http/connection.js';
+import { ProblemError } from '../src/http/problems.js';
 import { callerSecurity, jsonResponse, problemsFor } from '../src/http/responses.js';
 import { formatSseEvent, sseHeaders, sseKeepAlive } from '../src/http/sse.js';
 import type { VideoCreator } from '../src/videos/create.js';
 import type { VideoEraser } from '../src/videos/erase.js';
 import { ifNoneMatchHits, type RenderedVideo } from '../src/videos/present.js';
 import type { VideoService } from '../src/videos/service.js';
+import type { StreamTokens } from '../src/videos/stream-tokens.js';
 import type { ErasedVideo, VideoWatch } from '../src/videos/watch.js';
 
 export interface VideoRoutesOptions {
@@ -27,6 +31,9 @@ export interface VideoRoutesOptions {
   /** Per-client rate limits, shared with the other authenticated plugins. */
   rateLimits: ClientRateLimits;
   authenticate: Authenticate;
+  /** Mints the tokens `GET /videos/{id}/events?token=` accepts. */
+  streamTokens: StreamTokens;
+  authenticateStreamToken: AuthenticateStreamToken;
 }
 
 const sendVideo = (reply: FastifyReply, rendered: RenderedVideo, statusCode: number): FastifyReply =>
@@ -42,9 +49,9 @@ const deletedEvent = (tombstone: ErasedVideo): string =>
 
 export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async (
   app,
-  { videos, creator, eraser, watch, rateLimits, authenticate },
+  { videos, creator, eraser, watch, rateLimits, authenticate, streamTokens, authenticateStreamToken },
 ) => {
-  requireClient(app, authenticate);
+  requireClient(app, authenticate, authenticateStreamToken);
   // After authentication: a 401 comes first and is never counted against a client.
   await rateLimits.install(app);
 
@@ -199,6 +206,48 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
     },
   );
 
+  app.post(
+    '/videos/:id/stream-tokens',
+    {
+      schema: {
+        tags: ['videos'],
+        operationId: 'createStreamToken',
+        summary: "Mint a stream token for a video's event stream",
+        description:
+          'A browser `EventSource` cannot send `Authorization`. Mint a token here (from your server, or from the browser ' +
+          'with a short-lived credential) and open `GET /videos/{id}/events?token=<token>`. The token is valid for 5 ' +
+          'minutes, for this one video and that one route; a stream opened before it expires runs to its end. ' +
+          'Mint a new one to reconnect later. Send no body. An end user may mint tokens for its own videos only.',
+        security: callerSecurity(),
+        params: VideoParams,
+        response: {
+          200: jsonResponse(RefTo(StreamToken), 'The token and when it expires.', {
+            'cache-control': { type: 'string', description: '`no-store`.' },
+          }),
+          ...problemsFor(400, 401, 404, 429, 500),
+        },
+      },
+    },
+    async (request, reply) => {
+      // No body, or `{}`: anything else is a mistake worth saying (the route takes no parameters in a body).
+      const body: unknown = request.body;
+      if (body !== undefined && !(body !== null && typeof body === 'object' && !Array.isArray(body) && Object.keys(body).length === 0)) {
+        throw new ProblemError('validation_failed', 'This route takes no body: send none, or `{}`.', {
+          errors: [{ path: '/body', message: 'must be empty' }],
+        });
+      }
+      const caller = callerOf(request);
+      // Only for a video the caller owns (an end user: its own): anything else is a 404, as everywhere. The token
+      // carries the end user too, so the stream it opens is read as that end user.
+      await videos.read(caller, request.params.id);
+      const minted = streamTokens.mint(caller.client.id, caller.endUserId, request.params.id);
+      return reply
+        .code(200)
+        .header('cache-control', 'no-store')
+        .send({ token: minted.token, expiresAt: toIso(minted.expiresAt) });
+    },
+  );
+
   app.get(
     '/videos/:id/events',
     {
@@ -209,9 +258,11 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
         description:
           'A `text/event-stream`: one `status` event with the Video on connect and on every status change; the stream ' +
           'ends after the terminal (`completed` or `failed`) event, or with a `deleted` event when the video is deleted. A `: keep-alive` comment every 15 s keeps idle ' +
-          'connections open. Reconnecting is safe: the first event is always the current state. Costs no upstream call.',
-        security: callerSecurity(),
+          'connections open. Reconnecting is safe: the first event is always the current state. Costs no upstream call. ' +
+          'A browser `EventSource` (which cannot send headers) passes `?token=` from `POST /videos/{id}/stream-tokens` instead.',
+        security: [...callerSecurity(), { streamToken: [] }],
         params: VideoParams,
+        querystring: VideoEventsQuery,
         response: {
           200: {
             description: 'The event stream.',
@@ -221,6 +272,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
           ...problemsFor(400, 401, 404, 429, 500),
         },
       },
+      config: { acceptsStreamToken: true },
     },
     async (request, reply) => {
       const stream = await watch.watch(callerOf(request), request.params.id);

@@ -1,5 +1,6 @@
 import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify';
 
+import { appServer, endUser } from './auth/caller.js';
 import { systemClock } from './clock.js';
 import { gatewayApp } from './http/app-plugin.js';
 import { problemResponse } from './http/problems.js';
@@ -24,7 +25,7 @@ export interface GatewayOptions extends Omit<ServicesOptions, 'logger' | 'render
 
 export interface Gateway extends Pick<
   Services,
-  'store' | 'bus' | 'videos' | 'poller' | 'dispatcher' | 'retention' | 'health' | 'metrics' | 'circuitState' | 'startWorkers'
+  'store' | 'bus' | 'videos' | 'creator' | 'poller' | 'dispatcher' | 'retention' | 'health' | 'metrics' | 'circuitState' | 'startWorkers'
 > {
   app: FastifyInstance;
   /** Stops background work, then the server, then the store. */
@@ -40,16 +41,26 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   await app.register(gatewayApp, {
     services,
     authenticate: services.authenticate,
+    // The caller a stream token was minted by: its client, and its end user for an end user's token, so the
+    // stream is scoped exactly as the minting request was.
+    authenticateStreamToken: (token, videoId) => {
+      const grant = services.streamTokens.verify(token, videoId);
+      const client = grant === undefined ? undefined : options.clients.get(grant.clientId);
+      if (grant === undefined || client === undefined) return undefined;
+      return grant.endUserId === null ? appServer(client) : endUser(client, grant.endUserId);
+    },
     serveSandboxAssets: options.serveSandboxAssets === true,
+    metricsToken: options.config.metricsToken,
   });
 
   let closed = false;
-  const { store, bus, videos, poller, dispatcher, retention, health, metrics, circuitState, startWorkers } = services;
+  const { store, bus, videos, creator, poller, dispatcher, retention, health, metrics, circuitState, startWorkers } = services;
   return {
     app,
     store,
     bus,
     videos,
+    creator,
     poller,
     dispatcher,
     retention,

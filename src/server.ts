@@ -8,6 +8,7 @@ import { loadClientRegistry } from './auth/clients.js';
 import { type Config, formatConfigProblems, loadConfig, redactConfig, sandboxEnabled } from './config.js';
 import { formatDuration } from './duration.js';
 import { type Sandbox, startSandbox } from './sandbox/simulator.js';
+import { loadGatewaySecret } from './secrets/gateway-secret.js';
 
 /** The host a phone on the same network can reach when we listen on every interface. */
 function reachableHost(host: string): string {
@@ -46,6 +47,12 @@ async function main(): Promise<void> {
     allowHttpJwks: config.jwksAllowHttp,
   });
 
+  const gatewaySecret = await loadGatewaySecret({
+    configured: config.gatewaySecret ?? undefined,
+    dataDir: resolve('data'),
+    log: (line) => process.stdout.write(`${line}\n`),
+  });
+
   const sandboxMode = sandboxEnabled(config);
   let sandbox: Sandbox | null = null;
   const publicBaseUrl = `http://${reachableHost(config.host)}:${config.port}`;
@@ -62,7 +69,7 @@ async function main(): Promise<void> {
     config = { ...config, elkapiBaseUrl: sandbox.url };
   }
 
-  const gateway = await buildGateway({ config, clients, serveSandboxAssets: sandboxMode });
+  const gateway = await buildGateway({ config, clients, gatewaySecret, serveSandboxAssets: sandboxMode });
   closeWithGrace({ delay: 10_000, logger: gateway.app.log }, async ({ err, signal }) => {
     if (err !== undefined) gateway.app.log.error({ err }, 'shutting down after an unexpected error');
     else gateway.app.log.info({ signal }, 'shutting down');

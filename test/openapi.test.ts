@@ -40,7 +40,9 @@ t.test('the document validates as OpenAPI and documents every route', async (t) 
           t.same(operation.security, [{ bearerAuth: [] }], `${name} requires the API key`);
           t.ok(operation.responses['403'], `${name} documents 403 for end users`);
         } else {
-          t.same(operation.security, [{ bearerAuth: [] }, { endUserAuth: [] }], `${name} takes the API key or an end-user JWT`);
+          // The events stream alone also takes a stream token (EventSource cannot send Authorization).
+          const expected = [{ bearerAuth: [] }, { endUserAuth: [] }, ...(path === '/videos/{id}/events' ? [{ streamToken: [] }] : [])];
+          t.same(operation.security, expected, `${name} takes the API key or an end-user JWT`);
         }
         t.ok(operation.responses['401'], `${name} documents 401`);
       }

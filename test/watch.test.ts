@@ -126,6 +126,7 @@ t.test('a change published while the first read is in flight still wakes the wai
       etag: etagOf(body),
       terminal: false,
       downloadUrlExpiresAt: null,
+      version: stored.version,
     };
   };
   const watch = createVideoWatch({

@@ -33,6 +33,8 @@ export interface Client {
   createLimitPerMinute: number;
   /** Lower-cased host names callbacks may target; null → any host (still SSRF-checked). */
   allowedCallbackHosts: string[] | null;
+  /** Browser origins (as the `Origin` header sends them) whose pages may call the gateway with this client's credentials. */
+  allowedOrigins: string[];
   /** Whose end-user tokens this client accepts (DESIGN §2.7); null → API key only. */
   endUsers: EndUserTokenPolicy | null;
   /** Per end user, over all requests / over creates (DESIGN §2.5). */
@@ -51,6 +53,8 @@ export interface EndUserTokenPolicy {
 export interface ClientRegistry {
   /** The client whose key is in `Authorization: Bearer <key>`, or undefined (missing, malformed or unknown). */
   authenticate(authorizationHeader: string | undefined): Client | undefined;
+  /** True when `candidate` is some client's API key (by hash): lets the logs refuse a key pasted anywhere. */
+  isApiKey(candidate: string): boolean;
   get(id: string): Client | undefined;
   all(): Client[];
   /**
@@ -116,6 +120,8 @@ function toClient(entry: ClientEntry): Client {
           },
     endUserRateLimitPerMinute: entry.endUserRateLimitPerMinute ?? defaultEndUserRateLimitPerMinute,
     endUserCreateLimitPerMinute: entry.endUserCreateLimitPerMinute ?? defaultEndUserCreateLimitPerMinute,
+    // Serialized as browsers send `Origin`: lower-case scheme and host, default port dropped.
+    allowedOrigins: [...new Set((entry.allowedOrigins ?? []).map((origin) => new URL(origin).origin))],
   };
 }
 
@@ -147,6 +153,7 @@ export function createClientRegistry(file: ClientsFile, rules: ClientsFileRules 
       if (key === undefined || key.length > maxApiKeyLength) return undefined;
       return byKeyHash.get(hashApiKey(key));
     },
+    isApiKey: (candidate) => candidate.length <= maxApiKeyLength && byKeyHash.has(hashApiKey(candidate)),
     get: (id) => byId.get(id),
     all: () => [...byId.values()],
     forTokenIssuer(issuer, audiences) {

@@ -1,3 +1,4 @@
+import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -11,38 +12,51 @@ import { videoRoutes } from '../../routes/videos.js';
 import { sharedSchemas } from '../../schemas/index.js';
 import { sandboxAssets } from '../sandbox/assets.js';
 import type { Services } from '../services.js';
-import type { Authenticate } from './auth.js';
+import type { Authenticate, AuthenticateStreamToken } from './auth.js';
 import { createClientRateLimits } from './client-rate-limits.js';
+import { corsOptions } from './cors.js';
 import { openapiOptions } from './openapi.js';
 import { errorHandler, ProblemError, sendProblem } from './problems.js';
-import { useStrictJsonParser } from './request-parsing.js';
+import { refuseEncodedBodies, useStrictJsonParser } from './request-parsing.js';
 import { apiHelmetOptions, docsContentSecurityPolicy } from './security-headers.js';
+import { closeConnectionsWithUnreadBodies } from './unread-bodies.js';
 import { createValidatorCompiler } from './validation.js';
 
 export interface GatewayAppOptions {
-  services: Pick<Services, 'clock' | 'videos' | 'creator' | 'eraser' | 'watch' | 'deliveries' | 'readiness' | 'metrics'>;
+  services: Pick<
+    Services,
+    'clock' | 'clients' | 'videos' | 'creator' | 'eraser' | 'watch' | 'streamTokens' | 'deliveries' | 'readiness' | 'metrics' | 'redis'
+  >;
   authenticate: Authenticate;
+  authenticateStreamToken: AuthenticateStreamToken;
   /** Serve the sandbox's sample video and thumbnail (sandbox mode). */
   serveSandboxAssets: boolean;
+  /** `METRICS_TOKEN`, or null for an open `/metrics`. */
+  metricsToken: string | null;
 }
 
 /**
  * The gateway's HTTP layer as one plugin: parsers, validation, hooks, security headers, docs, error handling and
  * routes over services built elsewhere. Not encapsulated (fastify-plugin), so its handlers and docs apply app-wide.
  */
-const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { services, authenticate, serveSandboxAssets }) => {
-  const { videos, creator, eraser, watch, deliveries, readiness, metrics } = services;
-  const rateLimits = createClientRateLimits({ clock: services.clock });
+const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (
+  app,
+  { services, authenticate, authenticateStreamToken, serveSandboxAssets, metricsToken },
+) => {
+  const { videos, creator, eraser, watch, streamTokens, deliveries, readiness, metrics } = services;
+  const rateLimits = createClientRateLimits({ clock: services.clock, shared: services.redis });
 
   // JSON only: a text/plain body is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
   useStrictJsonParser(app);
+  refuseEncodedBodies(app);
   app.setValidatorCompiler(createValidatorCompiler(sharedSchemas));
   for (const schema of sharedSchemas) app.addSchema(schema);
   app.decorateRequest('caller', null);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  closeConnectionsWithUnreadBodies(app);
   app.addHook('onResponse', async (request, reply) => {
     // The route pattern, never the raw URL: ids in label values would explode cardinality.
     metrics.recordHttpRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime);
@@ -55,16 +69,18 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (app, { se
   );
 
   await app.register(helmet, apiHelmetOptions);
+  // Before the routes: preflights are answered ahead of authentication (they carry no credential).
+  await app.register(cors, corsOptions(services.clients.all()));
   await app.register(swagger, openapiOptions);
   await app.register(swaggerUi, {
     routePrefix: '/docs',
     uiConfig: { deepLinking: true, persistAuthorization: true },
     staticCSP: docsContentSecurityPolicy,
   });
-  await app.register(videoRoutes, { videos, creator, eraser, watch, rateLimits, authenticate });
+  await app.register(videoRoutes, { videos, creator, eraser, watch, rateLimits, authenticate, streamTokens, authenticateStreamToken });
   await app.register(deliveryRoutes, { deliveries, rateLimits, authenticate });
   await app.register(healthRoutes, { readiness });
-  await app.register(metricsRoutes, { metrics });
+  await app.register(metricsRoutes, { metrics, token: metricsToken });
   if (serveSandboxAssets) await app.register(sandboxAssets);
 };
 

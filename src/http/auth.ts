@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 
 import type { Authenticator, Caller } from '../auth/caller.js';
 import type { Client } from '../auth/clients.js';
+import { narrowCorsToClient } from './cors.js';
 import { ProblemError } from './problems.js';
 
 declare module 'fastify' {
@@ -11,17 +12,58 @@ declare module 'fastify' {
   }
 }
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route also accepts `?token=<stream token>` for the video in its `:id` (only the events stream). */
+    acceptsStreamToken?: boolean;
+  }
+}
+
 export type Authenticate = Authenticator;
+
+/**
+ * The caller a stream token was minted for (its client and, for an end user's token, that end user), when it is
+ * valid for this video now; else undefined.
+ */
+export type AuthenticateStreamToken = (token: string, videoId: string) => Caller | undefined;
 
 const unauthorized = (detail: string): ProblemError =>
   new ProblemError('unauthorized', detail, { headers: { 'www-authenticate': 'Bearer realm="videos"' } });
 
-/** Bearer auth (API key or end-user JWT) for every route of the plugin it is registered in, before the body is read. */
-export function requireClient(app: FastifyInstance, authenticate: Authenticate): void {
-  app.addHook('onRequest', async (request) => {
-    const authentication = await authenticate(request.headers.authorization);
-    if (!authentication.ok) throw unauthorized(authentication.detail);
-    request.caller = authentication.caller;
+/** The `?token=` of a route that accepts stream tokens, when the request sends no `Authorization`. */
+function streamTokenOf(request: FastifyRequest): { token: string; videoId: string } | undefined {
+  if (request.routeOptions.config.acceptsStreamToken !== true || request.headers.authorization !== undefined) return undefined;
+  const token: unknown = (request.query as Record<string, unknown> | undefined)?.['token'];
+  const videoId: unknown = (request.params as Record<string, unknown> | undefined)?.['id'];
+  return typeof token === 'string' && typeof videoId === 'string' ? { token, videoId } : undefined;
+}
+
+/**
+ * Bearer auth (API key or end-user JWT) for every route of the plugin it is registered in, before the body is
+ * read. A route marked `acceptsStreamToken` also takes `?token=`; anywhere else a token is ignored, so it is a
+ * 401 like no credential. Then CORS is narrowed to the caller's client.
+ */
+export function requireClient(app: FastifyInstance, authenticate: Authenticate, authenticateStreamToken?: AuthenticateStreamToken): void {
+  app.addHook('onRequest', async (request, reply) => {
+    const streamToken = authenticateStreamToken === undefined ? undefined : streamTokenOf(request);
+    let caller: Caller;
+    if (streamToken !== undefined) {
+      const granted = authenticateStreamToken?.(streamToken.token, streamToken.videoId);
+      // Never echoes the token: the detail is the same for a forged, expired or other-video token.
+      if (granted === undefined) {
+        throw new ProblemError(
+          'unauthorized',
+          'The stream token is not valid for this video (forged, expired or for another video): mint a new one.',
+        );
+      }
+      caller = granted;
+    } else {
+      const authentication = await authenticate(request.headers.authorization);
+      if (!authentication.ok) throw unauthorized(authentication.detail);
+      caller = authentication.caller;
+    }
+    request.caller = caller;
+    narrowCorsToClient(request, reply, caller.client);
   });
 }
 

@@ -83,6 +83,12 @@ export const openapiOptions: FastifyDynamicSwaggerOptions = {
             'Sees, lists, waits on and streams only its own videos (`endUserId` = the token’s `sub`); cannot set ' +
             '`callbackUrl`; webhook deliveries answer 403 `forbidden`.',
         },
+        streamToken: {
+          type: 'apiKey',
+          in: 'query',
+          name: 'token',
+          description: 'A 5-minute token from `POST /videos/{id}/stream-tokens`: `GET /videos/{id}/events` of that video only.',
+        },
       },
     },
   },

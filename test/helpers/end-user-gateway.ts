@@ -27,6 +27,7 @@ export interface Setup {
 export async function setup(
   t: Test,
   limits: { endUserCreateLimitPerMinute?: number; endUserRateLimitPerMinute?: number } = {},
+  gateway: { gatewaySecret?: Buffer } = {},
 ): Promise<Setup> {
   const rsa = await newSigningKey('rsa-1', 'RS256');
   const ec = await newSigningKey('ec-1', 'ES256');
@@ -41,7 +42,7 @@ export async function setup(
     },
     { allowHttpJwks: true },
   );
-  const gw = await startTestGateway(t, { env: { JWKS_ALLOW_HTTP: 'true' }, gateway: { clients } });
+  const gw = await startTestGateway(t, { env: { JWKS_ALLOW_HTTP: 'true' }, gateway: { clients, ...gateway } });
   const address = await gw.app.listen({ port: 0, host: '127.0.0.1' });
   return {
     gw,
