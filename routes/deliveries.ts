@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { RefTo } from '../schemas/common.js';
 import { DeliveryList, RedeliveryAccepted, WebhookTestRequest, WebhookTestResult } from '../schemas/deliveries.js';
 import { VideoParams } from '../schemas/video.js';
-import { type Authenticate, clientOf, requireClient } from '../src/http/auth.js';
+import { type Authenticate, clientOf, forbidEndUsers, requireClient } from '../src/http/auth.js';
 import type { ClientRateLimits } from '../src/http/client-rate-limits.js';
 import { ignoreEmptyBody, requireNoBody } from '../src/http/request-parsing.js';
 import { bearerSecurity, jsonResponse, problemResponse, problemsFor, rateLimitHeaders } from '../src/http/responses.js';
@@ -25,6 +25,8 @@ export const deliveryRoutes: FastifyPluginAsyncTypebox<DeliveryRoutesOptions> = 
 ) => {
   requireClient(app, authenticate);
   await rateLimits.install(app);
+  // The delivery log shows the app server's webhook endpoint and its answers: never an end user's business.
+  forbidEndUsers(app);
 
   app.get(
     '/videos/:id/deliveries',
@@ -42,7 +44,7 @@ export const deliveryRoutes: FastifyPluginAsyncTypebox<DeliveryRoutesOptions> = 
         params: VideoParams,
         response: {
           200: jsonResponse(DeliveryList, 'The attempts, newest first.', rateLimitHeaders),
-          ...problemsFor(400, 401, 404, 429, 500),
+          ...problemsFor(400, 401, 403, 404, 429, 500),
         },
       },
     },
@@ -66,7 +68,7 @@ export const deliveryRoutes: FastifyPluginAsyncTypebox<DeliveryRoutesOptions> = 
         params: VideoParams,
         response: {
           202: jsonResponse(RedeliveryAccepted, 'Accepted: the event is queued.', rateLimitHeaders),
-          ...problemsFor(400, 401, 404, 429, 500),
+          ...problemsFor(400, 401, 403, 404, 429, 500),
           409: problemResponse(['video_not_terminal']),
         },
       },

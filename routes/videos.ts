@@ -7,11 +7,11 @@ import { CreateVideoHeaders, defaultListLimit, ListVideosQuery, VideoEventStream
 import { StreamToken, VideoEventsQuery } from '../schemas/stream-tokens.js';
 import { CreateVideoBody, GetVideoHeaders, GetVideoQuery, Video, VideoParams } from '../schemas/video.js';
 import { toIso } from '../src/clock.js';
-import { type Authenticate, type AuthenticateStreamToken, clientOf, requireClient } from '../src/http/auth.js';
+import { type Authenticate, type AuthenticateStreamToken, callerOf, requireClient } from '../src/http/auth.js';
 import type { ClientRateLimits } from '../src/http/client-rate-limits.js';
 import { whenClientLeaves } from '../src/http/connection.js';
 import { ProblemError } from '../src/http/problems.js';
-import { bearerSecurity, jsonResponse, problemsFor, rateLimitHeaders, requestIdHeader } from '../src/http/responses.js';
+import { bearerSecurity, callerSecurity, jsonResponse, problemsFor, rateLimitHeaders, requestIdHeader } from '../src/http/responses.js';
 import { formatSseEvent, sseHeaders, sseKeepAlive } from '../src/http/sse.js';
 import type { VideoCreator } from '../src/videos/create.js';
 import type { VideoEraser } from '../src/videos/erase.js';
@@ -75,8 +75,10 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
           '(`idempotent-replayed: true`) without a second generation; the same key with another body is a 422 ' +
           '`idempotency_key_reused`, and while the first request still runs a 409 `idempotency_key_in_use`; once the ' +
           'video it created is deleted, the key answers 404 `not_found` until it expires. ' +
-          'Counts against both `rateLimitPerMinute` and `createLimitPerMinute`.',
-        security: bearerSecurity(),
+          'Counts against `rateLimitPerMinute`; once valid (a refused request or an idempotent replay costs none), against ' +
+          '`createLimitPerMinute` and, for a video of an end user, `endUserCreateLimitPerMinute`. End users (bearer JWT) ' +
+          'cannot set `callbackUrl`; their videos carry their `endUserId`.',
+        security: callerSecurity(),
         headers: CreateVideoHeaders,
         body: RefTo(CreateVideoBody),
         response: {
@@ -94,9 +96,11 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
       config: { countsAsCreate: true },
     },
     async (request, reply) => {
-      const answer = await creator.create(clientOf(request), request.body, {
+      const answer = await creator.create(callerOf(request), request.body, {
         idempotencyKey: request.headers['idempotency-key'],
         requestId: request.id,
+        // Create limits count here, once the request passed every rule: a 400 or a replay costs no create.
+        admit: rateLimits.admitCreate(request, reply),
       });
       if (answer.replayed) reply.header('idempotent-replayed', 'true');
       // A stored answer is one of the documented statuses: 202, or a replayed 422 upstream_rejected.
@@ -115,10 +119,11 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
         operationId: 'listVideos',
         summary: 'List your videos',
         description:
-          'Your videos, newest first, `limit` per page (1..100, default 20), optionally only one `status`. Pass ' +
+          'Your videos, newest first, `limit` per page (1..100, default 20), optionally only one `status`. With an ' +
+          'end-user token, only that end user’s videos; an app server may pass `endUserId` to list one end user’s. Pass ' +
           '`nextCursor` back as `cursor` for the next page; pages stay consistent while new videos are created. ' +
           'Never calls the upstream: a listed `downloadUrl` may be close to expiry, `GET /videos/{id}` refreshes it.',
-        security: bearerSecurity(),
+        security: callerSecurity(),
         querystring: ListVideosQuery,
         response: {
           200: jsonResponse(RefTo(VideoList), 'A page of your videos.', {
@@ -130,8 +135,8 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
       },
     },
     async (request, reply) => {
-      const { status, cursor, limit } = request.query;
-      const page = await videos.list(clientOf(request), { status, cursor, limit: limit ?? defaultListLimit });
+      const { status, endUserId, cursor, limit } = request.query;
+      const page = await videos.list(callerOf(request), { status, endUserId, cursor, limit: limit ?? defaultListLimit });
       return reply.code(200).type('application/json; charset=utf-8').header('cache-control', 'private, no-cache').send(page.body);
     },
   );
@@ -150,7 +155,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
           'With `?wait=N` (1..60) it long-polls: it answers as soon as the status changes or the video is terminal, ' +
           'else after N seconds with the current state — and at once when the `If-None-Match` you send is already stale. ' +
           'Waiting costs no upstream call.',
-        security: bearerSecurity(),
+        security: callerSecurity(),
         params: VideoParams,
         querystring: GetVideoQuery,
         headers: GetVideoHeaders,
@@ -165,14 +170,14 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
       },
     },
     async (request, reply) => {
-      const client = clientOf(request);
+      const caller = callerOf(request);
       const { wait } = request.query;
       let rendered: RenderedVideo;
-      if (wait === undefined) rendered = await videos.read(client, request.params.id);
+      if (wait === undefined) rendered = await videos.read(caller, request.params.id);
       else {
         const clientLeft = new AbortController();
         whenClientLeaves(request, reply, () => clientLeft.abort());
-        rendered = await watch.waitForChange(client, request.params.id, {
+        rendered = await watch.waitForChange(caller, request.params.id, {
           waitMs: wait * 1000,
           signal: clientLeft.signal,
           ifNoneMatch: request.headers['if-none-match'],
@@ -197,7 +202,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
           'remains. From then on every route answers 404 for it, a second `DELETE` included. Tracking stops and webhooks ' +
           'not yet sent are dropped; open long-polls answer 404 and event streams end with a `deleted` event. A ' +
           'generation still running upstream may finish there and be charged. Send no body.',
-        security: bearerSecurity(),
+        security: callerSecurity(),
         params: VideoParams,
         response: {
           204: Type.Null({ description: 'Deleted.', headers: { ...requestIdHeader, ...rateLimitHeaders } }),
@@ -206,7 +211,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
       },
     },
     async (request, reply) => {
-      await eraser.erase(clientOf(request), request.params.id);
+      await eraser.erase(callerOf(request), request.params.id);
       return reply.code(204).send(null);
     },
   );
@@ -222,8 +227,8 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
           'A browser `EventSource` cannot send `Authorization`. Mint a token here (from your server, or from the browser ' +
           'with a short-lived credential) and open `GET /videos/{id}/events?token=<token>`. The token is valid for 5 ' +
           'minutes, for this one video and that one route; a stream opened before it expires runs to its end. ' +
-          'Mint a new one to reconnect later. Send no body.',
-        security: bearerSecurity(),
+          'Mint a new one to reconnect later. Send no body. An end user may mint tokens for its own videos only.',
+        security: callerSecurity(),
         params: VideoParams,
         response: {
           200: jsonResponse(RefTo(StreamToken), 'The token and when it expires.', {
@@ -241,10 +246,11 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
           errors: [{ path: '/body', message: 'must be empty' }],
         });
       }
-      const client = clientOf(request);
-      // Only for a video this client owns: another client's id is a 404, as everywhere.
-      await videos.read(client, request.params.id);
-      const minted = streamTokens.mint(client.id, request.params.id);
+      const caller = callerOf(request);
+      // Only for a video the caller owns (an end user: its own): anything else is a 404, as everywhere. The token
+      // carries the end user too, so the stream it opens is read as that end user.
+      await videos.read(caller, request.params.id);
+      const minted = streamTokens.mint(caller.client.id, caller.endUserId, request.params.id);
       return reply
         .code(200)
         .header('cache-control', 'no-store')
@@ -264,7 +270,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
           'ends after the terminal (`completed` or `failed`) event, or with a `deleted` event when the video is deleted. A `: keep-alive` comment every 15 s keeps idle ' +
           'connections open. Reconnecting is safe: the first event is always the current state. Costs no upstream call. ' +
           'A browser `EventSource` (which cannot send headers) passes `?token=` from `POST /videos/{id}/stream-tokens` instead.',
-        security: [{ bearerAuth: [] }, { streamToken: [] }],
+        security: [...callerSecurity(), { streamToken: [] }],
         params: VideoParams,
         querystring: VideoEventsQuery,
         response: {
@@ -279,7 +285,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
       config: { acceptsStreamToken: true },
     },
     async (request, reply) => {
-      const stream = await watch.watch(clientOf(request), request.params.id);
+      const stream = await watch.watch(callerOf(request), request.params.id);
       // From here on the route writes the raw response itself; headers set so far (x-request-id, rate limits) go along.
       reply.hijack();
       const response = reply.raw;

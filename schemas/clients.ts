@@ -8,6 +8,16 @@ import { TypeCompiler, ValueErrorType } from '@sinclair/typebox/compiler';
 
 export const defaultRateLimitPerMinute = 600;
 export const defaultCreateLimitPerMinute = 30;
+export const defaultEndUserRateLimitPerMinute = 120;
+export const defaultEndUserCreateLimitPerMinute = 5;
+
+/**
+ * Signature algorithms an end-user token may use (DESIGN §2.7): asymmetric only. `none` and the HMAC family are
+ * absent on purpose: an HMAC "signed" with a public key from the JWKS is the classic key-confusion forgery.
+ */
+export const endUserTokenAlgorithms = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
+export type EndUserTokenAlgorithm = (typeof endUserTokenAlgorithms)[number];
+export const defaultEndUserTokenAlgorithms: readonly EndUserTokenAlgorithm[] = ['RS256', 'ES256', 'EdDSA'];
 
 /** Bytes a webhook secret decodes to (Standard Webhooks recommends 24..64). */
 export const webhookSecretBytes = { min: 24, max: 64 } as const;
@@ -30,6 +40,29 @@ export const Hostname = Type.String({
   expected: 'a host name such as hooks.example.com (no scheme, port or path)',
 });
 
+/** Who issues this client's end-user tokens and where its signing keys are published (DESIGN §2.7). */
+export const EndUsersEntry = Type.Object(
+  {
+    issuer: Type.String({ minLength: 1, maxLength: 2048, expected: 'the exact `iss` of the tokens (1 to 2048 characters)' }),
+    audience: Type.String({ minLength: 1, maxLength: 2048, expected: 'the `aud` the tokens carry (1 to 2048 characters)' }),
+    jwksUrl: Type.String({
+      maxLength: 2048,
+      pattern: '^https?://[^/?#\\s@]+(?:[/?#]\\S*)?$',
+      expected: 'an absolute https URL of the JSON Web Key Set, without user info',
+    }),
+    algorithms: Type.Optional(
+      Type.Array(
+        Type.Union(
+          endUserTokenAlgorithms.map((alg) => Type.Literal(alg)),
+          { expected: `one of ${endUserTokenAlgorithms.join(', ')} (never none or HS*)` },
+        ),
+        { minItems: 1, uniqueItems: true, expected: 'a non-empty array of distinct algorithm names' },
+      ),
+    ),
+  },
+  { additionalProperties: false, expected: 'an object with issuer, audience and jwksUrl' },
+);
+export type EndUsersEntry = Static<typeof EndUsersEntry>;
 /**
  * An `allowedCallbackHosts` entry: a host name (or IP literal, IPv6 in brackets), optionally `*.` for any subdomain,
  * optionally `:port`. Without a port only the scheme's default port is allowed (443 for https, 80 for http).
@@ -69,6 +102,13 @@ export const ClientEntry = Type.Object(
     ),
     allowedCallbackHosts: Type.Optional(Type.Array(CallbackHost, { maxItems: 1000, expected: 'an array of host names' })),
     allowedOrigins: Type.Optional(Type.Array(Origin, { maxItems: 100, expected: 'an array of origins' })),
+    endUsers: Type.Optional(EndUsersEntry),
+    endUserRateLimitPerMinute: Type.Optional(
+      Type.Integer({ minimum: 1, default: defaultEndUserRateLimitPerMinute, expected: 'an integer of at least 1' }),
+    ),
+    endUserCreateLimitPerMinute: Type.Optional(
+      Type.Integer({ minimum: 1, default: defaultEndUserCreateLimitPerMinute, expected: 'an integer of at least 1' }),
+    ),
   },
   { additionalProperties: false, expected: 'an object with id, apiKeySha256 and webhookSecret' },
 );
@@ -93,8 +133,16 @@ const clientsFileCheck = TypeCompiler.Compile(ClientsFile);
 const expectedOf = (schema: { [key: string]: unknown }): string | undefined =>
   typeof schema['expected'] === 'string' ? schema['expected'] : undefined;
 
-/** Shape (schema) first, then what a schema cannot say: secret length, unique ids, unique key hashes. */
-export function validateClientsFile(value: unknown): ClientsFileValidation {
+export interface ClientsFileRules {
+  /** JWKS_ALLOW_HTTP: accept `http:` JWKS URLs (development only). */
+  allowHttpJwks?: boolean;
+}
+
+/**
+ * Shape (schema) first, then what a schema cannot say: secret length, unique ids, unique key hashes, https JWKS
+ * URLs, and one client per token issuer + audience (which client a token belongs to must never be ambiguous).
+ */
+export function validateClientsFile(value: unknown, rules: ClientsFileRules = {}): ClientsFileValidation {
   const problems: ClientsFileProblem[] = [];
   const seen = new Set<string>();
   for (const error of clientsFileCheck.Errors(value)) {
@@ -116,7 +164,25 @@ export function validateClientsFile(value: unknown): ClientsFileValidation {
 
   const idAt = new Map<string, number>();
   const hashAt = new Map<string, number>();
+  const tokenAudienceAt = new Map<string, number>();
   value.clients.forEach((client, index) => {
+    const endUsers = client.endUsers;
+    if (endUsers !== undefined) {
+      if (!endUsers.jwksUrl.startsWith('https://') && rules.allowHttpJwks !== true) {
+        problems.push({
+          path: `/clients/${index}/endUsers/jwksUrl`,
+          message: 'must use https (JWKS_ALLOW_HTTP=true allows http for local development only)',
+        });
+      }
+      const tokenAudience = JSON.stringify([endUsers.issuer, endUsers.audience]);
+      const sameAudience = tokenAudienceAt.get(tokenAudience);
+      if (sameAudience === undefined) tokenAudienceAt.set(tokenAudience, index);
+      else
+        problems.push({
+          path: `/clients/${index}/endUsers`,
+          message: `same issuer and audience as /clients/${sameAudience}/endUsers (a token must name exactly one client)`,
+        });
+    }
     const bytes = Buffer.from(client.webhookSecret.slice('whsec_'.length), 'base64').length;
     if (bytes < webhookSecretBytes.min || bytes > webhookSecretBytes.max) {
       problems.push({

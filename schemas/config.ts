@@ -125,6 +125,7 @@ export const EnvVars = Type.Object(
     ),
     WEBHOOK_ALLOW_HTTP: boolean('Allow http:// callback URLs (dev/test only).'),
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: boolean('Allow callbacks to private addresses (dev/test only).'),
+    JWKS_ALLOW_HTTP: boolean('Allow http:// end-user JWKS URLs in the clients file (dev/test only).'),
     REQUEST_TIMEOUT_MS: durationMs('30000', 'Longest time a client may take to send a whole request (headers and body).'),
     HEADERS_TIMEOUT_MS: durationMs('10000', 'Longest time a client may take to send the request headers.'),
     KEEP_ALIVE_TIMEOUT_MS: durationMs('72000', 'How long an idle keep-alive connection is kept between requests.'),
@@ -242,6 +243,7 @@ export const ConfigValues = Type.Object({
   }),
   webhookAllowHttp: Type.Boolean({ env: 'WEBHOOK_ALLOW_HTTP' }),
   webhookAllowPrivateNetworks: Type.Boolean({ env: 'WEBHOOK_ALLOW_PRIVATE_NETWORKS' }),
+  jwksAllowHttp: Type.Boolean({ env: 'JWKS_ALLOW_HTTP' }),
   /** Bearer token `GET /metrics` requires; null → open (listen on a private address). */
   metricsToken: Nullable(Type.String({ minLength: 16, env: 'METRICS_TOKEN' })),
   /** Node/Fastify server timeouts against slow or idle clients (issue 13). */

@@ -1,13 +1,17 @@
 import { type Static, Type } from '@sinclair/typebox';
 
 import { Nullable, RefTo } from './common.js';
-import { literals, Video, videoStatuses } from './video.js';
+import { EndUserId, literals, Video, videoStatuses } from './video.js';
 
 export const defaultListLimit = 20;
 
 /** `GET /videos` query (DESIGN §2.4). */
 export const ListVideosQuery = Type.Object({
   status: Type.Optional(literals(videoStatuses, 'Only videos in this status.')),
+  endUserId: Type.Optional({
+    ...EndUserId,
+    description: 'App servers: only this end user’s videos. End users always list their own (another value is refused).',
+  }),
   limit: Type.Optional(
     Type.Integer({
       minimum: 1,

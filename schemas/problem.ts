@@ -6,6 +6,7 @@ import { RefTo } from './common.js';
 export const problemCodes = {
   validation_failed: 400,
   unauthorized: 401,
+  forbidden: 403,
   not_found: 404,
   method_not_allowed: 405,
   idempotency_key_in_use: 409,

@@ -46,6 +46,15 @@ export const Keyframes = Type.Object(
 );
 export type Keyframes = Static<typeof Keyframes>;
 
+/** DESIGN §2.1: the app's own user id. */
+export const EndUserId = Type.String({
+  minLength: 1,
+  maxLength: 128,
+  pattern: '^[A-Za-z0-9._:@|-]+$',
+  description: "The app's own id of the end user the video belongs to: 1..128 of `A-Z a-z 0-9 . _ : @ | -`.",
+  examples: ['user_42'],
+});
+
 export const Metadata = Type.Record(Type.String(), Type.String({ maxLength: 500 }), {
   maxProperties: 20,
   // A Record's key schema only shapes its type; `propertyNames` is what validates the keys.
@@ -92,6 +101,12 @@ export const CreateVideoBody = Type.Object(
       Type.Array(WebhookEventType, { uniqueItems: true, minItems: 1, description: 'Default: `video.completed` and `video.failed`.' }),
     ),
     metadata: Type.Optional(Metadata),
+    endUserId: Type.Optional({
+      ...EndUserId,
+      description:
+        'App servers: the end user the video is for (it then counts against that end user’s limits and shows in its ' +
+        'list). End users: set from the token’s `sub`; another value is refused.',
+    }),
   },
   {
     $id: 'CreateVideoRequest',
@@ -167,6 +182,7 @@ export const Video = Type.Object(
     callbackUrl: Nullable(Type.String()),
     webhookEvents: Type.Array(WebhookEventType),
     metadata: Nullable(Metadata),
+    endUserId: Nullable(EndUserId),
     estimatedWaitSeconds: Nullable(Type.Number({ description: "Upstream's estimate while running." })),
     result: Nullable(VideoResult),
     failure: Nullable(VideoFailure),
@@ -192,6 +208,7 @@ export const Video = Type.Object(
         callbackUrl: 'https://receiver.example.test/hooks/videos',
         webhookEvents: ['video.completed', 'video.failed'],
         metadata: { userId: 'u_42' },
+        endUserId: 'user_42',
         estimatedWaitSeconds: null,
         result: {
           video: {

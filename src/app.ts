@@ -1,5 +1,6 @@
 import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify';
 
+import { appServer, endUser } from './auth/caller.js';
 import { systemClock } from './clock.js';
 import { gatewayApp } from './http/app-plugin.js';
 import { problemResponse } from './http/problems.js';
@@ -39,10 +40,14 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const services = await buildServices({ ...options, ids, logger: app.log, renderRefusal: problemResponse });
   await app.register(gatewayApp, {
     services,
-    authenticate: (header) => options.clients.authenticate(header),
+    authenticate: services.authenticate,
+    // The caller a stream token was minted by: its client, and its end user for an end user's token, so the
+    // stream is scoped exactly as the minting request was.
     authenticateStreamToken: (token, videoId) => {
       const grant = services.streamTokens.verify(token, videoId);
-      return grant === undefined ? undefined : options.clients.get(grant.clientId);
+      const client = grant === undefined ? undefined : options.clients.get(grant.clientId);
+      if (grant === undefined || client === undefined) return undefined;
+      return grant.endUserId === null ? appServer(client) : endUser(client, grant.endUserId);
     },
     serveSandboxAssets: options.serveSandboxAssets === true,
     metricsToken: options.config.metricsToken,

@@ -178,6 +178,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     videoRetentionMs: vars.VIDEO_RETENTION === undefined ? null : (parseDuration(vars.VIDEO_RETENTION) ?? Number.NaN),
     webhookAllowHttp: bool('WEBHOOK_ALLOW_HTTP'),
     webhookAllowPrivateNetworks: bool('WEBHOOK_ALLOW_PRIVATE_NETWORKS'),
+    jwksAllowHttp: bool('JWKS_ALLOW_HTTP'),
     metricsToken: vars.METRICS_TOKEN ?? null,
     http: {
       requestTimeoutMs: duration('REQUEST_TIMEOUT_MS'),

@@ -44,6 +44,7 @@ async function main(): Promise<void> {
     clientsFile: config.clientsFile,
     dataDir: resolve('data'),
     log: (line) => process.stdout.write(`${line}\n`),
+    allowHttpJwks: config.jwksAllowHttp,
   });
 
   const gatewaySecret = await loadGatewaySecret({

@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 
 import type { Dispatcher as HttpDispatcher } from 'undici';
 
+import { type Authenticator, createAuthenticator } from './auth/caller.js';
 import type { ClientRegistry } from './auth/clients.js';
+import { createEndUserTokenVerifier } from './auth/end-user-tokens.js';
 import { type Clock, type Random, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import { createInProcessBus, type EventBus } from './events/bus.js';
@@ -76,6 +78,8 @@ export interface UpstreamHooks {
 export interface Services {
   clock: Clock;
   clients: ClientRegistry;
+  /** `Authorization: Bearer` → an app server (API key) or an end user (JWT of its client's identity provider). */
+  authenticate: Authenticator;
   store: Store;
   bus: EventBus;
   /** Shared counters of all replicas (REDIS_URL), or null: limits per replica. */
@@ -289,6 +293,10 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
   };
   let stopRecovery: (() => void) | null = null;
   const watch = createVideoWatch({ bus, videos, timers });
+  const authenticate = createAuthenticator({
+    clients: options.clients,
+    endUserTokens: createEndUserTokenVerifier({ clients: options.clients, clock, logger, allowHttp: config.jwksAllowHttp }),
+  });
   const readiness = createReadinessCheck({
     pingStore: () => store.ping(),
     writeHeartbeat: (now) => store.heartbeat(now),
@@ -306,6 +314,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
   return {
     clock,
     clients: options.clients,
+    authenticate,
     store,
     bus,
     redis,

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { Webhook } from 'standardwebhooks';
 import t, { type Test } from 'tap';
 
-import { validateClientsFile } from '../schemas/clients.js';
+import { type ClientEntry, validateClientsFile } from '../schemas/clients.js';
 import {
   type ClientsFile,
   createClientRegistry,
@@ -127,6 +127,9 @@ t.test('registry contents', async (t) => {
       rateLimitPerMinute: 600,
       createLimitPerMinute: 30,
       allowedCallbackHosts: null,
+      endUsers: null,
+      endUserRateLimitPerMinute: 120,
+      endUserCreateLimitPerMinute: 5,
       allowedOrigins: [],
     },
     'defaults: name = id, 600/min, 30 creates/min, any host',
@@ -140,6 +143,9 @@ t.test('registry contents', async (t) => {
       rateLimitPerMinute: 1200,
       createLimitPerMinute: 5,
       allowedCallbackHosts: ['hooks.partner-b.example', 'backup.example.org'],
+      endUsers: null,
+      endUserRateLimitPerMinute: 120,
+      endUserCreateLimitPerMinute: 5,
       allowedOrigins: [],
     },
     'hosts lower-cased and de-duplicated',
@@ -207,7 +213,7 @@ t.test('clients file validation', async (t) => {
     '/clients/0/webhookSecret: is missing (expected "whsec_" then base64 of 24 to 64 random bytes (npm run client:new prints one))',
   ]);
   t.same(problemsOf(t, { clients: [{ ...app, rateLimit: 5 }] }), [
-    '/clients/0/rateLimit: is not a known field (known fields: id, name, apiKeySha256, webhookSecret, rateLimitPerMinute, createLimitPerMinute, allowedCallbackHosts, allowedOrigins)',
+    '/clients/0/rateLimit: is not a known field (known fields: id, name, apiKeySha256, webhookSecret, rateLimitPerMinute, createLimitPerMinute, allowedCallbackHosts, allowedOrigins, endUsers, endUserRateLimitPerMinute, endUserCreateLimitPerMinute)',
   ]);
   t.same(problemsOf(t, { clients: [{ ...app, rateLimitPerMinute: 0, createLimitPerMinute: 1.5 }] }), [
     '/clients/0/rateLimitPerMinute: expected an integer of at least 1',
@@ -247,6 +253,49 @@ t.test('clients file validation', async (t) => {
   t.same(problemsOf(t, []), [': expected an object { "clients": [ … ] }']);
   t.same(problemsOf(t, {}), ['/clients: is missing (expected an array of clients)']);
   t.same(problemsOf(t, { clients: {} }), ['/clients: expected an array of clients']);
+});
+
+t.test('end users in the clients file: https JWKS, asymmetric algorithms, one client per issuer + audience', async (t) => {
+  const endUsers = { issuer: 'https://id.example', audience: 'app', jwksUrl: 'https://id.example/.well-known/jwks.json' };
+  const [app, partner] = sampleFile().clients as [ClientEntry, ClientEntry];
+  const registry = createClientRegistry({
+    clients: [{ ...app, endUsers, endUserRateLimitPerMinute: 60, endUserCreateLimitPerMinute: 2 }, partner],
+  });
+  t.same(registry.get('app')?.endUsers, { ...endUsers, algorithms: ['RS256', 'ES256', 'EdDSA'] }, 'default allow-list');
+  t.equal(registry.get('app')?.endUserRateLimitPerMinute, 60);
+  t.equal(registry.get('app')?.endUserCreateLimitPerMinute, 2);
+  t.equal(registry.forTokenIssuer('https://id.example', ['app'])?.id, 'app', 'issuer + audience name the client');
+  t.equal(registry.forTokenIssuer('https://id.example', ['other', 'app'])?.id, 'app', 'one of several audiences');
+  t.equal(registry.forTokenIssuer('https://id.example', ['other']), undefined, 'another audience: nobody');
+  t.equal(registry.forTokenIssuer('https://evil.example', ['app']), undefined, 'another issuer: nobody');
+
+  t.same(problemsOf(t, { clients: [{ ...app, endUsers: { ...endUsers, jwksUrl: 'http://id.example/jwks' } }] }), [
+    '/clients/0/endUsers/jwksUrl: must use https (JWKS_ALLOW_HTTP=true allows http for local development only)',
+  ]);
+  t.ok(
+    validateClientsFile({ clients: [{ ...app, endUsers: { ...endUsers, jwksUrl: 'http://127.0.0.1:9/jwks' } }] }, { allowHttpJwks: true })
+      .ok,
+  );
+  for (const alg of ['none', 'HS256']) {
+    t.same(problemsOf(t, { clients: [{ ...app, endUsers: { ...endUsers, algorithms: [alg] } }] }), [
+      '/clients/0/endUsers/algorithms/0: expected one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA (never none or HS*)',
+    ]);
+  }
+  t.same(
+    problemsOf(t, {
+      clients: [
+        { ...app, endUsers },
+        { ...partner, endUsers: { ...endUsers, jwksUrl: 'https://other.example/jwks' } },
+      ],
+    }),
+    ['/clients/1/endUsers: same issuer and audience as /clients/0/endUsers (a token must name exactly one client)'],
+  );
+  t.same(problemsOf(t, { clients: [{ ...app, endUsers: { ...endUsers, jwksUrl: 'https://user:pw@id.example/jwks' } }] }), [
+    '/clients/0/endUsers/jwksUrl: expected an absolute https URL of the JSON Web Key Set, without user info',
+  ]);
+  t.same(problemsOf(t, { clients: [{ ...app, endUserCreateLimitPerMinute: 0 }] }), [
+    '/clients/0/endUserCreateLimitPerMinute: expected an integer of at least 1',
+  ]);
 });
 
 t.test('loading a given clients file', async (t) => {

@@ -31,6 +31,7 @@ t.test('the scrubber removes credentials wherever they hide and keeps the line v
     basic: `Basic ${Buffer.from('user:pass').toString('base64')}`,
     prose: 'Send `Authorization: Bearer <key>`.',
     short: 'short',
+    jwt: 'token=eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyXzEifQ.c2lnbmF0dXJlLWJ5dGVz&next=1',
   });
   const scrubbed = scrub(line);
   const parsed = JSON.parse(scrubbed) as Record<string, string>;
@@ -41,6 +42,7 @@ t.test('the scrubber removes credentials wherever they hide and keeps the line v
   t.equal(parsed['basic'], '[redacted]');
   t.equal(parsed['prose'], 'Send `Authorization: Bearer <key>`.', 'prose about the scheme is left alone');
   t.equal(parsed['short'], 'short', 'values too short to be secrets are not treated as such');
+  t.equal(parsed['jwt'], 'token=[redacted]&next=1', 'an end-user JWT');
 });
 
 t.test('redaction applies to a logger given with its own stream, level and redact paths', async (t) => {

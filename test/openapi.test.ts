@@ -27,6 +27,11 @@ t.test('the document validates as OpenAPI and documents every route', async (t) 
   };
   await t.resolves(SwaggerParser.validate(structuredClone(document)), 'valid OpenAPI');
   t.ok(document.components.securitySchemes['bearerAuth'], 'bearer scheme');
+  t.match(
+    document.components.securitySchemes['endUserAuth'],
+    { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+    'end-user JWT scheme',
+  );
   t.ok(document.components.schemas['Video']?.examples?.length, 'Video has examples');
   t.ok(document.components.schemas['Problem'], 'Problem documented');
   for (const [path, operations] of Object.entries(document.paths)) {
@@ -35,10 +40,17 @@ t.test('the document validates as OpenAPI and documents every route', async (t) 
       t.ok(operation.tags?.length, `${name} is tagged`);
       t.ok(operation.summary, `${name} has a summary`);
       t.ok(operation.description, `${name} has a description`);
-      if (path.startsWith('/videos') || path.startsWith('/webhooks')) {
-        // The events stream alone also takes a stream token (EventSource cannot send Authorization).
-        const expected = path === '/videos/{id}/events' ? [{ bearerAuth: [] }, { streamToken: [] }] : [{ bearerAuth: [] }];
-        t.same(operation.security, expected, `${name} requires the bearer key`);
+      if (path.startsWith('/webhooks')) {
+        t.same(operation.security, [{ bearerAuth: [] }], `${name} requires the API key`);
+      } else if (path.startsWith('/videos')) {
+        if (path.includes('/deliveries')) {
+          t.same(operation.security, [{ bearerAuth: [] }], `${name} requires the API key`);
+          t.ok(operation.responses['403'], `${name} documents 403 for end users`);
+        } else {
+          // The events stream alone also takes a stream token (EventSource cannot send Authorization).
+          const expected = [{ bearerAuth: [] }, { endUserAuth: [] }, ...(path === '/videos/{id}/events' ? [{ streamToken: [] }] : [])];
+          t.same(operation.security, expected, `${name} takes the API key or an end-user JWT`);
+        }
         t.ok(operation.responses['401'], `${name} documents 401`);
       }
     }

@@ -88,14 +88,24 @@ t.test('unauthenticated requests get 401 first and are not counted against anyon
   t.equal(response.headers['x-ratelimit-remaining'], '4', 'alice’s budget is untouched');
 });
 
-t.test('invalid requests count too: a limited client is refused before its body is read', async (t) => {
-  const gw = await startTestGateway(t, { gateway: { clients: limitedClients() } });
-  for (let i = 0; i < 2; i++) {
-    const invalid = await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt: 'x' } });
-    t.equal(invalid.statusCode, 400);
+t.test('only valid creates spend the create budget: a 400 costs none, an idempotent replay costs none', async (t) => {
+  const clients = createClientRegistry({
+    clients: testClientsFile.clients.map((client) => (client.id === 'alice' ? { ...client, createLimitPerMinute: 2 } : client)),
+  });
+  const gw = await startTestGateway(t, { gateway: { clients } });
+  for (const payload of [{ prompt: 'x' }, { prompt: 'A tiger', callbackUrl: 'https://127.0.0.1/hook' }]) {
+    const invalid = await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload });
+    t.equal(invalid.statusCode, 400, 'refused by the schema, then by a domain rule');
   }
-  const valid = await create(gw);
-  t.equal(valid.statusCode, 429, 'both invalid attempts used the create budget');
+  const keyed = { ...auth(), 'idempotency-key': 'k-1' };
+  const valid = await gw.app.inject({ method: 'POST', url: '/videos', headers: keyed, payload: { prompt: 'A tiger walking in snow' } });
+  t.equal(valid.statusCode, 202, 'the invalid attempts used no create budget');
+  const replay = await gw.app.inject({ method: 'POST', url: '/videos', headers: keyed, payload: { prompt: 'A tiger walking in snow' } });
+  t.equal(replay.headers['idempotent-replayed'], 'true');
+  t.equal((await create(gw)).statusCode, 202, 'the replay started no generation and cost no create');
+  const third = await create(gw);
+  t.equal(third.statusCode, 429, 'the third real create is over the limit of 2');
+  t.match(third.json().detail, /video creations/);
 });
 
 t.test('one budget across every authenticated /videos route, webhook deliveries included', async (t) => {

@@ -48,7 +48,9 @@ async function startReplica(
 ): Promise<TestGateway> {
   const clients = createClientRegistry({
     clients: testClientsFile.clients.map((client) =>
-      client.id === 'alice' ? { ...client, rateLimitPerMinute: options.perMinute } : { ...client, createLimitPerMinute: options.creates },
+      client.id === 'alice'
+        ? { ...client, rateLimitPerMinute: options.perMinute, endUserCreateLimitPerMinute: 1 }
+        : { ...client, createLimitPerMinute: options.creates },
     ),
   });
   return startTestGateway(t, {
@@ -92,6 +94,26 @@ if (redisUp) {
     t.equal(await list(b, 'bob'), 200, 'other requests of that client still pass');
 
     t.ok((await space.keys()).length >= 3, 'the counts live in Redis under the test’s prefix');
+    t.equal(await metricOf(a, 'gateway_redis_fallback'), 0);
+    t.equal(await metricOf(b, 'gateway_redis_fallback'), 0);
+  });
+
+  t.test('per-end-user limits are shared by the replicas too', async (t) => {
+    const space = await redisTestSpace(t);
+    const a = await startReplica(t, { url: redisUrl, prefix: space.prefix, perMinute: 100, creates: 30 });
+    const b = await startReplica(t, { url: redisUrl, prefix: space.prefix, perMinute: 100, creates: 30 });
+    await untilShared(a, b);
+    const createFor = (gw: TestGateway, endUserId: string) =>
+      gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt: 'Shared end-user limit', endUserId } });
+    t.equal((await createFor(a, 'user_1')).statusCode, 202, "user_1's one creation a minute, on replica A");
+    const second = await createFor(b, 'user_1');
+    t.equal(second.statusCode, 429, 'refused on replica B: the end-user count is shared');
+    t.match(second.json<{ detail: string }>().detail, /for this end user/);
+    t.equal((await createFor(b, 'user_2')).statusCode, 202, 'another end user has its own count');
+    t.ok(
+      (await space.keys()).some((key) => key.includes('end-user-create:alice:user_1')),
+      'keyed per client and end user in Redis',
+    );
     t.equal(await metricOf(a, 'gateway_redis_fallback'), 0);
     t.equal(await metricOf(b, 'gateway_redis_fallback'), 0);
   });

@@ -119,7 +119,7 @@ function parseAnswer(raw: string): { status: number; headers: Record<string, str
 t.test('what the HTTP parser refuses is a problem with a request id: 431, malformed HTTP, 408', async (t) => {
   const gw = await startTestGateway(t, { env: shortTimeouts });
   const cases: Array<[string, string, number, string]> = [
-    ['headers over the size limit', `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'headers_too_large'],
+    ['headers over the size limit', `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(40_000)}\r\n\r\n`, 431, 'headers_too_large'],
     ['a malformed request line', 'GARBAGE\r\n\r\n', 400, 'validation_failed'],
     ['a bad header', 'GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n', 400, 'validation_failed'],
     ['headers that never end', 'GET /healthz HTTP/1.1\r\nHost: x\r\n', 408, 'request_timeout'],

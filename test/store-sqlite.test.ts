@@ -97,7 +97,7 @@ t.test('migrations', async (t) => {
   const applied = raw.prepare('select name from kysely_migration order by name').all() as Array<{ name: string }>;
   t.same(
     applied.map((row) => row.name),
-    ['0001_initial', '0002_webhook_delivery', '0003_raw_webhook_state', '0006_delete_tombstones', '0007_store_hardening'],
+    ['0001_initial', '0002_webhook_delivery', '0003_raw_webhook_state', '0005_end_users', '0006_delete_tombstones', '0007_store_hardening'],
   );
   t.equal(raw.pragma('journal_mode', { simple: true }), 'wal', 'the file is in WAL mode');
   const tables = (raw.prepare("select name from sqlite_master where type = 'table' order by name").all() as Array<{ name: string }>).map(
@@ -108,6 +108,7 @@ t.test('migrations', async (t) => {
   const indexes = (raw.prepare("select name from sqlite_master where type = 'index'").all() as Array<{ name: string }>).map((r) => r.name);
   for (const index of [
     'videos_client_id_idx',
+    'videos_end_user_idx',
     'videos_due_idx',
     'videos_upstream_id_key',
     'webhook_deliveries_due_idx',
@@ -124,6 +125,10 @@ t.test('migrations', async (t) => {
     )
     .all(T0) as Array<{ detail: string }>;
   t.match(plan.map((row) => row.detail).join('\n'), /videos_due_idx/, 'the due-rows query can use the partial index');
+  const endUserPlan = raw
+    .prepare('explain query plan select id from videos where client_id = ? and end_user_id = ? order by id desc limit 21')
+    .all('client_a', 'user_1') as Array<{ detail: string }>;
+  t.match(endUserPlan.map((row) => row.detail).join('\n'), /videos_end_user_idx/, "one end user's list uses its index");
   const retentionPlan = raw
     .prepare(
       "explain query plan select id from videos where completed_at <= ? and status in ('completed', 'failed') order by completed_at limit 100",
@@ -255,8 +260,8 @@ t.test('0007 rebuilds videos for the submitting state without losing a row, an i
   const before0007 = Object.fromEntries(Object.entries(migrations).filter(([name]) => name < '0007'));
   await new Migrator({ db, provider: { getMigrations: async () => before0007 } }).migrateToLatest();
   const request = JSON.stringify(newVideo().request);
-  await sql`insert into videos (id, client_id, upstream_id, status, request_json, created_at, updated_at)
-    values ('vid_1', 'client_a', 'up-1', 'completed', ${request}, ${T0}, ${T0})`.execute(db);
+  await sql`insert into videos (id, client_id, end_user_id, upstream_id, status, request_json, created_at, updated_at)
+    values ('vid_1', 'client_a', 'user_1', 'up-1', 'completed', ${request}, ${T0}, ${T0})`.execute(db);
   await sql`insert into webhook_deliveries (message_id, video_id, client_id, event_type, status, created_at, updated_at)
     values ('msg_1', 'vid_1', 'client_a', 'video.completed', 'delivered', ${T0}, ${T0})`.execute(db);
   await sql`insert into delivery_attempts (message_id, video_id, event_type, attempt, at, duration_ms)
@@ -264,9 +269,11 @@ t.test('0007 rebuilds videos for the submitting state without losing a row, an i
   await db.destroy();
 
   const store = await openStore(t, path);
-  t.equal((await store.videos.get('vid_1'))?.upstreamId, 'up-1', 'the video is kept');
+  t.match(await store.videos.get('vid_1'), { upstreamId: 'up-1', endUserId: 'user_1' }, 'the video is kept, its end user too');
   t.equal((await store.deliveries.listAttempts('vid_1', 10)).length, 1, 'its deliveries and attempts are not cascaded away');
-  t.ok(await store.videos.recordSubmission({ id: 'vid_2', clientId: 'client_a', request: newVideo().request, createdAt: T0 }));
+  t.ok(
+    await store.videos.recordSubmission({ id: 'vid_2', clientId: 'client_a', endUserId: null, request: newVideo().request, createdAt: T0 }),
+  );
   t.match(await store.videos.get('vid_2'), { status: 'queued', submitting: true, upstreamId: '' }, 'a submitting row is allowed');
   const check = inspect(t, path);
   const indexes = (
@@ -274,7 +281,13 @@ t.test('0007 rebuilds videos for the submitting state without losing a row, an i
       name: string;
     }>
   ).map((row) => row.name);
-  t.same(indexes.sort(), ['videos_client_id_idx', 'videos_completed_at_idx', 'videos_due_idx', 'videos_upstream_id_key']);
+  t.same(indexes.sort(), [
+    'videos_client_id_idx',
+    'videos_completed_at_idx',
+    'videos_due_idx',
+    'videos_end_user_idx',
+    'videos_upstream_id_key',
+  ]);
   t.same(check.pragma('foreign_key_check'), [], 'no dangling reference');
 });
 

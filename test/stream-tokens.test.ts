@@ -17,7 +17,7 @@ const key = deriveKey(Buffer.from('gs-test-0123456789abcdefghijklmnopqrstuvwxyz'
 const videoId = 'vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC';
 
 t.test('sign/read: the grant round-trips; any change to payload or MAC, or another key, is refused', async (t) => {
-  const grant = { clientId: 'alice', videoId, expiresAt: 1_796_204_500_000 };
+  const grant = { clientId: 'alice', endUserId: null, videoId, expiresAt: 1_796_204_500_000 };
   const token = signStreamToken(key, grant);
   t.match(token, /^vst_[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$/);
   t.same(readStreamToken(key, token), grant);
@@ -49,10 +49,10 @@ t.test('sign/read: the grant round-trips; any change to payload or MAC, or anoth
 t.test('tokens last 5 minutes on the injected clock, for one video only', async (t) => {
   const clock = new ManualClock(Date.parse('2026-11-29T12:00:00.400Z'));
   const tokens = createStreamTokens({ key, clock });
-  const minted = tokens.mint('alice', videoId);
+  const minted = tokens.mint('alice', null, videoId);
   t.equal(streamTokenLifetimeMs, 300_000);
   t.equal(minted.expiresAt, Date.parse('2026-11-29T12:05:00.000Z'), 'whole seconds, never later than the lifetime');
-  t.same(tokens.verify(minted.token, videoId), { clientId: 'alice', videoId, expiresAt: minted.expiresAt });
+  t.same(tokens.verify(minted.token, videoId), { clientId: 'alice', endUserId: null, videoId, expiresAt: minted.expiresAt });
   t.equal(tokens.verify(minted.token, 'vid_01JDXYZ8M6X1ZP3V9R4QK7T2HD'), undefined, 'another video');
   clock.set(minted.expiresAt - 1);
   t.ok(tokens.verify(minted.token, videoId), 'valid until the last millisecond');
@@ -62,7 +62,7 @@ t.test('tokens last 5 minutes on the injected clock, for one video only', async 
 });
 
 t.test('stream tokens never reach a log line', async (t) => {
-  const token = signStreamToken(key, { clientId: 'alice', videoId, expiresAt: 1_796_204_500_000 });
+  const token = signStreamToken(key, { clientId: 'alice', endUserId: null, videoId, expiresAt: 1_796_204_500_000 });
   const line = JSON.stringify({ req: { url: `/videos/${videoId}/events?token=${token}` } });
   const scrubbed = createSecretScrubber().scrub(line);
   t.notMatch(scrubbed, token.slice(4, 20));

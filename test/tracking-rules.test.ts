@@ -37,6 +37,7 @@ const now = Date.parse('2026-11-29T12:00:00.000Z');
 const video = (overrides: Partial<VideoRecord> = {}): VideoRecord => ({
   id: 'vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC',
   clientId: 'alice',
+  endUserId: null,
   upstreamId: 'up-1',
   status: 'queued',
   upstreamState: 'queued',

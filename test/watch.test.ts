@@ -5,6 +5,7 @@ import { Agent, request } from 'undici';
 
 import type { Problem } from '../schemas/problem.js';
 import type { Video } from '../schemas/video.js';
+import { appServer } from '../src/auth/caller.js';
 import { createClientRegistry } from '../src/auth/clients.js';
 import { createInProcessBus } from '../src/events/bus.js';
 import { formatSseEvent, sseKeepAlive } from '../src/http/sse.js';
@@ -98,6 +99,7 @@ t.test('a change published while the first read is in flight still wakes the wai
   const record = (status: VideoRecord['status']): VideoRecord => ({
     id: 'vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC',
     clientId: 'alice',
+    endUserId: null,
     upstreamId: 'up-1',
     status,
     upstreamState: null,
@@ -118,6 +120,7 @@ t.test('a change published while the first read is in flight still wakes the wai
     const body = JSON.stringify(toVideo(stored));
     return {
       clientId: stored.clientId,
+      endUserId: stored.endUserId,
       video: toVideo(stored),
       body,
       etag: etagOf(body),
@@ -141,7 +144,7 @@ t.test('a change published while the first read is in flight still wakes the wai
   });
   const client = createClientRegistry(testClientsFile).get('alice');
   if (client === undefined) throw new Error('no alice');
-  const answer = await watch.waitForChange(client, 'vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC', {
+  const answer = await watch.waitForChange(appServer(client), 'vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC', {
     waitMs: 30_000,
     signal: new AbortController().signal,
   });

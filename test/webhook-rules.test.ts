@@ -113,6 +113,7 @@ t.test('network failures are described briefly; a refused address is never named
 const video: VideoRecord = {
   id: 'vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC',
   clientId: 'alice',
+  endUserId: null,
   upstreamId: 'c1b5a2f4-9d7e-4e51-a3f0-5b8f2d7e9a11',
   status: 'failed',
   upstreamState: 'failed',

@@ -608,6 +608,7 @@ t.test('at delivery time an internal address is refused, even when the URL got p
     const video = await gw.store.videos.insert({
       id: `vid_01JDXYZ8M6X1ZP3V9R4QK7T2H${n}`,
       clientId: 'alice',
+      endUserId: null,
       upstreamId: `up-rebind-${n}`,
       status: 'processing',
       upstreamState: 'dreaming',

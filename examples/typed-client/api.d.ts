@@ -13,13 +13,13 @@ export interface paths {
         };
         /**
          * List your videos
-         * @description Your videos, newest first, `limit` per page (1..100, default 20), optionally only one `status`. Pass `nextCursor` back as `cursor` for the next page; pages stay consistent while new videos are created. Never calls the upstream: a listed `downloadUrl` may be close to expiry, `GET /videos/{id}` refreshes it.
+         * @description Your videos, newest first, `limit` per page (1..100, default 20), optionally only one `status`. With an end-user token, only that end user’s videos; an app server may pass `endUserId` to list one end user’s. Pass `nextCursor` back as `cursor` for the next page; pages stay consistent while new videos are created. Never calls the upstream: a listed `downloadUrl` may be close to expiry, `GET /videos/{id}` refreshes it.
          */
         get: operations["listVideos"];
         put?: never;
         /**
          * Start a video generation
-         * @description Submits a generation to the upstream and answers at once with the stored Video (normally `queued`). The gateway then polls the upstream itself: read the video with `GET /videos/{id}` (optionally `?wait=N`) or receive a signed webhook at `callbackUrl`. No video is stored when the upstream refuses the request. Send an `Idempotency-Key` to make retries safe: the same key and body within 24 h replay the first answer (`idempotent-replayed: true`) without a second generation; the same key with another body is a 422 `idempotency_key_reused`, and while the first request still runs a 409 `idempotency_key_in_use`; once the video it created is deleted, the key answers 404 `not_found` until it expires. Counts against both `rateLimitPerMinute` and `createLimitPerMinute`.
+         * @description Submits a generation to the upstream and answers at once with the stored Video (normally `queued`). The gateway then polls the upstream itself: read the video with `GET /videos/{id}` (optionally `?wait=N`) or receive a signed webhook at `callbackUrl`. No video is stored when the upstream refuses the request. Send an `Idempotency-Key` to make retries safe: the same key and body within 24 h replay the first answer (`idempotent-replayed: true`) without a second generation; the same key with another body is a 422 `idempotency_key_reused`, and while the first request still runs a 409 `idempotency_key_in_use`; once the video it created is deleted, the key answers 404 `not_found` until it expires. Counts against `rateLimitPerMinute`; once valid (a refused request or an idempotent replay costs none), against `createLimitPerMinute` and, for a video of an end user, `endUserCreateLimitPerMinute`. End users (bearer JWT) cannot set `callbackUrl`; their videos carry their `endUserId`.
          */
         post: operations["createVideo"];
         delete?: never;
@@ -63,7 +63,7 @@ export interface paths {
         put?: never;
         /**
          * Mint a stream token for a video's event stream
-         * @description A browser `EventSource` cannot send `Authorization`. Mint a token here (from your server, or from the browser with a short-lived credential) and open `GET /videos/{id}/events?token=<token>`. The token is valid for 5 minutes, for this one video and that one route; a stream opened before it expires runs to its end. Mint a new one to reconnect later. Send no body.
+         * @description A browser `EventSource` cannot send `Authorization`. Mint a token here (from your server, or from the browser with a short-lived credential) and open `GET /videos/{id}/events?token=<token>`. The token is valid for 5 minutes, for this one video and that one route; a stream opened before it expires runs to its end. Mint a new one to reconnect later. Send no body. An end user may mint tokens for its own videos only.
          */
         post: operations["createStreamToken"];
         delete?: never;
@@ -269,7 +269,7 @@ export interface components {
              * @description Stable snake_case code; switch on this, not on `title`.
              * @enum {string}
              */
-            code: "validation_failed" | "unauthorized" | "not_found" | "method_not_allowed" | "idempotency_key_in_use" | "video_not_terminal" | "request_timeout" | "payload_too_large" | "unsupported_media_type" | "headers_too_large" | "idempotency_key_reused" | "upstream_rejected" | "rate_limited" | "internal_error" | "upstream_unavailable" | "store_unavailable" | "upstream_timeout";
+            code: "validation_failed" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "idempotency_key_in_use" | "video_not_terminal" | "request_timeout" | "payload_too_large" | "unsupported_media_type" | "headers_too_large" | "idempotency_key_reused" | "upstream_rejected" | "rate_limited" | "internal_error" | "upstream_unavailable" | "store_unavailable" | "upstream_timeout";
             requestId: string;
             /** @description The offending fields of a `validation_failed`. */
             errors?: components["schemas"]["ProblemFieldError"][];
@@ -339,6 +339,11 @@ export interface components {
             metadata?: {
                 [key: string]: string;
             };
+            /**
+             * @description App servers: the end user the video is for (it then counts against that end user’s limits and shows in its list). End users: set from the token’s `sub`; another value is refused.
+             * @example user_42
+             */
+            endUserId?: string;
         };
         /**
          * @example {
@@ -359,6 +364,7 @@ export interface components {
          *       "metadata": {
          *         "userId": "u_42"
          *       },
+         *       "endUserId": "user_42",
          *       "estimatedWaitSeconds": null,
          *       "result": {
          *         "video": {
@@ -447,6 +453,7 @@ export interface components {
             metadata: {
                 [key: string]: string;
             } | null;
+            endUserId: string | null;
             estimatedWaitSeconds: number | null;
             result: {
                 video: {
@@ -590,6 +597,11 @@ export interface operations {
             query?: {
                 /** @description Only videos in this status. */
                 status?: "queued" | "processing" | "completed" | "failed";
+                /**
+                 * @description App servers: only this end user’s videos. End users always list their own (another value is refused).
+                 * @example user_42
+                 */
+                endUserId?: string;
                 /** @description Videos per page, 1..100 (default 20). */
                 limit?: number;
                 /** @description `nextCursor` of the previous page, passed back as is (opaque). */
@@ -1734,6 +1746,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A route for app servers called with an end-user token (`forbidden`). */
+            403: {
+                headers: {
+                    /** @description The request id (yours when you sent a valid `x-request-id`); quote it in support requests. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "urn:problem:video-gateway:forbidden",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "This route is for app servers: call it with the client API key, not an end-user token.",
+                     *       "code": "forbidden",
+                     *       "requestId": "req_01JDXYZ8M6X1ZP3V9R4QK7T2HC"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No such video for this caller (`not_found`). */
             404: {
                 headers: {
@@ -1888,6 +1921,27 @@ export interface operations {
                      *       "status": 401,
                      *       "detail": "Send your API key as \"Authorization: Bearer <key>\".",
                      *       "code": "unauthorized",
+                     *       "requestId": "req_01JDXYZ8M6X1ZP3V9R4QK7T2HC"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A route for app servers called with an end-user token (`forbidden`). */
+            403: {
+                headers: {
+                    /** @description The request id (yours when you sent a valid `x-request-id`); quote it in support requests. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "urn:problem:video-gateway:forbidden",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "This route is for app servers: call it with the client API key, not an end-user token.",
+                     *       "code": "forbidden",
                      *       "requestId": "req_01JDXYZ8M6X1ZP3V9R4QK7T2HC"
                      *     }
                      */

@@ -9,8 +9,13 @@ import {
   ClientId,
   type ClientsFile,
   type ClientsFileProblem,
+  type ClientsFileRules,
   defaultCreateLimitPerMinute,
+  defaultEndUserCreateLimitPerMinute,
+  defaultEndUserRateLimitPerMinute,
+  defaultEndUserTokenAlgorithms,
   defaultRateLimitPerMinute,
+  type EndUserTokenAlgorithm,
   validateClientsFile,
 } from '../../schemas/clients.js';
 import { errorCode } from '../lib/error-code.js';
@@ -30,6 +35,19 @@ export interface Client {
   allowedCallbackHosts: string[] | null;
   /** Browser origins (as the `Origin` header sends them) whose pages may call the gateway with this client's credentials. */
   allowedOrigins: string[];
+  /** Whose end-user tokens this client accepts (DESIGN §2.7); null → API key only. */
+  endUsers: EndUserTokenPolicy | null;
+  /** Per end user, over all requests / over creates (DESIGN §2.5). */
+  endUserRateLimitPerMinute: number;
+  endUserCreateLimitPerMinute: number;
+}
+
+/** The issuer of a client's end-user tokens and where its signing keys are published. */
+export interface EndUserTokenPolicy {
+  issuer: string;
+  audience: string;
+  jwksUrl: string;
+  algorithms: EndUserTokenAlgorithm[];
 }
 
 export interface ClientRegistry {
@@ -39,6 +57,11 @@ export interface ClientRegistry {
   isApiKey(candidate: string): boolean;
   get(id: string): Client | undefined;
   all(): Client[];
+  /**
+   * The client whose `endUsers` names this token issuer and one of these audiences (the token's unverified
+   * claims: the caller still verifies the token against that client's keys, issuer and audience).
+   */
+  forTokenIssuer(issuer: string, audiences: readonly string[]): Client | undefined;
 }
 
 const apiKeyPrefix = 'vgk_';
@@ -86,24 +109,39 @@ function toClient(entry: ClientEntry): Client {
     createLimitPerMinute: entry.createLimitPerMinute ?? defaultCreateLimitPerMinute,
     allowedCallbackHosts:
       entry.allowedCallbackHosts === undefined ? null : [...new Set(entry.allowedCallbackHosts.map((host) => host.toLowerCase()))],
+    endUsers:
+      entry.endUsers === undefined
+        ? null
+        : {
+            issuer: entry.endUsers.issuer,
+            audience: entry.endUsers.audience,
+            jwksUrl: entry.endUsers.jwksUrl,
+            algorithms: [...(entry.endUsers.algorithms ?? defaultEndUserTokenAlgorithms)],
+          },
+    endUserRateLimitPerMinute: entry.endUserRateLimitPerMinute ?? defaultEndUserRateLimitPerMinute,
+    endUserCreateLimitPerMinute: entry.endUserCreateLimitPerMinute ?? defaultEndUserCreateLimitPerMinute,
     // Serialized as browsers send `Origin`: lower-case scheme and host, default port dropped.
     allowedOrigins: [...new Set((entry.allowedOrigins ?? []).map((origin) => new URL(origin).origin))],
   };
 }
 
+const tokenAudienceKey = (issuer: string, audience: string): string => JSON.stringify([issuer, audience]);
+
 /** Builds the registry from a clients file object; throws (one line per problem) when it is invalid. */
-export function createClientRegistry(file: ClientsFile): ClientRegistry {
-  const validation = validateClientsFile(file);
+export function createClientRegistry(file: ClientsFile, rules: ClientsFileRules = {}): ClientRegistry {
+  const validation = validateClientsFile(file, rules);
   if (!validation.ok) throw new Error(validation.problems.map(formatProblem).join('\n'));
 
   const byId = new Map<string, Client>();
   // Looked up by hash: the registry never holds a key. A Map lookup is not constant-time, but timing can
   // only leak bits of a SHA-256 the caller cannot steer, which says nothing useful about any key.
   const byKeyHash = new Map<string, Client>();
+  const byTokenAudience = new Map<string, Client>();
   for (const entry of validation.file.clients) {
     const client = toClient(entry);
     byId.set(client.id, client);
     byKeyHash.set(entry.apiKeySha256, client);
+    if (client.endUsers !== null) byTokenAudience.set(tokenAudienceKey(client.endUsers.issuer, client.endUsers.audience), client);
   }
 
   return {
@@ -118,6 +156,12 @@ export function createClientRegistry(file: ClientsFile): ClientRegistry {
     isApiKey: (candidate) => candidate.length <= maxApiKeyLength && byKeyHash.has(hashApiKey(candidate)),
     get: (id) => byId.get(id),
     all: () => [...byId.values()],
+    forTokenIssuer(issuer, audiences) {
+      // Validation guarantees one client per issuer + audience; a token naming several audiences of different
+      // clients is ambiguous and belongs to none.
+      const matches = new Set(audiences.flatMap((audience) => byTokenAudience.get(tokenAudienceKey(issuer, audience)) ?? []));
+      return matches.size === 1 ? [...matches][0] : undefined;
+    },
   };
 }
 
@@ -127,7 +171,7 @@ function locate(text: string, offset: number): string {
   return `line ${before.length}, column ${(before.at(-1)?.length ?? 0) + 1}`;
 }
 
-async function readClientsFile(file: string): Promise<ClientRegistry> {
+async function readClientsFile(file: string, rules: ClientsFileRules): Promise<ClientRegistry> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -147,11 +191,11 @@ async function readClientsFile(file: string): Promise<ClientRegistry> {
     // eslint-disable-next-line preserve-caught-error -- see above
     throw new Error(`Clients file ${file}: not valid JSON${where}`);
   }
-  const validation = validateClientsFile(json);
+  const validation = validateClientsFile(json, rules);
   if (!validation.ok) {
     throw new Error(validation.problems.map((problem) => `Clients file ${file}: ${formatProblem(problem)}`).join('\n'));
   }
-  return createClientRegistry(validation.file);
+  return createClientRegistry(validation.file, rules);
 }
 
 /**
@@ -208,11 +252,14 @@ export interface LoadClientRegistryOptions {
   dataDir: string;
   /** Receives the one-time bootstrap banner (the only place a key is ever printed). */
   log: (line: string) => void;
+  /** JWKS_ALLOW_HTTP */
+  allowHttpJwks?: boolean;
 }
 
 /** Loads and validates the registry; throws an Error with one line per problem (never quoting secrets). */
 export async function loadClientRegistry(options: LoadClientRegistryOptions): Promise<ClientRegistry> {
-  if (options.clientsFile !== null) return readClientsFile(options.clientsFile);
+  const rules: ClientsFileRules = { allowHttpJwks: options.allowHttpJwks === true };
+  if (options.clientsFile !== null) return readClientsFile(options.clientsFile, rules);
 
   const file = path.join(options.dataDir, 'clients.json');
   if (!(await exists(file))) {
@@ -221,5 +268,5 @@ export async function loadClientRegistry(options: LoadClientRegistryOptions): Pr
     const created = await createExclusive(file, `${JSON.stringify({ clients: [entry] }, null, 2)}\n`);
     if (created) options.log(bootstrapBanner(file, apiKey, entry.webhookSecret));
   }
-  return readClientsFile(file);
+  return readClientsFile(file, rules);
 }

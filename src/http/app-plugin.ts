@@ -67,7 +67,7 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (
   refuseEncodedBodies(app);
   app.setValidatorCompiler(createValidatorCompiler(sharedSchemas));
   for (const schema of sharedSchemas) app.addSchema(schema);
-  app.decorateRequest('client', null);
+  app.decorateRequest('caller', null);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });

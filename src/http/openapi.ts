@@ -8,7 +8,8 @@ export const openapiOptions: FastifyDynamicSwaggerOptions = {
       title: 'Video gateway',
       version: '1.0.0',
       description:
-        'Generate short videos with Luma Dream Machine through ElkAPI. Authenticate with your own API key; the gateway ' +
+        'Generate short videos with Luma Dream Machine through ElkAPI. Authenticate with your client API key (app ' +
+        'servers) or an end-user JWT of your identity provider (phones, browsers: only their own videos); the gateway ' +
         'polls the upstream, caches finished videos and sends signed webhooks (Standard Webhooks). Errors are RFC 9457 ' +
         'problem details (`application/problem+json`) with a stable `code`. Every response carries `x-request-id`.',
     },
@@ -67,7 +68,23 @@ export const openapiOptions: FastifyDynamicSwaggerOptions = {
     },
     components: {
       securitySchemes: {
-        bearerAuth: { type: 'http', scheme: 'bearer', description: 'Your client API key (`vgk_…`).' },
+        bearerAuth: {
+          type: 'http',
+          scheme: 'bearer',
+          description:
+            'App servers and partners: your client API key (`vgk_…`). Sees every video of the client; the only ' +
+            'credential for webhook deliveries. Never ship it in a mobile or browser app.',
+        },
+        endUserAuth: {
+          type: 'http',
+          scheme: 'bearer',
+          bearerFormat: 'JWT',
+          description:
+            "End users (a phone, a browser): a short-lived JWT from the app's own identity provider, accepted when the " +
+            "client's `endUsers` in the clients file names its `iss` and `aud`; verified against that provider's JWKS. " +
+            'Sees, lists, waits on and streams only its own videos (`endUserId` = the token’s `sub`); cannot set ' +
+            '`callbackUrl`; webhook deliveries answer 403 `forbidden`.',
+        },
         streamToken: {
           type: 'apiKey',
           in: 'query',

@@ -15,6 +15,7 @@ import { UpstreamError } from '../upstream/types.js';
 export const problemTitles: Readonly<Record<ProblemCode, string>> = {
   validation_failed: 'Validation failed',
   unauthorized: 'Unauthorized',
+  forbidden: 'Forbidden',
   not_found: 'Not found',
   method_not_allowed: 'Method not allowed',
   idempotency_key_in_use: 'Idempotency key in use',

@@ -56,6 +56,10 @@ const problemDocs: Record<ProblemCode, ProblemDoc> = {
     description: 'Missing, unknown or expired credential (`unauthorized`).',
     detail: 'Send your API key as "Authorization: Bearer <key>".',
   },
+  forbidden: {
+    description: 'A route for app servers called with an end-user token (`forbidden`).',
+    detail: 'This route is for app servers: call it with the client API key, not an end-user token.',
+  },
   not_found: {
     description: 'No such video for this caller (`not_found`).',
     detail: 'No video vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC.',
@@ -156,6 +160,7 @@ export function problemResponse(codes: readonly [ProblemCode, ...ProblemCode[]],
 const defaultCodes = {
   400: ['validation_failed'],
   401: ['unauthorized'],
+  403: ['forbidden'],
   404: ['not_found'],
   409: ['idempotency_key_in_use'],
   413: ['payload_too_large'],
@@ -182,8 +187,11 @@ export function problemsFor<S extends ProblemStatus>(...statuses: S[]): Record<S
   return picked;
 }
 
-/** A fresh array per route, so the YAML document carries no anchors. */
+/** App servers only (the client API key). A fresh array per route, so the YAML document carries no anchors. */
 export const bearerSecurity = (): Array<Record<string, string[]>> => [{ bearerAuth: [] }];
 
 /** Routes open without a credential (health, metrics) say so explicitly: `security: []`. */
 export const noSecurity = (): Array<Record<string, string[]>> => [];
+
+/** Either credential: the client API key (every video of the client) or an end-user JWT (only its own videos). */
+export const callerSecurity = (): Array<Record<string, string[]>> => [{ bearerAuth: [] }, { endUserAuth: [] }];

@@ -53,6 +53,9 @@ export function gatewayServerOptions({ config, clients, ids, logger }: ServerOpt
     keepAliveTimeout: config.http.keepAliveTimeoutMs,
     connectionTimeout: config.http.connectionTimeoutMs,
     http: {
+      // Node's 16 KiB header limit would answer an oversized bearer with a bare 431; at 32 KiB it reaches the
+      // authenticator, which refuses any token over 8 KiB with a 401 problem before decoding it.
+      maxHeaderSize: 32 * 1024,
       headersTimeout: config.http.headersTimeoutMs,
       requestTimeout: config.http.requestTimeoutMs,
       connectionsCheckingInterval: timeoutCheckIntervalMs(config.http),

@@ -72,6 +72,8 @@ export function createSecretScrubber(options: SecretScrubberOptions = {}): Secre
     '\\bvst_[A-Za-z0-9_-]{8,}(?:\\.[A-Za-z0-9_-]*)?',
     // Upstream callback tokens (a logged URL or callback_url): the URL is the credential.
     '(?<=/upstream/callbacks/)[A-Za-z0-9_-]{8,}',
+    // An end user's JWT anywhere (a query string, an error message): a JSON header and payload, base64url.
+    '\\beyJ[A-Za-z0-9_-]{8,}\\.[A-Za-z0-9_-]{8,}\\.[A-Za-z0-9_-]*',
     // RFC 6750 token68 characters, so prose such as "Bearer <key>" is left alone.
     '\\b(?:Bearer|Basic)\\s+[A-Za-z0-9._~+/-]+=*',
   ];

@@ -226,6 +226,18 @@ const rawWebhookState: Migration = {
 };
 
 /**
+ * End users (DESIGN §2.1, §2.7): the app's own user id a video belongs to (the token's `sub`, or `endUserId` given
+ * by an app server), null for a video of the client as a whole. Indexed with the client for `GET /videos` of one
+ * end user (an end user's list, or `?endUserId=`), newest first.
+ */
+const endUsers: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await db.schema.alterTable('videos').addColumn('end_user_id', 'text').execute();
+    await db.schema.createIndex('videos_end_user_idx').on('videos').columns(['client_id', 'end_user_id', 'id desc']).execute();
+  },
+};
+
+/**
  * Erasure (DESIGN §2.4): an erased video's row, outbox rows and attempt log are deleted and a tombstone keeps only
  * its id, owner and times. An idempotency key learns which video it answered with (`video_id`), so the key of an
  * erased video is emptied and marked (`erased_at`) instead of replaying content or starting a second generation;
@@ -337,6 +349,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0001_initial': initial,
   '0002_webhook_delivery': webhookDelivery,
   '0003_raw_webhook_state': rawWebhookState,
+  '0005_end_users': endUsers,
   '0006_delete_tombstones': deleteTombstones,
   '0007_store_hardening': storeHardening,
 };

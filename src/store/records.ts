@@ -30,6 +30,8 @@ export interface WebhookDeliveryState {
 export interface VideoRecord {
   id: string;
   clientId: string;
+  /** The app's end user the video belongs to (the token's `sub`, or given by the app server); null: none. */
+  endUserId: string | null;
   /** Never leaves the gateway except in logs. */
   upstreamId: string;
   status: VideoStatus;
@@ -65,7 +67,8 @@ export type NewVideo = Omit<
 >;
 
 /** The intent of a create, recorded before the upstream is called. */
-export type NewSubmission = Pick<VideoRecord, 'id' | 'clientId' | 'request' | 'createdAt'>;
+/** `endUserId` left out → the client's own video. */
+export type NewSubmission = Pick<VideoRecord, 'id' | 'clientId' | 'request' | 'createdAt'> & { endUserId?: string | null };
 
 /** What the upstream's acceptance of a recorded create adds to its video. */
 export interface SubmissionAccepted {
@@ -139,6 +142,8 @@ export interface VideoTombstone {
 
 export interface ListVideosQuery {
   status?: VideoStatus;
+  /** Only this end user's videos. */
+  endUserId?: string;
   /** Only videos with a smaller (older) id: keyset pagination. */
   beforeId?: string;
   limit: number;

@@ -97,7 +97,12 @@ export interface VideoRepository {
    * and a tombstone keeps its id, owner and times. Returns the tombstone, or undefined when the video is unknown,
    * another client's or already erased.
    */
-  erase(clientId: string, id: string, now: number): Promise<VideoTombstone | undefined>;
+  erase(
+    clientId: string,
+    id: string,
+    now: number,
+    /** An end user's delete: only its own video. */ endUserId?: string,
+  ): Promise<VideoTombstone | undefined>;
   /**
    * Erases, as `erase` does, up to `limit` terminal videos completed at or before `completedBefore`, oldest first
    * (`VIDEO_RETENTION`); running videos are never touched. Returns their tombstones.

@@ -26,6 +26,8 @@ export type NullableJsonColumn = ColumnType<unknown, string | null, string | nul
 export interface VideosTable {
   id: string;
   client_id: string;
+  /** The end user the video belongs to (DESIGN §2.1 `endUserId`); null: the client's own. */
+  end_user_id: string | null;
   /** Null while `submitting` (the upstream has not answered yet), and forever when that create was interrupted. */
   upstream_id: string | null;
   /** `submitting`: the create's intent is recorded and the upstream is being asked (shown as `queued`). */

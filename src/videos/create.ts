@@ -1,4 +1,5 @@
 import type { CreateVideoBody } from '../../schemas/video.js';
+import { type Caller, owns } from '../auth/caller.js';
 import type { Client } from '../auth/clients.js';
 import type { Clock } from '../clock.js';
 import { IdempotencyKeyInUse, IdempotencyKeyReused, ValidationFailed, VideoNotFound } from '../errors.js';
@@ -65,12 +66,44 @@ export interface VideoCreatorOptions {
   submitDeadlineMs?: number;
 }
 
+export interface CreateRequest {
+  idempotencyKey?: string | undefined;
+  requestId: string;
+  /**
+   * Runs once the request passed every rule, just before the paid upstream call: the create limits, so a refused
+   * request (and an idempotent replay) costs no create budget. `endUserId` is the end user the video is for.
+   */
+  admit?: (endUserId: string | null) => Promise<void>;
+}
+
 export interface VideoCreator {
   /** POST /videos, with the Idempotency-Key protocol of DESIGN §2.1 when a key is given. */
-  create(client: Client, body: CreateVideoBody, request: { idempotencyKey?: string | undefined; requestId: string }): Promise<CreateAnswer>;
+  create(caller: Caller, body: CreateVideoBody, request: CreateRequest): Promise<CreateAnswer>;
   /** Ends every video still `submitting` past the create deadline as `submit_interrupted`; returns how many. */
   recoverInterrupted(): Promise<number>;
 }
+
+/** End users own their videos, and webhooks belong to the app server (DESIGN §2.7). Throws ValidationFailed. */
+function endUserOf(caller: Caller, body: CreateVideoBody): string | null {
+  if (caller.kind === 'app_server') return body.endUserId ?? null;
+  if (body.callbackUrl !== undefined) {
+    throw new ValidationFailed('End users cannot set callbackUrl: webhooks go to the app server, which sets them with its API key.', [
+      { path: '/body/callbackUrl', message: 'is not allowed with an end-user token' },
+    ]);
+  }
+  if (body.endUserId !== undefined && body.endUserId !== caller.endUserId) {
+    throw new ValidationFailed('endUserId must be the end user of the token (or left out).', [
+      { path: '/body/endUserId', message: 'is not the end user of the token' },
+    ]);
+  }
+  return caller.endUserId;
+}
+
+/**
+ * Idempotency keys are scoped per client (DESIGN §2.1), and within it per end user: one end user replaying
+ * another's key must never receive the other's video. An end-user id has no space, so the prefix is unambiguous.
+ */
+const scopedKey = (caller: Caller, key: string): string => (caller.kind === 'end_user' ? `end-user ${caller.endUserId} ${key}` : key);
 
 /** What a client reads about a create the gateway lost track of mid-flight (DESIGN §2.2 `failure`). */
 export const submitInterruptedFailure = {
@@ -103,12 +136,12 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
   const inProgressTimeoutMs = options.inProgressTimeoutMs ?? idempotencyInProgressTimeoutMs;
   const submitDeadlineMs = options.submitDeadlineMs ?? idempotencyInProgressTimeoutMs;
 
-  const resolveKeyframes = async (client: Client, request: VideoRequest): Promise<Map<string, string>> => {
+  const resolveKeyframes = async (caller: Caller, request: VideoRequest): Promise<Map<string, string>> => {
     const upstreamIds = new Map<string, string>();
     for (const { position, videoId } of referencedVideoIds(request)) {
-      const upstreamId = await videos.upstreamIdForClient(client.id, videoId);
+      const upstreamId = await videos.upstreamIdForClient(caller.client.id, videoId);
       const referenced = upstreamId === undefined ? undefined : await videos.get(videoId);
-      if (upstreamId === undefined || referenced?.status !== 'completed') {
+      if (upstreamId === undefined || referenced === undefined || !owns(caller, referenced) || referenced.status !== 'completed') {
         throw new ValidationFailed(`keyframes.${position}.videoId must be one of your completed videos.`, [
           { path: `/body/keyframes/${position}/videoId`, message: 'is not one of your completed videos' },
         ]);
@@ -121,12 +154,23 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
   interface Recorded {
     id: string;
     createdAt: number;
+    endUserId: string | null;
     request: VideoRequest;
     upstreamIds: Map<string, string>;
   }
 
-  /** Steps 1 and 2: the checked request, recorded as a `submitting` video (linked to `claim`). */
-  const checkAndRecord = async (client: Client, body: CreateVideoBody, claim?: IdempotencyClaim): Promise<Recorded> => {
+  /**
+   * Steps 1 and 2: the checked request, recorded as a `submitting` video (linked to `claim`). `admit` (the create
+   * limits) runs once every rule passed, just before the submission: a refused request stores and costs nothing.
+   */
+  const checkAndRecord = async (
+    caller: Caller,
+    body: CreateVideoBody,
+    admit: CreateRequest['admit'],
+    claim?: IdempotencyClaim,
+  ): Promise<Recorded> => {
+    const { client } = caller;
+    const endUserId = endUserOf(caller, body);
     const request = normalizeCreateBody(body);
     if (request.callbackUrl !== null && options.checkCallbackUrl !== undefined) {
       request.callbackUrl = options.checkCallbackUrl(request.callbackUrl, client);
@@ -135,9 +179,13 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
       const frame = request.keyframes?.[position];
       if (frame !== undefined && 'imageUrl' in frame) options.checkImageUrl?.(frame.imageUrl, position);
     }
-    const upstreamIds = await resolveKeyframes(client, request);
-    const recorded: Recorded = { id: options.ids.videoId(), createdAt: clock.now(), request, upstreamIds };
-    const held = await videos.recordSubmission({ id: recorded.id, clientId: client.id, request, createdAt: recorded.createdAt }, claim);
+    const upstreamIds = await resolveKeyframes(caller, request);
+    await admit?.(endUserId);
+    const recorded: Recorded = { id: options.ids.videoId(), createdAt: clock.now(), endUserId, request, upstreamIds };
+    const held = await videos.recordSubmission(
+      { id: recorded.id, clientId: client.id, endUserId, request, createdAt: recorded.createdAt },
+      claim,
+    );
     // Only a claim judged orphaned and taken over by a newer request is lost: that one answers the key.
     if (!held) throw new IdempotencyKeyInUse(1);
     return recorded;
@@ -195,6 +243,7 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
       ...initialRecord({
         id: recorded.id,
         clientId: client.id,
+        endUserId: recorded.endUserId,
         upstreamId: accepted.upstreamId,
         status: accepted.status,
         upstreamState: accepted.upstreamState,
@@ -236,14 +285,16 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
 
   /** Runs the create that owns the key. Until the intent is recorded a failure releases the key; after, it never does. */
   const createOwningKey = async (
-    client: Client,
+    caller: Caller,
     body: CreateVideoBody,
     claim: IdempotencyClaim,
-    requestId: string,
+    request: CreateRequest,
   ): Promise<CreateAnswer> => {
+    const { client } = caller;
+    const { requestId } = request;
     let recorded: Recorded;
     try {
-      recorded = await checkAndRecord(client, body, claim);
+      recorded = await checkAndRecord(caller, body, request.admit, claim);
     } catch (error) {
       await keys
         .abandon(claim)
@@ -291,12 +342,13 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
   };
 
   return {
-    async create(client, body, request) {
+    async create(caller, body, request) {
+      const { client } = caller;
       if (request.idempotencyKey === undefined) {
-        const recorded = await checkAndRecord(client, body);
+        const recorded = await checkAndRecord(caller, body, request.admit);
         return { ...(await submitRecorded(client, recorded, undefined, request.requestId)), replayed: false };
       }
-      const key = idempotencyKeyFrom(request.idempotencyKey);
+      const key = scopedKey(caller, idempotencyKeyFrom(request.idempotencyKey));
       const fingerprint = requestFingerprint('POST', '/videos', body);
       const now = clock.now();
       const begun = await keys.begin({
@@ -307,7 +359,7 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
         expiresAt: now + retentionMs,
         staleBefore: now - inProgressTimeoutMs,
       });
-      if (begun.started) return createOwningKey(client, body, begun.claim, request.requestId);
+      if (begun.started) return createOwningKey(caller, body, begun.claim, request);
 
       const decision = decideForExistingKey(begun.existing, fingerprint);
       switch (decision.kind) {

@@ -8,6 +8,7 @@ import type { VideoRecord, WebhookDeliveryState } from '../store/records.js';
 /** A video ready to send: the exact bytes, their strong ETag and caching policy. */
 export interface RenderedVideo {
   clientId: string;
+  endUserId: string | null;
   video: Video;
   body: string;
   etag: string;
@@ -48,6 +49,7 @@ export function toVideo(record: VideoRecord, webhook: WebhookDeliveryState | nul
     callbackUrl: request.callbackUrl,
     webhookEvents: request.webhookEvents,
     metadata: request.metadata,
+    endUserId: record.endUserId,
     estimatedWaitSeconds: isTerminal(record.status) ? null : record.estimatedWaitSeconds,
     result: record.result,
     failure: record.failure,
@@ -68,6 +70,7 @@ export function renderVideo(record: VideoRecord): RenderedVideo {
   const expiresAt = video.result === null ? null : Date.parse(video.result.video.downloadUrlExpiresAt);
   return {
     clientId: record.clientId,
+    endUserId: record.endUserId,
     video,
     body,
     etag: etagOf(body),

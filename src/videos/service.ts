@@ -1,5 +1,5 @@
 import type { VideoStatus } from '../../schemas/video.js';
-import type { Client } from '../auth/clients.js';
+import { type Caller, owns } from '../auth/caller.js';
 import type { Clock } from '../clock.js';
 import { ValidationFailed, VideoNotFound } from '../errors.js';
 import type { EventBus } from '../events/bus.js';
@@ -24,6 +24,8 @@ export interface VideoPage {
 
 export interface ListQuery {
   status?: VideoStatus | undefined;
+  /** App servers: one end user's videos. End users always list their own (another id is refused). */
+  endUserId?: string | undefined;
   cursor?: string | undefined;
   limit: number;
 }
@@ -40,13 +42,16 @@ export interface VideoServiceOptions {
 
 /** Reads of videos (creates: ./create.ts). */
 export interface VideoService {
-  /** Reads a client's own video; another client's id is not found, exactly like an unknown id. */
-  read(client: Client, id: string): Promise<RenderedVideo>;
   /**
-   * The client's videos, newest first, `limit` per page. Never calls the upstream (a listed download URL may be
-   * close to expiry: `GET /videos/{id}` refreshes it).
+   * Reads one of the caller's videos; another client's (or, for an end user, another end user's) id is not found,
+   * exactly like an unknown id.
    */
-  list(client: Client, query: ListQuery): Promise<VideoPage>;
+  read(caller: Caller, id: string): Promise<RenderedVideo>;
+  /**
+   * The caller's videos (an end user's: only its own), newest first, `limit` per page. Never calls the upstream
+   * (a listed download URL may be close to expiry: `GET /videos/{id}` refreshes it).
+   */
+  list(caller: Caller, query: ListQuery): Promise<VideoPage>;
   /** A stored record rendered exactly as `read` serves it (change notifications: long-poll, SSE). */
   present(record: VideoRecord): RenderedVideo;
   cacheControl(rendered: RenderedVideo): string;
@@ -63,18 +68,18 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
   const downloadUrls = createDownloadUrlRefresher({ ...options, cache, maxEntries: options.cacheMaxEntries });
 
   return {
-    async read(client, id) {
+    async read(caller, id) {
       let rendered = cache.get(id);
       /** The stored row, when this read had to fetch it (a cache hit holds only the rendered body). */
       let record: VideoRecord | undefined;
       // Ownership first, counting after: another tenant's id (cached or not) must look exactly like an unknown
       // one, metrics included, so neither is counted.
-      if (rendered !== undefined && rendered.clientId !== client.id) throw new VideoNotFound();
+      if (rendered !== undefined && !owns(caller, rendered)) throw new VideoNotFound();
       const hit = rendered !== undefined;
       if (rendered === undefined) {
         const mark = cache.mark();
         record = await videos.get(id);
-        if (record === undefined || record.clientId !== client.id) throw new VideoNotFound();
+        if (record === undefined || !owns(caller, record)) throw new VideoNotFound();
         rendered = renderVideo(record);
         if (!cache.changedSince(mark)) cache.set(rendered);
       }
@@ -93,7 +98,13 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
       return rendered;
     },
 
-    async list(client, query) {
+    async list(caller, query) {
+      if (caller.kind === 'end_user' && query.endUserId !== undefined && query.endUserId !== caller.endUserId) {
+        throw new ValidationFailed('An end user lists only its own videos: leave out endUserId, or pass your own.', [
+          { path: '/querystring/endUserId', message: 'is not the end user of the token' },
+        ]);
+      }
+      const endUserId = caller.endUserId ?? query.endUserId;
       const beforeId = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
       if (query.cursor !== undefined && beforeId === undefined) {
         throw new ValidationFailed('The cursor is not one this API issued; pass `nextCursor` from a previous page as is.', [
@@ -101,8 +112,9 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
         ]);
       }
       // One row more than asked tells whether another page follows, without a count query.
-      const records = await videos.list(client.id, {
+      const records = await videos.list(caller.client.id, {
         ...(query.status === undefined ? {} : { status: query.status }),
+        ...(endUserId === undefined ? {} : { endUserId }),
         ...(beforeId === undefined ? {} : { beforeId }),
         limit: query.limit + 1,
       });

@@ -8,9 +8,11 @@ import type { Clock } from '../clock.js';
  * token carries what it grants and an HMAC over it, keyed with `deriveKey(GATEWAY_SECRET, 'stream-tokens')`, so
  * any replica with the same secret accepts it and nothing is stored.
  *
- * Shape: `vst_<payload>.<mac>`, both base64url; payload = `v1.<clientId>.<videoId>.<expiresAt epoch seconds>`.
- * Client ids (`[A-Za-z0-9_-]`) and video ids (`vid_…`) contain no `.`. The payload is readable, not secret: the MAC
- * is what makes it unforgeable. It grants reading one video's event stream, nothing else.
+ * Shape: `vst_<payload>.<mac>`, both base64url; payload = `v1.<clientId>.<videoId>.<expiresAt epoch seconds>`,
+ * then for an end user's token `.u<base64url of the end user id>` (a `sub` may contain `.`), so the stream it opens
+ * is read as that end user and never shows another end user's video. Client ids (`[A-Za-z0-9_-]`) and video ids
+ * (`vid_…`) contain no `.`. The payload is readable, not secret: the MAC is what makes it unforgeable. It grants
+ * reading one video's event stream, nothing else.
  */
 
 /** DESIGN §2.4: five minutes, enough to open (and reopen) a stream; a reconnect after that needs a new token. */
@@ -18,19 +20,21 @@ export const streamTokenLifetimeMs = 5 * 60_000;
 
 const prefix = 'vst_';
 const version = 'v1';
-/** Far above a real token (~120 characters); bounds the work an absurd query parameter can cause. */
+/** Above a real token (~120 characters; ~400 with the longest end user id); bounds the work an absurd query parameter can cause. */
 const maxTokenLength = 512;
 
 export interface StreamTokenGrant {
   clientId: string;
+  /** The end user the token was minted by; null → minted by the app server (the client's API key). */
+  endUserId: string | null;
   videoId: string;
   /** Epoch ms, a whole second. */
   expiresAt: number;
 }
 
 export interface StreamTokens {
-  /** A token for this client's video, valid `streamTokenLifetimeMs` from now. */
-  mint(clientId: string, videoId: string): { token: string; expiresAt: number };
+  /** A token for this client's (and end user's, when not null) video, valid `streamTokenLifetimeMs` from now. */
+  mint(clientId: string, endUserId: string | null, videoId: string): { token: string; expiresAt: number };
   /** The grant of a valid, unexpired token for `videoId`; undefined for anything else (forged, expired, other video). */
   verify(token: string, videoId: string): StreamTokenGrant | undefined;
 }
@@ -39,7 +43,8 @@ const mac = (key: Buffer, payload: string): Buffer => createHmac('sha256', key).
 
 /** Signs a grant. Pure. */
 export function signStreamToken(key: Buffer, grant: StreamTokenGrant): string {
-  const payload = `${version}.${grant.clientId}.${grant.videoId}.${Math.floor(grant.expiresAt / 1000)}`;
+  const endUser = grant.endUserId === null ? '' : `.u${Buffer.from(grant.endUserId).toString('base64url')}`;
+  const payload = `${version}.${grant.clientId}.${grant.videoId}.${Math.floor(grant.expiresAt / 1000)}${endUser}`;
   return `${prefix}${Buffer.from(payload).toString('base64url')}.${mac(key, payload).toString('base64url')}`;
 }
 
@@ -52,10 +57,16 @@ export function readStreamToken(key: Buffer, token: string): StreamTokenGrant | 
   const expected = mac(key, payload);
   const given = Buffer.from(encodedMac, 'base64url');
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
-  const [tokenVersion, clientId, videoId, expiresAtSeconds, ...extra] = payload.split('.');
+  const [tokenVersion, clientId, videoId, expiresAtSeconds, endUser, ...extra] = payload.split('.');
   if (tokenVersion !== version || clientId === undefined || videoId === undefined || extra.length > 0) return undefined;
   if (expiresAtSeconds === undefined || !/^[0-9]{1,12}$/.test(expiresAtSeconds)) return undefined;
-  return { clientId, videoId, expiresAt: Number(expiresAtSeconds) * 1000 };
+  let endUserId: string | null = null;
+  if (endUser !== undefined) {
+    if (!/^u[A-Za-z0-9_-]+$/.test(endUser)) return undefined;
+    endUserId = Buffer.from(endUser.slice(1), 'base64url').toString('utf8');
+    if (endUserId.length === 0) return undefined;
+  }
+  return { clientId, endUserId, videoId, expiresAt: Number(expiresAtSeconds) * 1000 };
 }
 
 /** Stream tokens keyed with `key` (derive it: `deriveKey(secret, 'stream-tokens')`), expiring on `clock`. */
@@ -63,10 +74,10 @@ export function createStreamTokens(options: { key: Buffer; clock: Clock; lifetim
   const { key, clock } = options;
   const lifetimeMs = options.lifetimeMs ?? streamTokenLifetimeMs;
   return {
-    mint(clientId, videoId) {
+    mint(clientId, endUserId, videoId) {
       // Whole seconds, rounded down: the token never outlives what `expiresAt` promises.
       const expiresAt = Math.floor((clock.now() + lifetimeMs) / 1000) * 1000;
-      return { token: signStreamToken(key, { clientId, videoId, expiresAt }), expiresAt };
+      return { token: signStreamToken(key, { clientId, endUserId, videoId, expiresAt }), expiresAt };
     },
     verify(token, videoId) {
       const grant = readStreamToken(key, token);

@@ -1,4 +1,4 @@
-import type { Client } from '../auth/clients.js';
+import type { Caller } from '../auth/caller.js';
 import { VideoNotFound } from '../errors.js';
 import type { EventBus, VideoChanged } from '../events/bus.js';
 import type { VideoRecord, VideoTombstone } from '../store/records.js';
@@ -59,9 +59,9 @@ export interface VideoWatch {
    * state. Not found (or another client's) is `VideoNotFound`, as for a plain read, and so is a video erased
    * while it is waited on (the wait ends at once).
    */
-  waitForChange(client: Client, id: string, request: WaitRequest): Promise<RenderedVideo>;
+  waitForChange(caller: Caller, id: string, request: WaitRequest): Promise<RenderedVideo>;
   /** The current video, then every status change until it is terminal or erased. */
-  watch(client: Client, id: string): Promise<StatusStream>;
+  watch(caller: Caller, id: string): Promise<StatusStream>;
   /** Shutdown: answers every long-poll now and ends every stream, so the server can close without waiting. */
   closeAll(): void;
 }
@@ -73,7 +73,7 @@ export interface VideoWatch {
 async function subscribeThenRead(
   bus: EventBus,
   videos: VideoWatchOptions['videos'],
-  client: Client,
+  caller: Caller,
   id: string,
 ): Promise<{ initial: RenderedVideo; unsubscribe: () => void; take(listener: (change: VideoChanged) => void): void }> {
   let pending: VideoChanged | null = null;
@@ -84,7 +84,7 @@ async function subscribeThenRead(
   });
   let initial: RenderedVideo;
   try {
-    initial = await videos.read(client, id);
+    initial = await videos.read(caller, id);
   } catch (error) {
     unsubscribe();
     throw error;
@@ -118,8 +118,8 @@ export function createVideoWatch(options: VideoWatchOptions): VideoWatch {
   const open = new Set<() => void>();
 
   return {
-    async waitForChange(client, id, { waitMs, signal, ifNoneMatch }) {
-      const subscription = await subscribeThenRead(bus, videos, client, id);
+    async waitForChange(caller, id, { waitMs, signal, ifNoneMatch }) {
+      const subscription = await subscribeThenRead(bus, videos, caller, id);
       const { initial } = subscription;
       const staleCopy = ifNoneMatch !== undefined && !ifNoneMatchHits(ifNoneMatch, initial.etag);
       if (initial.terminal || staleCopy || signal.aborted) {
@@ -154,8 +154,8 @@ export function createVideoWatch(options: VideoWatchOptions): VideoWatch {
       });
     },
 
-    async watch(client, id) {
-      const subscription = await subscribeThenRead(bus, videos, client, id);
+    async watch(caller, id) {
+      const subscription = await subscribeThenRead(bus, videos, caller, id);
       let stopKeepAlive: CancelTimer = () => {};
       let shutdown: (() => void) | null = null;
       let stopped = false;

@@ -36,6 +36,7 @@ export function newVideo(overrides: Partial<NewVideo> = {}): NewVideo {
   return {
     id: `vid_01JDXYZ8M6X1ZP3V9R4Q${n}`,
     clientId: 'client_a',
+    endUserId: null,
     upstreamId: `up-${n}`,
     status: 'queued',
     upstreamState: 'pending',
@@ -172,6 +173,23 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
       t.same(ids(await store.videos.list('client_a', { limit: 10, beforeId: a2.id })), [a1.id]);
       t.same(ids(await store.videos.list('client_a', { limit: 10, status: 'queued' })), [a3.id, a1.id]);
       t.same(await store.videos.list('client_c', { limit: 10 }), []);
+    });
+
+    t.test("videos: an end user's list holds only its own videos of its own client", async (t) => {
+      const { store } = await opened(t);
+      const u1 = await store.videos.insert(newVideo({ endUserId: 'user_1' }));
+      const u2 = await store.videos.insert(newVideo({ endUserId: 'user_2' }));
+      const u1b = await store.videos.insert(newVideo({ endUserId: 'user_1', status: 'completed', result: sampleResult() }));
+      const none = await store.videos.insert(newVideo());
+      await store.videos.insert(newVideo({ clientId: 'client_b', endUserId: 'user_1' }));
+      const ids = (records: VideoRecord[]) => records.map((video) => video.id);
+      t.equal((await store.videos.get(u1.id))?.endUserId, 'user_1', 'stored and read back');
+      t.equal((await store.videos.get(none.id))?.endUserId, null);
+      t.same(ids(await store.videos.list('client_a', { limit: 10, endUserId: 'user_1' })), [u1b.id, u1.id]);
+      t.same(ids(await store.videos.list('client_a', { limit: 10, endUserId: 'user_1', status: 'queued' })), [u1.id]);
+      t.same(ids(await store.videos.list('client_a', { limit: 10, endUserId: 'user_1', beforeId: u1b.id })), [u1.id]);
+      t.same(ids(await store.videos.list('client_a', { limit: 10, endUserId: 'user_2' })), [u2.id]);
+      t.same(ids(await store.videos.list('client_a', { limit: 10 })), [none.id, u1b.id, u2.id, u1.id], 'the client sees all');
     });
 
     t.test('videos: claimDue', async (t) => {

@@ -37,6 +37,7 @@ export function createRowMappers(json: JsonCodec): RowMappers {
       return {
         id: row.id,
         clientId: row.client_id,
+        endUserId: row.end_user_id,
         // Empty while the upstream has not answered (or never did, for an interrupted create).
         upstreamId: row.upstream_id ?? '',
         // A recorded intent reads as `queued` everywhere outside the store (DESIGN §2.2 knows four statuses).
@@ -64,6 +65,7 @@ export function createRowMappers(json: JsonCodec): RowMappers {
       return {
         id: video.id,
         client_id: video.clientId,
+        end_user_id: video.endUserId,
         upstream_id: video.upstreamId,
         status: video.status,
         upstream_state: video.upstreamState,

@@ -162,12 +162,13 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
     },
 
     async list(clientId, query) {
-      const { status, beforeId } = query;
-      // Served by videos_client_id_idx (client_id, id desc).
+      const { status, beforeId, endUserId } = query;
+      // Served by videos_client_id_idx (client_id, id desc), or videos_end_user_idx for one end user.
       const rows = await db
         .selectFrom('videos')
         .selectAll()
         .where('client_id', '=', clientId)
+        .$if(endUserId !== undefined, (select) => select.where('end_user_id', '=', endUserId ?? ''))
         // A recorded intent reads as `queued`.
         .$if(status !== undefined, (select) =>
           select.where('status', 'in', status === 'queued' ? (['queued', 'submitting'] as const) : [status ?? 'queued']),
@@ -183,6 +184,7 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
       const row = {
         ...mappers.newVideoRow({
           ...video,
+          endUserId: video.endUserId ?? null,
           upstreamId: '',
           status: 'queued',
           upstreamState: null,
@@ -386,12 +388,13 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
       return Number(count);
     },
 
-    erase(clientId, id, now) {
+    erase(clientId, id, now, endUserId) {
       return db.transaction().execute(async (trx) => {
         const rows = await trx
           .deleteFrom('videos')
           .where('id', '=', id)
           .where('client_id', '=', clientId)
+          .$if(endUserId !== undefined, (query) => query.where('end_user_id', '=', endUserId ?? ''))
           .returning(tombstoneColumns)
           .execute();
         const [tombstone] = await eraseDependents(trx, rows, now, 'deleted');
