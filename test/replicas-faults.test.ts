@@ -123,7 +123,7 @@ if (server !== null && redisUp) {
       }
       const created = await post(a.url, { prompt: 'during the cut' });
       during.push(created.status);
-      codes.add(String(created.json['code'] ?? ''));
+      codes.add(typeof created.json['code'] === 'string' ? created.json['code'] : '');
     }
     t.ok(
       during.every((status) => status === 503),
