@@ -105,7 +105,7 @@ try {
   await admin.query(`set search_path = ${schema}`);
   await admin.query(`
     insert into videos select (r).* from (
-      select jsonb_populate_record(v, jsonb_build_object('id', 'vid_claim_' || g, 'status', 'processing', 'next_poll_at', 0,
+      select jsonb_populate_record(null::videos, to_jsonb(v) || jsonb_build_object('id', 'vid_claim_' || g, 'upstream_id', 'up_claim_' || g, 'status', 'processing', 'next_poll_at', 0,
                                                           'lease_until', null)) as r
       from (select * from videos where status = 'completed' limit 1) v, generate_series(1, 10000) g) s`);
   const started = performance.now();
