@@ -226,7 +226,8 @@ if (server !== null && redisUp) {
       const missing: string[] = [];
       for (const [videoId, events] of subscribed) {
         const terminalEvent = statusOf.get(videoId) === 'completed' ? 'video.completed' : 'video.failed';
-        if (!events.includes(terminalEvent) || idsOf.get(`${videoId} ${terminalEvent}`)?.size !== 1) missing.push(`${videoId} ${terminalEvent}`);
+        if (!events.includes(terminalEvent) || idsOf.get(`${videoId} ${terminalEvent}`)?.size !== 1)
+          missing.push(`${videoId} ${terminalEvent}`);
       }
       t.same(missing, [], `${subscribed.size} subscribed videos: each terminal event delivered under one webhook-id`);
       t.ok(
