@@ -96,6 +96,13 @@ export const EnvVars = Type.Object(
         invalid: 'is not a Redis URL (expected redis://host:6379, rediss://… for TLS, optionally /<db number>)',
       }),
     ),
+    REDIS_KEY_PREFIX: Type.Optional(
+      Type.String({
+        pattern: '^[A-Za-z0-9_.:-]{1,64}$',
+        description: 'Prefix of every Redis key; replicas that share limits share it. Default video-gateway:.',
+        invalid: 'is not a key prefix (expected 1-64 letters, digits, or _ . : -)',
+      }),
+    ),
     CLIENTS_FILE: Type.Optional(Type.String({ description: 'Client registry (JSON); unset → data/clients.json, created on first start.' })),
     CACHE_MAX_ENTRIES: integer('10000', 'LRU cache size.'),
     POLL_INTERVAL_MIN_MS: durationMs('2000', 'First and shortest poll interval.'),
@@ -202,6 +209,8 @@ export const ConfigValues = Type.Object({
   clientsFile: Nullable(Type.String({ minLength: 1, env: 'CLIENTS_FILE' })),
   /** null → rate limits and the upstream budget are counted per replica. */
   redisUrl: Nullable(Type.String({ minLength: 1, env: 'REDIS_URL' })),
+  /** Prefix of the Redis keys; replicas that share limits share it. */
+  redisKeyPrefix: Type.String({ minLength: 1, env: 'REDIS_KEY_PREFIX' }),
   cacheMaxEntries: Type.Integer({
     minimum: 1,
     maximum: Number.MAX_SAFE_INTEGER,

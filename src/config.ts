@@ -160,6 +160,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     gatewaySecret: vars.GATEWAY_SECRET ?? null,
     clientsFile: vars.CLIENTS_FILE ?? null,
     redisUrl,
+    redisKeyPrefix: vars.REDIS_KEY_PREFIX ?? 'video-gateway:',
     cacheMaxEntries: Number(text('CACHE_MAX_ENTRIES')),
     pollIntervalMinMs: duration('POLL_INTERVAL_MIN_MS'),
     pollIntervalMaxMs: duration('POLL_INTERVAL_MAX_MS'),

@@ -59,7 +59,7 @@ export interface ServicesOptions {
   /** Circuit breaker over upstream calls; defaults: 5 consecutive outages, 30 s open. */
   circuit?: Omit<CircuitBreakerOptions, 'clock' | 'onStateChange' | 'onShortCircuit'>;
   store?: Store;
-  /** Prefix of the Redis keys (with REDIS_URL); replicas that share limits share it. Default `video-gateway:`. */
+  /** Prefix of the Redis keys (with REDIS_URL); replicas that share limits share it. Default REDIS_KEY_PREFIX. */
   redisKeyPrefix?: string;
   /** Where webhooks are sent through; default the SSRF-guarded undici agent (tests may pass a MockAgent). */
   webhookAgent?: HttpDispatcher;
@@ -138,7 +138,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
       ? null
       : await openRedisLink({
           url: config.redisUrl,
-          keyPrefix: options.redisKeyPrefix ?? 'video-gateway:',
+          keyPrefix: options.redisKeyPrefix ?? config.redisKeyPrefix,
           logger,
           registry: metrics.registry,
         });

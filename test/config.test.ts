@@ -81,6 +81,7 @@ t.test('defaults when the environment is empty (sandbox mode)', async (t) => {
     gatewaySecret: null,
     clientsFile: null,
     redisUrl: null,
+    redisKeyPrefix: 'video-gateway:',
     cacheMaxEntries: 10000,
     pollIntervalMinMs: 2000,
     pollIntervalMaxMs: 15000,
@@ -127,6 +128,7 @@ t.test('every variable is parsed', async (t) => {
     GATEWAY_SECRET: 'gs-0123456789abcdefghijklmnopqrstuvwxyz',
     CLIENTS_FILE: '/etc/gateway/clients.json',
     REDIS_URL: 'redis://cache.internal:6380/2',
+    REDIS_KEY_PREFIX: 'gw-prod:',
     CACHE_MAX_ENTRIES: '500',
     POLL_INTERVAL_MIN_MS: '250ms',
     POLL_INTERVAL_MAX_MS: '5s',
@@ -168,6 +170,7 @@ t.test('every variable is parsed', async (t) => {
     gatewaySecret: 'gs-0123456789abcdefghijklmnopqrstuvwxyz',
     clientsFile: '/etc/gateway/clients.json',
     redisUrl: 'redis://cache.internal:6380/2',
+    redisKeyPrefix: 'gw-prod:',
     cacheMaxEntries: 500,
     pollIntervalMinMs: 250,
     pollIntervalMaxMs: 5000,
@@ -387,6 +390,7 @@ t.test('Redis URL: redis:// or rediss://, one clear line otherwise, the password
   t.same(problemsOf(t, { REDIS_URL: 'http://cache:6379' }), [`REDIS_URL: "http://cache:6379" ${expected}`]);
   t.same(problemsOf(t, { REDIS_URL: 'redis://:s3cret@cache:6379/zero' }), [`REDIS_URL: "redis://***@cache:6379/zero" ${expected}`]);
   t.same(problemsOf(t, { REDIS_URL: 'redis://:s3cret@[bad:6379' }), [`REDIS_URL: "redis://***@[bad:6379" ${expected}`], 'unparsable host');
+  t.match(problemsOf(t, { REDIS_KEY_PREFIX: 'has space' }), [/^REDIS_KEY_PREFIX: "has space" is not a key prefix/], 'a bad key prefix');
   t.same(problemsOf(t, { REDIS_URL: 'redis://cache:99999' }), [`REDIS_URL: "redis://cache:99999" ${expected}`], 'port out of range');
 });
 
