@@ -214,6 +214,13 @@ export interface ClaimDeliveriesOptions {
   excludeHosts?: readonly string[];
   /** At most this many deliveries per receiver in one claim, so one busy receiver cannot fill the batch. */
   perHostLimit?: number;
+  /** Clients already at their share of the pool: none of their deliveries is claimed. */
+  excludeClients?: readonly string[];
+  /**
+   * At most this many deliveries per client in one claim. The claim interleaves clients (each client's oldest due
+   * row first, then each client's second, …), so one client's backlog never pushes another's events out of a batch.
+   */
+  perClientLimit?: number;
 }
 
 /** An outbox row the dispatcher holds a lease on. */

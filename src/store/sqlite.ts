@@ -48,11 +48,15 @@ export const sqliteDialect: StoreDialect = {
 
   /**
    * The subquery ranks due rows per receiver (`row_number() over (partition by target_host)`), so a receiver with a
-   * thousand overdue events takes at most `perHostLimit` of the batch and the rest goes to the others.
+   * thousand overdue events takes at most `perHostLimit` of the batch and the rest goes to the others. A second rank
+   * per client (`partition by client_id`) orders the batch by that rank first, so clients interleave: every client
+   * with due rows gets its oldest one into the batch before any client gets its second (issue 13).
    */
   async claimDueDeliveryRows(db, now, options) {
     const excluded = options.excludeHosts ?? [];
     const perHostLimit = Math.max(1, Math.floor(options.perHostLimit ?? options.limit));
+    const perClientLimit = Math.max(1, Math.floor(options.perClientLimit ?? options.limit));
+    const excludedClients = options.excludeClients ?? [];
     const due = db
       .selectFrom('webhook_deliveries')
       .select((eb) => [
@@ -62,13 +66,18 @@ export const sqliteDialect: StoreDialect = {
           .agg<number>('row_number')
           .over((over) => over.partitionBy('target_host').orderBy('next_attempt_at').orderBy('message_id'))
           .as('host_rank'),
+        eb.fn
+          .agg<number>('row_number')
+          .over((over) => over.partitionBy('client_id').orderBy('next_attempt_at').orderBy('message_id'))
+          .as('client_rank'),
       ])
       .where('status', 'in', claimableStatuses)
       .where('next_attempt_at', '<=', now)
       .where((free) => free.or([free('lease_until', 'is', null), free('lease_until', '<=', now)]))
       .$if(excluded.length > 0, (query) =>
         query.where((eb) => eb.or([eb('target_host', 'is', null), eb('target_host', 'not in', excluded)])),
-      );
+      )
+      .$if(excludedClients.length > 0, (query) => query.where('client_id', 'not in', excludedClients));
     const rows = await db
       .updateTable('webhook_deliveries')
       .set({ lease_until: now + options.leaseMs })
@@ -77,6 +86,8 @@ export const sqliteDialect: StoreDialect = {
           .selectFrom(due.as('due'))
           .select('due.message_id')
           .where('due.host_rank', '<=', perHostLimit)
+          .where('due.client_rank', '<=', perClientLimit)
+          .orderBy('due.client_rank')
           .orderBy('due.next_attempt_at')
           .limit(Math.floor(options.limit)),
       )
