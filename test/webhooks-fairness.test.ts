@@ -8,7 +8,10 @@ import { performance } from 'node:perf_hooks';
 
 import t, { type Test } from 'tap';
 
-import { advanceAndPoll, createVideo, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { createClientRegistry } from '../src/auth/clients.js';
+import { createDispatcher, receiverCooldownMs } from '../src/webhooks/dispatcher.js';
+import { createGuardedAgent } from '../src/webhooks/ssrf.js';
+import { advanceAndPoll, createVideo, startTestGateway, testClientsFile, type TestGateway } from './helpers/gateway.js';
 import { ManualClock } from './helpers/manual-time.js';
 import { type ScriptedServer, sendText, startScriptedServer } from './helpers/scripted-server.js';
 import { until } from './helpers/until.js';
@@ -67,4 +70,40 @@ t.test('a client whose 8 receivers never answer does not delay another client’
   t.ok(latencyMs < 2_000, `bob's webhook arrives promptly (${Math.round(latencyMs)} ms), not after alice's ${TIMEOUT_MS} ms timeouts`);
   t.ok(deadAttempts <= 8, `alice holds at most her share of the pool toward one host (${deadAttempts} attempts)`);
   t.ok(deadAttempts >= 1, 'alice’s receivers were tried');
+});
+
+t.test('a receiver that keeps timing out has its attempts spaced: timeout × 2^(n-1)', async (t) => {
+  const dead = await receiver(t, true);
+  const gw = await fairnessGateway(t);
+  for (let i = 0; i < 4; i++) {
+    await createVideo(gw, { prompt: 'A tiger', callbackUrl: `${dead.url}/hooks/${i}` }, 'alice');
+    gw.clock.advance(10);
+  }
+  await advanceAndPoll(gw, 11_000, 100);
+  const agent = createGuardedAgent({ allowPrivate: true, timeoutMs: 300 });
+  t.teardown(() => agent.close());
+  const dispatcher = createDispatcher({
+    deliveries: gw.store.deliveries,
+    videos: gw.store.videos,
+    bus: gw.bus,
+    clock: gw.clock,
+    random: () => 0.5,
+    clients: createClientRegistry(testClientsFile),
+    agent,
+    logger: { error() {}, warn() {}, info() {}, debug() {} },
+    retryScheduleMs: [60_000],
+    timeoutMs: 300,
+    concurrency: 4,
+    perHostConcurrency: 1,
+  });
+  t.equal(await dispatcher.tick(), 1, 'first attempt');
+  t.equal(await dispatcher.tick(), 0, 'it timed out: the receiver cools down, its next event waits');
+  gw.clock.advance(300);
+  t.equal(await dispatcher.tick(), 1, 'after one timeout’s length, one more attempt');
+  gw.clock.advance(300);
+  t.equal(await dispatcher.tick(), 0, 'second timeout in a row: the wait doubles');
+  gw.clock.advance(300);
+  t.equal(await dispatcher.tick(), 1, 'after 600 ms, the next attempt');
+  t.equal(dead.requests.length, 3, 'three attempts in all, not one per tick');
+  t.same([receiverCooldownMs(300, 1), receiverCooldownMs(300, 3), receiverCooldownMs(15_000, 30)], [300, 1200, 300_000]);
 });
