@@ -73,12 +73,13 @@ export const EnvVars = Type.Object(
     ),
     DATABASE_URL: Type.Optional(
       Type.String({
-        pattern: '^sqlite:.+$',
+        pattern: '^(?:sqlite:.+|[Pp][Oo][Ss][Tt][Gg][Rr][Ee][Ss](?:[Qq][Ll])?://.+)$',
         default: 'sqlite:./data/gateway.db',
-        description: 'Store: `sqlite:<path>` or `sqlite::memory:`.',
-        invalid: 'is not a supported database URL (use sqlite:<path> or sqlite::memory:)',
+        description: 'Store: `sqlite:<path>`, `sqlite::memory:`, or `postgres://user@host:5432/db` for several replicas.',
+        invalid: 'is not a supported database URL (use sqlite:<path>, sqlite::memory: or postgres://user@host:5432/db)',
       }),
     ),
+    DATABASE_POOL_SIZE: integer('10', 'Postgres connections per replica.'),
     GATEWAY_SECRET: Type.Optional(
       Type.String({
         pattern: '^\\S{32,}$',
@@ -100,6 +101,8 @@ export const EnvVars = Type.Object(
     POLL_INTERVAL_MAX_MS: durationMs('15000', 'Longest poll interval.'),
     POLL_CONCURRENCY: integer('16', 'Upstream polls in flight at once.'),
     UPSTREAM_MAX_RPS: decimal('20', 'Requests per second toward the upstream.'),
+    POLL_LEASE_MS: durationMs('60000', 'A claimed poll is taken over by another poller after this (a killed replica).'),
+    SHUTDOWN_GRACE_MS: durationMs('5000', 'On shutdown, polls and webhook attempts in flight get this long to finish.'),
     TASK_TIMEOUT_MS: durationMs('7200000', 'Running videos fail with `timed_out` after this.'),
     WEBHOOK_TIMEOUT_MS: durationMs('15000', 'Per delivery attempt.'),
     STORE_LOCK_WAIT_MS: durationMs('5000', 'Longest wait for a database locked by another process, then 503 `store_unavailable`.'),
@@ -168,8 +171,11 @@ export const ConfigValues = Type.Object({
   elkapiApiKey: Nullable(Type.String({ minLength: 1, env: 'ELKAPI_API_KEY' })),
   elkapiBaseUrl: Type.String({ env: 'ELKAPI_BASE_URL' }),
   databaseUrl: Type.String({ env: 'DATABASE_URL' }),
-  /** Path of the SQLite file (from `DATABASE_URL=sqlite:<path>`), or `:memory:`. */
-  sqlitePath: Type.String({ minLength: 1, env: 'DATABASE_URL' }),
+  /** Path of the SQLite file (from `DATABASE_URL=sqlite:<path>`), or `:memory:`; null with Postgres. */
+  sqlitePath: Nullable(Type.String({ minLength: 1, env: 'DATABASE_URL' })),
+  /** `DATABASE_URL` when it names a Postgres database; null with SQLite. */
+  postgresUrl: Nullable(Type.String({ minLength: 1, env: 'DATABASE_URL' })),
+  databasePoolSize: Type.Integer({ minimum: 1, maximum: 1000, env: 'DATABASE_POOL_SIZE', expected: 'an integer from 1 to 1000' }),
   /** GATEWAY_SECRET; null → generated into `data/gateway-secret` (src/secrets/gateway-secret.ts). */
   gatewaySecret: Nullable(Type.String({ minLength: 1, env: 'GATEWAY_SECRET' })),
   /** null → `data/clients.json`, created with one `default` client on first start. */
@@ -196,6 +202,8 @@ export const ConfigValues = Type.Object({
     env: 'UPSTREAM_MAX_RPS',
     expected: 'a number greater than 0',
   }),
+  pollLeaseMs: ms('POLL_LEASE_MS', 1000),
+  shutdownGraceMs: ms('SHUTDOWN_GRACE_MS', 0),
   taskTimeoutMs: ms('TASK_TIMEOUT_MS', 1),
   webhookTimeoutMs: ms('WEBHOOK_TIMEOUT_MS', 1),
   storeLockWaitMs: ms('STORE_LOCK_WAIT_MS', 0),

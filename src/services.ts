@@ -14,9 +14,9 @@ import { createSharedUpstreamBudget } from './limits/shared-upstream-budget.js';
 import { createMetrics, type GatewayMetrics } from './metrics.js';
 import { createReadinessCheck, type ReadinessCheck } from './readiness.js';
 import { deriveKey } from './secrets/gateway-secret.js';
+import { openStore } from './store/open.js';
 import type { StoredResponse } from './store/records.js';
 import type { Store } from './store/repositories.js';
-import { openSqliteStore } from './store/sqlite.js';
 import { systemTimers, type Timers } from './timers.js';
 import { createPoller, type Poller } from './tracking/poller.js';
 import { firstPollAt } from './tracking/schedule.js';
@@ -116,7 +116,12 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
   const ids = options.ids ?? createIdSource(clock);
   const timers = options.timers ?? systemTimers;
 
-  const store = options.store ?? (await openSqliteStore({ path: config.sqlitePath, lockWaitMs: config.storeLockWaitMs, logger }));
+  const store =
+    options.store ??
+    (await openStore(config, {
+      onIdleError: (error) => logger.warn({ err: error }, 'an idle database connection failed; the pool replaces it'),
+      logger,
+    }));
   const metrics = createMetrics();
   // With REDIS_URL the limits are shared by every replica (DESIGN §4.5); Redis down means local limits, never errors.
   const redis =
@@ -177,7 +182,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     logger,
     policy: { schedule, taskTimeoutMs: config.taskTimeoutMs, notFoundGraceMs: 60_000 },
     concurrency: config.pollConcurrency,
-    leaseMs: 60_000,
+    leaseMs: config.pollLeaseMs,
     onTransition: (video) => metrics.recordTransition(video),
   });
   // Webhooks: every connection is checked against private addresses at connect time (DNS rebinding included).
@@ -223,19 +228,20 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     checkImageUrl: createImageUrlValidator({ allowPrivateNetworks: config.webhookAllowPrivateNetworks }),
   });
   // Replicas on one Postgres (DESIGN §4.5): changes committed by any replica reach this one's waiters, cache and dispatcher.
-  const changeFeed = /^postgres(?:ql)?:\/\//i.test(config.databaseUrl)
-    ? createPgChangeListener({
-        connectionString: config.databaseUrl,
-        bus,
-        videos: store.videos,
-        cache: videos,
-        wakeDispatcher: () => dispatcher.wake(),
-        timers,
-        random,
-        logger,
-        registry: metrics.registry,
-      })
-    : null;
+  const changeFeed =
+    config.postgresUrl !== null
+      ? createPgChangeListener({
+          connectionString: config.postgresUrl,
+          bus,
+          videos: store.videos,
+          cache: videos,
+          wakeDispatcher: () => dispatcher.wake(),
+          timers,
+          random,
+          logger,
+          registry: metrics.registry,
+        })
+      : null;
   await changeFeed?.start();
   const keyPruner = createIdempotencyKeyPruner({ keys: store.idempotencyKeys, clock, timers, logger });
   const eraser = createVideoEraser({ videos: store.videos, bus, clock, logger });

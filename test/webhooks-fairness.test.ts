@@ -9,10 +9,13 @@ import { performance } from 'node:perf_hooks';
 import t, { type Test } from 'tap';
 
 import { createClientRegistry } from '../src/auth/clients.js';
+import { openPostgresStore } from '../src/store/postgres.js';
+import type { Store } from '../src/store/repositories.js';
 import { createDispatcher, receiverCooldownMs } from '../src/webhooks/dispatcher.js';
 import { createGuardedAgent } from '../src/webhooks/ssrf.js';
 import { advanceAndPoll, createVideo, startTestGateway, testClientsFile, type TestGateway } from './helpers/gateway.js';
 import { ManualClock } from './helpers/manual-time.js';
+import { freshSchema, postgresOrSkip } from './helpers/postgres.js';
 import { type ScriptedServer, sendText, startScriptedServer } from './helpers/scripted-server.js';
 import { until } from './helpers/until.js';
 
@@ -31,23 +34,23 @@ async function receiver(t: Test, hold: boolean): Promise<ScriptedServer> {
   return server;
 }
 
-async function fairnessGateway(t: Test, env: Record<string, string> = {}): Promise<TestGateway> {
+async function fairnessGateway(t: Test, store?: Store): Promise<TestGateway> {
   return startTestGateway(t, {
+    ...(store === undefined ? {} : { gateway: { store } }),
     clock: new ManualClock(Math.floor(Date.now() / 1000) * 1000),
     env: {
       WEBHOOK_ALLOW_HTTP: 'true',
       WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
       WEBHOOK_RETRY_SCHEDULE: '5s,5m,30m',
       WEBHOOK_TIMEOUT_MS: `${TIMEOUT_MS}ms`,
-      ...env,
     },
   });
 }
 
-t.test('a client whose 8 receivers never answer does not delay another client’s webhook', async (t) => {
+async function healthyClientNotDelayed(t: Test, store?: Store): Promise<void> {
   const dead = await Promise.all(Array.from({ length: DEAD_PORTS }, () => receiver(t, true)));
   const healthy = await receiver(t, false);
-  const gw = await fairnessGateway(t);
+  const gw = await fairnessGateway(t, store);
   // Alice's events are all older than Bob's, so "oldest due first" alone would give her every slot.
   let created = 0;
   for (const server of dead) {
@@ -70,6 +73,15 @@ t.test('a client whose 8 receivers never answer does not delay another client’
   t.ok(latencyMs < 2_000, `bob's webhook arrives promptly (${Math.round(latencyMs)} ms), not after alice's ${TIMEOUT_MS} ms timeouts`);
   t.ok(deadAttempts <= 8, `alice holds at most her share of the pool toward one host (${deadAttempts} attempts)`);
   t.ok(deadAttempts >= 1, 'alice’s receivers were tried');
+}
+
+t.test('SQLite: a client whose 8 receivers never answer does not delay another client’s webhook', (t) => healthyClientNotDelayed(t));
+
+t.test('Postgres: a client whose 8 receivers never answer does not delay another client’s webhook', async (t) => {
+  const server = await postgresOrSkip(t);
+  if (server === null) return;
+  const { url } = await freshSchema(t, server);
+  await healthyClientNotDelayed(t, await openPostgresStore({ url, poolSize: 4 }));
 });
 
 t.test('a receiver that keeps timing out has its attempts spaced: timeout × 2^(n-1)', async (t) => {

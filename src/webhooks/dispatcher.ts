@@ -54,9 +54,9 @@ export interface DispatcherOptions {
   retryScheduleMs: readonly number[];
   /** WEBHOOK_TIMEOUT_MS: one whole attempt (connect, answer, the bit of body we read). */
   timeoutMs: number;
-  /** Attempts in flight at once. */
+  /** Attempts in flight at once, across every dispatcher sharing the store (counted from leased rows). */
   concurrency: number;
-  /** Attempts in flight at once toward one receiver (one client's host, any port). */
+  /** Attempts in flight at once toward one receiver (one client's host, any port), on this dispatcher. */
   perHostConcurrency: number;
   /** Attempts in flight at once for one client: its share of the pool. Default `ceil(concurrency / 4)`. */
   perClientConcurrency?: number;
@@ -274,6 +274,10 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
       excludeClients: busyClients,
       perClientLimit: perClientConcurrency,
       perHostLimit: options.perHostConcurrency,
+      // The same caps counted over every lease in the store, so they hold across replicas sharing it.
+      maxInFlight: options.concurrency,
+      maxInFlightPerHost: options.perHostConcurrency,
+      maxInFlightPerClient: perClientConcurrency,
     });
     const jobs: Array<Promise<void>> = [];
     for (const delivery of claimed) {

@@ -955,6 +955,49 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
       );
     });
 
+    t.test("deliveries: maxInFlight and maxInFlightPerHost count every lease in the store, any claimer's", async (t) => {
+      const { store, db } = await opened(t);
+      const other = await db.open();
+      const to = (host: string) => ({ request: videoRequest({ callbackUrl: `https://${host}/h` }) });
+      const slow: string[] = [];
+      for (let i = 0; i < 5; i++) slow.push((await terminalWithEvent(store, T0 + i, to('slow.example'))).messageId);
+      const fast: string[] = [];
+      for (let i = 0; i < 5; i++) fast.push((await terminalWithEvent(store, T0 + 10 + i, to('fast.example'))).messageId);
+      const caps = { leaseMs: LEASE_MS, maxInFlight: 6, maxInFlightPerHost: 2 };
+      const now = T0 + 1_000;
+
+      const first = await store.deliveries.claimDue(now, { limit: 10, ...caps });
+      t.same(
+        first.map((delivery) => delivery.messageId),
+        [slow[0], slow[1], fast[0], fast[1]],
+        'two per receiver',
+      );
+      t.same(await other.deliveries.claimDue(now, { limit: 10, ...caps }), [], 'another claimer sees both receivers at their cap');
+      const [done] = first;
+      if (done === undefined) throw new Error('nothing claimed');
+      await other.deliveries.release(done.messageId, done.leaseUntil);
+      t.same(
+        (await other.deliveries.claimDue(now, { limit: 10, ...caps })).map((delivery) => delivery.messageId),
+        [slow[0]],
+        'a freed slot is taken again, by whichever claimer asks',
+      );
+      t.same(
+        (await other.deliveries.claimDue(now, { limit: 10, leaseMs: LEASE_MS, maxInFlight: 4 })).map((delivery) => delivery.messageId),
+        [],
+        'the global cap counts every lease: 4 in flight, cap 4',
+      );
+      t.equal(
+        (await other.deliveries.claimDue(now, { limit: 10, leaseMs: LEASE_MS, maxInFlight: 5 })).length,
+        1,
+        'cap 5 leaves room for one more',
+      );
+      t.equal(
+        (await store.deliveries.claimDue(now + LEASE_MS, { limit: 10, ...caps })).length,
+        4,
+        'expired leases no longer count: a killed claimer frees its slots when they expire',
+      );
+    });
+
     t.test('deliveries: the first snapshot of a body wins; recordAttempt applies outcomes under the lease only', async (t) => {
       const { store } = await opened(t);
       const { video, messageId } = await terminalWithEvent(store, T0);

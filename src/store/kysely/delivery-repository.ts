@@ -4,8 +4,10 @@ import { eventForStatus, isTerminal } from '../../lifecycle.js';
 import type { RedeliverResult } from '../records.js';
 import type { DeliveryRepository } from '../repositories.js';
 import type { Database, VideoRow } from '../tables.js';
+import { claimableStatuses } from './delivery-claims.js';
 import type { StoreDialect } from './dialect.js';
 import { claimedDeliveryFromRow, type RowMappers, webhookColumns } from './row-mappers.js';
+import { deliveriesDue, videoChanged } from './video-changes.js';
 
 /**
  * Copies the state of a video's latest event (the most recently written outbox row; a terminal event wins a tie
@@ -33,7 +35,20 @@ export function createDeliveryRepository(db: Kysely<Database>, dialect: StoreDia
   return {
     async claimDue(now, options) {
       if (options.limit <= 0) return [];
-      const rows = await dialect.claimDueDeliveryRows(db, now, options);
+      const rows = await dialect.serializeDeliveryClaims(db, async (claimer) => {
+        let limit = Math.floor(options.limit);
+        if (options.maxInFlight !== undefined) {
+          // Leased rows are pending or retrying (an attempt's record clears the lease): the due index finds them.
+          const { inFlight } = await claimer
+            .selectFrom('webhook_deliveries')
+            .select((eb) => eb.fn.countAll<number>().as('inFlight'))
+            .where('status', 'in', claimableStatuses)
+            .where('lease_until', '>', now)
+            .executeTakeFirstOrThrow();
+          limit = Math.min(limit, Math.floor(options.maxInFlight) - Number(inFlight));
+        }
+        return limit <= 0 ? [] : dialect.claimDueDeliveryRows(claimer, now, { ...options, limit });
+      });
       return rows.map(claimedDeliveryFromRow);
     },
 
@@ -90,18 +105,24 @@ export function createDeliveryRepository(db: Kysely<Database>, dialect: StoreDia
           .where('lease_until', '=', result.leaseUntil)
           .executeTakeFirst();
         if (Number(updated.numUpdatedRows) === 0) return undefined;
-        return refreshWebhookState(trx, delivery.video_id);
+        const video = await refreshWebhookState(trx, delivery.video_id);
+        await videoChanged(trx, dialect, [video]);
+        return video;
       });
       return row === undefined ? undefined : mappers.videoFromRow(row);
     },
 
     async release(messageId, leaseUntil) {
-      await db
-        .updateTable('webhook_deliveries')
-        .set({ lease_until: null })
-        .where('message_id', '=', messageId)
-        .where('lease_until', '=', leaseUntil)
-        .execute();
+      await dialect.atomic(db, async (trx) => {
+        const released = await trx
+          .updateTable('webhook_deliveries')
+          .set({ lease_until: null })
+          .where('message_id', '=', messageId)
+          .where('lease_until', '=', leaseUntil)
+          .executeTakeFirst();
+        // Due again at once: another replica's dispatcher may take it.
+        if (Number(released.numUpdatedRows) > 0) await deliveriesDue(trx, dialect);
+      });
     },
 
     async listAttempts(videoId, limit) {
@@ -145,8 +166,10 @@ export function createDeliveryRepository(db: Kysely<Database>, dialect: StoreDia
           .returning('message_id')
           .executeTakeFirst();
         if (delivery === undefined) return { kind: 'no_webhook' };
+        await deliveriesDue(trx, dialect);
         const row = await refreshWebhookState(trx, videoId);
         if (row === undefined) return { kind: 'not_found' };
+        await videoChanged(trx, dialect, [row]);
         return { kind: 'enqueued', video: mappers.videoFromRow(row), messageId: delivery.message_id, eventType };
       });
     },
