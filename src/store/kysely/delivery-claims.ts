@@ -20,7 +20,7 @@ export function dueDeliveryIds(db: Kysely<Database>, now: number, options: Claim
   const excluded = options.excludeHosts ?? [];
   const perHostLimit = Math.max(1, Math.floor(options.perHostLimit ?? options.limit));
   const perHostCap = options.maxInFlightPerHost;
-  const perClientLimit = Math.max(1, Math.floor(options.perClientLimit ?? options.limit));
+  const perClientLimit = options.perClientLimit === undefined ? undefined : Math.max(1, Math.floor(options.perClientLimit));
   const perClientCap = options.maxInFlightPerClient;
   const excludedClients = options.excludeClients ?? [];
   const inFlightByClient = db
@@ -43,15 +43,12 @@ export function dueDeliveryIds(db: Kysely<Database>, now: number, options: Claim
     .select((eb) => [
       'd.message_id',
       'd.next_attempt_at',
+      'd.client_id',
       eb.fn
         .agg<number>('row_number')
         .over((over) => over.partitionBy('d.target_host').orderBy('d.next_attempt_at').orderBy('d.message_id'))
         .as('host_rank'),
       (perHostCap === undefined ? sql<number>`0` : sql<number>`coalesce(f.in_flight, 0)`).as('host_in_flight'),
-      eb.fn
-        .agg<number>('row_number')
-        .over((over) => over.partitionBy('d.client_id').orderBy('d.next_attempt_at').orderBy('d.message_id'))
-        .as('client_rank'),
       (perClientCap === undefined ? sql<number>`0` : sql<number>`coalesce(c.in_flight, 0)`).as('client_in_flight'),
     ])
     .where('d.status', 'in', claimableStatuses)
@@ -61,18 +58,30 @@ export function dueDeliveryIds(db: Kysely<Database>, now: number, options: Claim
       query.where((eb) => eb.or([eb('d.target_host', 'is', null), eb('d.target_host', 'not in', excluded)])),
     )
     .$if(excludedClients.length > 0, (query) => query.where('d.client_id', 'not in', excludedClients));
-  return db
+  // The rows the receiver caps let through, ranked per client among themselves.
+  const eligible = db
     .selectFrom(due.as('due'))
-    .select('due.message_id')
+    .select((eb) => [
+      'due.message_id',
+      'due.next_attempt_at',
+      'due.client_in_flight',
+      eb.fn
+        .agg<number>('row_number')
+        .over((over) => over.partitionBy('due.client_id').orderBy('due.next_attempt_at').orderBy('due.message_id'))
+        .as('client_rank'),
+    ])
     .where('due.host_rank', '<=', perHostLimit)
     .$if(perHostCap !== undefined, (query) =>
       query.where((eb) => eb(eb('due.host_rank', '+', eb.ref('due.host_in_flight')), '<=', perHostCap ?? 0)),
-    )
-    .where('due.client_rank', '<=', perClientLimit)
+    );
+  return db
+    .selectFrom(eligible.as('e'))
+    .select('e.message_id')
+    .$if(perClientLimit !== undefined, (query) => query.where('e.client_rank', '<=', perClientLimit ?? 0))
     .$if(perClientCap !== undefined, (query) =>
-      query.where((eb) => eb(eb('due.client_rank', '+', eb.ref('due.client_in_flight')), '<=', perClientCap ?? 0)),
+      query.where((eb) => eb(eb('e.client_rank', '+', eb.ref('e.client_in_flight')), '<=', perClientCap ?? 0)),
     )
-    .orderBy('due.client_rank')
-    .orderBy('due.next_attempt_at')
+    .orderBy('e.client_rank')
+    .orderBy('e.next_attempt_at')
     .limit(Math.floor(options.limit));
 }
