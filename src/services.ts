@@ -116,6 +116,8 @@ export interface Services {
 /** Webhook attempts in flight at once, and toward one receiver (so a slow one cannot starve the others). */
 const WEBHOOK_CONCURRENCY = 32;
 const WEBHOOK_PER_HOST_CONCURRENCY = 4;
+/** One client's share of the pool (issue 13): a tenant whose receivers hang never holds every slot. */
+const WEBHOOK_PER_CLIENT_CONCURRENCY = 8;
 
 /** Builds every service of the gateway: the one place that wires them, and no HTTP framework in sight. */
 export async function buildServices(options: ServicesOptions): Promise<Services> {
@@ -231,6 +233,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     timeoutMs: config.webhookTimeoutMs,
     concurrency: WEBHOOK_CONCURRENCY,
     perHostConcurrency: WEBHOOK_PER_HOST_CONCURRENCY,
+    perClientConcurrency: WEBHOOK_PER_CLIENT_CONCURRENCY,
     onDelivery: (outcome, durationMs) => metrics.recordWebhookDelivery(outcome, durationMs),
   });
   const deliveries = createDeliveryService({ videos: store.videos, deliveries: store.deliveries, bus, clock, logger });

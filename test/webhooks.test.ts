@@ -463,11 +463,15 @@ t.test('an event whose client was removed from the registry fails at once, witho
 // Fairness
 // ---------------------------------------------------------------------------------------------------------------
 
-/** Videos completing at distinct times, in creation order, all to `callbackUrl`s given. */
-async function completeVideos(gw: TestGateway, callbackUrls: string[]): Promise<string[]> {
+/**
+ * Videos completing at distinct times, in creation order, to the `callbackUrl`s given (Alice's, or `[url, who]`).
+ * A receiver is one client's host whatever the port (issue 13), so a second receiver on 127.0.0.1 is Bob's.
+ */
+async function completeVideos(gw: TestGateway, callbackUrls: Array<string | [string, 'alice' | 'bob']>): Promise<string[]> {
   const ids: string[] = [];
-  for (const callbackUrl of callbackUrls) {
-    ids.push((await createVideo(gw, { prompt: 'A tiger', callbackUrl })).id);
+  for (const entry of callbackUrls) {
+    const [callbackUrl, who] = typeof entry === 'string' ? [entry, 'alice' as const] : entry;
+    ids.push((await createVideo(gw, { prompt: 'A tiger', callbackUrl }, who)).id);
     gw.clock.advance(100); // completes 100 ms after the previous one
   }
   await advanceAndPoll(gw, 11_000, 100);
@@ -480,7 +484,7 @@ t.test('a receiver that never answers takes at most its per-host share: other re
     const fast = await receiver(t);
     const gw = await webhookGateway(t);
     // The slow receiver's three events are older than the fast one's, so they come first in every claim.
-    await completeVideos(gw, [`${slow.url}/a`, `${slow.url}/b`, `${slow.url}/c`, `${fast.url}/d`]);
+    await completeVideos(gw, [`${slow.url}/a`, `${slow.url}/b`, `${slow.url}/c`, [`${fast.url}/d`, 'bob']]);
     const dispatcher = createDispatcher({
       deliveries: gw.store.deliveries,
       videos: gw.store.videos,
@@ -494,6 +498,7 @@ t.test('a receiver that never answers takes at most its per-host share: other re
       timeoutMs: 60_000,
       concurrency: 2,
       perHostConcurrency,
+      perClientConcurrency: 2,
     });
     const running = dispatcher.tick();
     if (perHostConcurrency === 1) {
@@ -502,10 +507,13 @@ t.test('a receiver that never answers takes at most its per-host share: other re
       t.equal(slow.requests.length, 1, 'cap 1: one attempt held by the slow receiver');
       t.equal(fast.requests.length, 1, 'cap 1: the other receiver got its event at once');
     } else {
-      // Without a per-host cap below the global one, the slow receiver's older events take every slot.
-      await until(() => slow.requests.length === 2, 'two attempts at the slow receiver');
-      t.equal(await dispatcher.tick(), 0, 'no slot left');
-      t.equal(fast.requests.length, 0, 'no cap: the other receiver starves');
+      // Claims interleave clients: Bob's event is in the first batch though Alice's three are older, and the slot
+      // it frees goes to Alice's next one (her cap is 2).
+      await until(() => slow.requests.length === 1 && fast.requests.length === 1, 'one attempt at each receiver');
+      const second = dispatcher.tick();
+      await until(() => slow.requests.length === 2, 'a second attempt at the slow receiver');
+      slow.release();
+      await second;
     }
     slow.release();
     await running;
@@ -517,7 +525,7 @@ t.test('the gateway’s dispatcher caps one receiver at 4 attempts in flight', a
   const slow = await holdingReceiver(t);
   const fast = await receiver(t);
   const gw = await webhookGateway(t);
-  await completeVideos(gw, [...Array.from({ length: 6 }, (_, i) => `${slow.url}/${i}`), `${fast.url}/x`]);
+  await completeVideos(gw, [...Array.from({ length: 6 }, (_, i) => `${slow.url}/${i}`), [`${fast.url}/x`, 'bob']]);
   const running = gw.dispatcher.tick();
   await until(() => slow.requests.length === 4 && fast.requests.length === 1, 'four held attempts and the other receiver served');
   t.equal(await gw.dispatcher.tick(), 0, 'the slow receiver is at its cap; its two other events wait');

@@ -221,6 +221,13 @@ export interface ClaimDeliveriesOptions {
   excludeHosts?: readonly string[];
   /** At most this many deliveries per receiver in one claim, so one busy receiver cannot fill the batch. */
   perHostLimit?: number;
+  /** Clients already at their share of the pool: none of their deliveries is claimed. */
+  excludeClients?: readonly string[];
+  /**
+   * At most this many deliveries per client in one claim. The claim interleaves clients (each client's oldest due
+   * row first, then each client's second, …), so one client's backlog never pushes another's events out of a batch.
+   */
+  perClientLimit?: number;
   /**
    * The global cap: deliveries leased right now (lease not expired) by every claimer sharing the database, this
    * claim included, stay at most this many. Claims are serialized, so the cap holds across replicas.
@@ -228,6 +235,8 @@ export interface ClaimDeliveriesOptions {
   maxInFlight?: number;
   /** The per-receiver cap, counted the same way: leased deliveries toward one `host[:port]` stay at most this many. */
   maxInFlightPerHost?: number;
+  /** The per-client share, counted the same way: leased deliveries of one client stay at most this many. */
+  maxInFlightPerClient?: number;
 }
 
 /** An outbox row the dispatcher holds a lease on. */

@@ -3,8 +3,13 @@
  * secret (Standard Webhooks), POSTs it through the SSRF-guarded agent, and records every attempt with its outcome
  * in one transaction. Mirrors the poller: `tick()` for tests, a background loop for the process.
  *
- * Caps: `concurrency` attempts in flight overall and `perHostConcurrency` per receiver (`host[:port]`). A receiver
- * at its cap is left out of the next claims, so a slow or dead one never holds the slots other receivers need.
+ * Caps (issue 13): `concurrency` attempts in flight overall, `perClientConcurrency` per client (its share of the
+ * pool) and `perHostConcurrency` per receiver. A receiver is one client's host, whatever the port: eight ports on
+ * one host are one receiver, and two clients' callbacks to one host are two (a tenant's dead endpoints never hold
+ * another tenant's). Claims interleave clients (each client's oldest due event first). A client at its share is left
+ * out of the next claims; a row claimed for a receiver at its cap is given back. A receiver whose attempt got no
+ * answer in time cools down (no new attempt until `timeoutMs × 2^(n-1)` after its n-th timeout in a row, at most
+ * 5 min; an answer resets it), so a receiver that keeps timing out has its attempts spaced instead of filling slots.
  * A crash at any instant loses nothing: an unrecorded attempt's lease expires and the row is claimed again
  * (at least once; receivers dedupe by `webhook-id`).
  */
@@ -51,8 +56,10 @@ export interface DispatcherOptions {
   timeoutMs: number;
   /** Attempts in flight at once, across every dispatcher sharing the store (counted from leased rows). */
   concurrency: number;
-  /** Attempts in flight at once toward one receiver (`host[:port]`), across every dispatcher sharing the store. */
+  /** Attempts in flight at once toward one receiver (one client's host, any port), on this dispatcher. */
   perHostConcurrency: number;
+  /** Attempts in flight at once for one client: its share of the pool. Default `ceil(concurrency / 4)`. */
+  perClientConcurrency?: number;
   /** A claimed delivery is reclaimable after this long; longer than an attempt can take. Default 2 × timeout + 1 s. */
   leaseMs?: number;
   /** How often the background loop looks for due deliveries. Default 250 ms. */
@@ -69,6 +76,27 @@ export interface DispatcherOptions {
  */
 export type WebhookDispatcher = ClaimingWorker;
 
+/** The longest a receiver that keeps timing out waits between attempts. */
+const MAX_RECEIVER_COOLDOWN_MS = 5 * 60_000;
+
+/** The receiver a delivery goes to: its client and its callback's host name, without the port. */
+export function receiverKey(clientId: string, targetUrl: string | null): string {
+  let hostname = '';
+  if (targetUrl !== null) {
+    try {
+      hostname = new URL(targetUrl).hostname;
+    } catch {
+      // Not a URL: the attempt fails for good in `prepare`; group it under the empty host.
+    }
+  }
+  return `${clientId} ${hostname}`;
+}
+
+/** How long a receiver waits after its `streak`-th timeout in a row (pure, for tests). */
+export function receiverCooldownMs(timeoutMs: number, streak: number): number {
+  return Math.min(MAX_RECEIVER_COOLDOWN_MS, timeoutMs * 2 ** Math.min(20, Math.max(0, streak - 1)));
+}
+
 interface Prepared {
   url: URL;
   secret: string;
@@ -81,14 +109,32 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
   const monotonic = options.monotonic ?? (() => performance.now());
   const inFlight = new Set<Promise<void>>();
   const inFlightByHost = new Map<string, number>();
+  const inFlightByClient = new Map<string, number>();
+  const perClientConcurrency = Math.max(1, options.perClientConcurrency ?? Math.ceil(options.concurrency / 4));
+  /** Receivers that timed out: consecutive timeouts and the moment the next attempt may start. */
+  const cooling = new Map<string, { streak: number; until: number }>();
   /** Aborted when `stop()`'s grace runs out: ends the attempts still in flight. */
   let shutdown = new AbortController();
 
   const hostLoad = (host: string): number => inFlightByHost.get(host) ?? 0;
-  const adjustHost = (host: string, delta: number): void => {
-    const load = hostLoad(host) + delta;
-    if (load <= 0) inFlightByHost.delete(host);
-    else inFlightByHost.set(host, load);
+  const clientLoad = (clientId: string): number => inFlightByClient.get(clientId) ?? 0;
+  const adjust = (loads: Map<string, number>, key: string, delta: number): void => {
+    const load = (loads.get(key) ?? 0) + delta;
+    if (load <= 0) loads.delete(key);
+    else loads.set(key, load);
+  };
+  const isCooling = (receiver: string, now: number): boolean => {
+    const state = cooling.get(receiver);
+    return state !== undefined && state.until > now;
+  };
+  /** After an attempt: a timeout starts (or lengthens) the receiver's cooldown, any answer ends it. */
+  const noteAnswer = (receiver: string, timedOut: boolean, now: number): void => {
+    if (!timedOut) {
+      cooling.delete(receiver);
+      return;
+    }
+    const streak = (cooling.get(receiver)?.streak ?? 0) + 1;
+    cooling.set(receiver, { streak, until: now + receiverCooldownMs(timeoutMs, streak) });
   };
 
   /** The body (snapshotted at the first attempt), URL and secret; or why the event can never be sent. */
@@ -131,12 +177,13 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
         { retryAfter: response.headers['retry-after'], location: response.headers['location'] },
         clock.now(),
       );
-      return { outcome, responseStatus: response.statusCode, excerpt };
+      return { outcome, responseStatus: response.statusCode, excerpt, timedOut: false };
     } catch (error) {
       if (shutdown.signal.aborted) return 'interrupted' as const;
       // Our deadline and undici's headers/body timeouts (same length) race: either way, the receiver was too slow.
-      const reason = deadline.aborted || isUndiciTimeout(error) ? `no answer within ${timeoutMs} ms` : describeNetworkError(error);
-      return { outcome: networkFailure(reason), responseStatus: null, excerpt: null };
+      const timedOut = deadline.aborted || isUndiciTimeout(error);
+      const reason = timedOut ? `no answer within ${timeoutMs} ms` : describeNetworkError(error);
+      return { outcome: networkFailure(reason), responseStatus: null, excerpt: null, timedOut };
     }
   };
 
@@ -160,7 +207,7 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
     const started = monotonic();
     const sent =
       'stop' in prepared
-        ? { outcome: permanentFailure(prepared.stop), responseStatus: null, excerpt: null }
+        ? { outcome: permanentFailure(prepared.stop), responseStatus: null, excerpt: null, timedOut: false }
         : await send(prepared, claimed, at);
     if (sent === 'interrupted') {
       await deliveries.release(claimed.messageId, claimed.leaseUntil);
@@ -172,6 +219,7 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
     }
     const durationMs = Math.round(monotonic() - started);
     const now = clock.now();
+    if (!('stop' in prepared)) noteAnswer(receiverKey(claimed.clientId, claimed.targetUrl), sent.timedOut, now);
     const next = nextState(sent.outcome, claimed, now);
     const error = sent.outcome.kind === 'delivered' ? null : sent.outcome.error;
     const video = await deliveries.recordAttempt({
@@ -218,25 +266,29 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
   const launch = async (): Promise<Array<Promise<void>>> => {
     const free = options.concurrency - inFlight.size;
     if (free <= 0) return [];
-    const busyHosts = [...inFlightByHost].filter(([, load]) => load >= options.perHostConcurrency).map(([host]) => host);
-    const claimed = await deliveries.claimDue(clock.now(), {
+    const busyClients = [...inFlightByClient].filter(([, load]) => load >= perClientConcurrency).map(([clientId]) => clientId);
+    const now = clock.now();
+    const claimed = await deliveries.claimDue(now, {
       limit: free,
       leaseMs,
-      excludeHosts: busyHosts,
+      excludeClients: busyClients,
+      perClientLimit: perClientConcurrency,
       perHostLimit: options.perHostConcurrency,
       // The same caps counted over every lease in the store, so they hold across replicas sharing it.
       maxInFlight: options.concurrency,
       maxInFlightPerHost: options.perHostConcurrency,
+      maxInFlightPerClient: perClientConcurrency,
     });
     const jobs: Array<Promise<void>> = [];
     for (const delivery of claimed) {
-      const host = delivery.targetHost ?? '';
-      if (hostLoad(host) >= options.perHostConcurrency) {
-        // The host filled up with part of this batch: give the row back for a later claim.
+      const host = receiverKey(delivery.clientId, delivery.targetUrl);
+      if (hostLoad(host) >= options.perHostConcurrency || clientLoad(delivery.clientId) >= perClientConcurrency || isCooling(host, now)) {
+        // The receiver or the client is full (or the receiver cools down): give the row back for a later claim.
         await deliveries.release(delivery.messageId, delivery.leaseUntil);
         continue;
       }
-      adjustHost(host, 1);
+      adjust(inFlightByHost, host, 1);
+      adjust(inFlightByClient, delivery.clientId, 1);
       const job = deliver(delivery)
         .catch((error: unknown) =>
           logger.error(
@@ -245,7 +297,8 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
           ),
         )
         .finally(() => {
-          adjustHost(host, -1);
+          adjust(inFlightByHost, host, -1);
+          adjust(inFlightByClient, delivery.clientId, -1);
           inFlight.delete(job);
           // A slot opened: deliveries waiting for it need not wait for the next tick.
           wake();

@@ -1053,6 +1053,40 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
       );
     });
 
+    t.test('deliveries: claims interleave clients; perClientLimit and maxInFlightPerClient cap each client', async (t) => {
+      const { store } = await opened(t);
+      const alice: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const to = { clientId: 'alice', request: videoRequest({ callbackUrl: `https://a${i}.example/h` }) };
+        alice.push((await terminalWithEvent(store, T0 + i, to)).messageId);
+      }
+      const bob = (
+        await terminalWithEvent(store, T0 + 10, { clientId: 'bob', request: videoRequest({ callbackUrl: 'https://b.example/h' }) })
+      ).messageId;
+      const now = T0 + 1_000;
+      const ids = (claims: Array<{ messageId: string }>) => claims.map((delivery) => delivery.messageId).sort();
+      t.same(
+        ids(await store.deliveries.claimDue(now, { limit: 2, leaseMs: LEASE_MS })),
+        [alice[0], bob].sort(),
+        'each client’s oldest first: Bob’s newer event is in a batch of two',
+      );
+      t.same(
+        ids(await store.deliveries.claimDue(now, { limit: 10, leaseMs: LEASE_MS, perClientLimit: 2 })),
+        [alice[1], alice[2]].sort(),
+        'perClientLimit: two of Alice’s per claim',
+      );
+      t.same(
+        await store.deliveries.claimDue(now, { limit: 10, leaseMs: LEASE_MS, maxInFlightPerClient: 3 }),
+        [],
+        'maxInFlightPerClient counts the leases: Alice has 3 in flight',
+      );
+      t.same(
+        ids(await store.deliveries.claimDue(now, { limit: 10, leaseMs: LEASE_MS, excludeClients: ['alice'] })),
+        [],
+        'excludeClients: nothing of Alice’s (Bob has nothing left)',
+      );
+    });
+
     t.test('deliveries: the first snapshot of a body wins; recordAttempt applies outcomes under the lease only', async (t) => {
       const { store } = await opened(t);
       const { video, messageId } = await terminalWithEvent(store, T0);

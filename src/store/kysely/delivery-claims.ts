@@ -11,12 +11,24 @@ export const claimableStatuses = ['pending', 'retrying'] as const;
  * (`pending` / `retrying`, `next_attempt_at <= now`, lease free or expired), none of `excludeHosts`, ranked per
  * receiver (`row_number() over (partition by target_host)`) so a receiver with a thousand overdue events takes at
  * most `perHostLimit` of the batch; with `maxInFlightPerHost`, a receiver's rank plus its deliveries leased right
- * now (by any claimer sharing the database) stays within the cap. Most overdue first, at most `limit`.
+ * now (by any claimer sharing the database) stays within the cap. A second rank per client
+ * (`row_number() over (partition by client_id)`) caps each client at `perClientLimit` rows of the batch (and, with
+ * `maxInFlightPerClient`, its rank plus its leased deliveries at that cap) and orders the batch by that rank first:
+ * clients interleave, every client's oldest due row before any client's second (issue 13). At most `limit`.
  */
 export function dueDeliveryIds(db: Kysely<Database>, now: number, options: ClaimDeliveriesOptions) {
   const excluded = options.excludeHosts ?? [];
   const perHostLimit = Math.max(1, Math.floor(options.perHostLimit ?? options.limit));
   const perHostCap = options.maxInFlightPerHost;
+  const perClientLimit = options.perClientLimit === undefined ? undefined : Math.max(1, Math.floor(options.perClientLimit));
+  const perClientCap = options.maxInFlightPerClient;
+  const excludedClients = options.excludeClients ?? [];
+  const inFlightByClient = db
+    .selectFrom('webhook_deliveries')
+    .select((eb) => ['client_id', eb.fn.countAll<number>().as('in_flight')])
+    .where('status', 'in', claimableStatuses)
+    .where('lease_until', '>', now)
+    .groupBy('client_id');
   const inFlightByHost = db
     .selectFrom('webhook_deliveries')
     .select((eb) => ['target_host', eb.fn.countAll<number>().as('in_flight')])
@@ -27,28 +39,49 @@ export function dueDeliveryIds(db: Kysely<Database>, now: number, options: Claim
   const due = db
     .selectFrom('webhook_deliveries as d')
     .$if(perHostCap !== undefined, (query) => query.leftJoin(inFlightByHost.as('f'), 'f.target_host', 'd.target_host'))
+    .$if(perClientCap !== undefined, (query) => query.leftJoin(inFlightByClient.as('c'), 'c.client_id', 'd.client_id'))
     .select((eb) => [
       'd.message_id',
       'd.next_attempt_at',
+      'd.client_id',
       eb.fn
         .agg<number>('row_number')
         .over((over) => over.partitionBy('d.target_host').orderBy('d.next_attempt_at').orderBy('d.message_id'))
         .as('host_rank'),
       (perHostCap === undefined ? sql<number>`0` : sql<number>`coalesce(f.in_flight, 0)`).as('host_in_flight'),
+      (perClientCap === undefined ? sql<number>`0` : sql<number>`coalesce(c.in_flight, 0)`).as('client_in_flight'),
     ])
     .where('d.status', 'in', claimableStatuses)
     .where('d.next_attempt_at', '<=', now)
     .where((free) => free.or([free('d.lease_until', 'is', null), free('d.lease_until', '<=', now)]))
     .$if(excluded.length > 0, (query) =>
       query.where((eb) => eb.or([eb('d.target_host', 'is', null), eb('d.target_host', 'not in', excluded)])),
-    );
-  return db
+    )
+    .$if(excludedClients.length > 0, (query) => query.where('d.client_id', 'not in', excludedClients));
+  // The rows the receiver caps let through, ranked per client among themselves.
+  const eligible = db
     .selectFrom(due.as('due'))
-    .select('due.message_id')
+    .select((eb) => [
+      'due.message_id',
+      'due.next_attempt_at',
+      'due.client_in_flight',
+      eb.fn
+        .agg<number>('row_number')
+        .over((over) => over.partitionBy('due.client_id').orderBy('due.next_attempt_at').orderBy('due.message_id'))
+        .as('client_rank'),
+    ])
     .where('due.host_rank', '<=', perHostLimit)
     .$if(perHostCap !== undefined, (query) =>
       query.where((eb) => eb(eb('due.host_rank', '+', eb.ref('due.host_in_flight')), '<=', perHostCap ?? 0)),
+    );
+  return db
+    .selectFrom(eligible.as('e'))
+    .select('e.message_id')
+    .$if(perClientLimit !== undefined, (query) => query.where('e.client_rank', '<=', perClientLimit ?? 0))
+    .$if(perClientCap !== undefined, (query) =>
+      query.where((eb) => eb(eb('e.client_rank', '+', eb.ref('e.client_in_flight')), '<=', perClientCap ?? 0)),
     )
-    .orderBy('due.next_attempt_at')
+    .orderBy('e.client_rank')
+    .orderBy('e.next_attempt_at')
     .limit(Math.floor(options.limit));
 }
