@@ -169,7 +169,8 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
         });
       }
       reply.header('etag', rendered.etag).header('cache-control', videos.cacheControl(rendered));
-      if (ifNoneMatchHits(request.headers['if-none-match'], rendered.etag)) return reply.code(304).send(null);
+      // No payload: `send(null)` serialized "null" and sent `content-length: 4` with a 304 (no body follows).
+      if (ifNoneMatchHits(request.headers['if-none-match'], rendered.etag)) return reply.code(304).send();
       return sendVideo(reply, rendered, 200);
     },
   );
