@@ -39,6 +39,12 @@ export interface VideoRoutesOptions {
 const sendVideo = (reply: FastifyReply, rendered: RenderedVideo, statusCode: number): FastifyReply =>
   reply.code(statusCode).type('application/json; charset=utf-8').send(rendered.body);
 
+/**
+ * 304 without a payload: `send(null)` would serialize "null" against the 304 schema and send `content-length: 4`
+ * with no body (RFC 9110 §8.6), which stalls clients that wait for those bytes.
+ */
+const sendNotModified = (reply: FastifyReply): FastifyReply => reply.code(304).send();
+
 /** `status` event of a video stream; `id` is the video's `updatedAt` in epoch ms. */
 const statusEvent = (rendered: RenderedVideo): string =>
   formatSseEvent({ event: 'status', id: String(Date.parse(rendered.video.updatedAt)), data: rendered.body });
@@ -169,8 +175,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
         });
       }
       reply.header('etag', rendered.etag).header('cache-control', videos.cacheControl(rendered));
-      // No payload: `send(null)` serialized "null" and sent `content-length: 4` with a 304 (no body follows).
-      if (ifNoneMatchHits(request.headers['if-none-match'], rendered.etag)) return reply.code(304).send();
+      if (ifNoneMatchHits(request.headers['if-none-match'], rendered.etag)) return sendNotModified(reply);
       return sendVideo(reply, rendered, 200);
     },
   );
