@@ -10,7 +10,7 @@ export interface ClaimLoop {
    * jobs in flight is complete when it awaits them (none starts against a store that is closing).
    */
   stop: () => Promise<void>;
-  /** Claims now instead of at the next tick (no-op while stopped or mid-claim). */
+  /** Claims now instead of at the next tick (no-op while stopped; mid-claim, claims again once it is done). */
   wake: () => void;
 }
 
@@ -25,6 +25,8 @@ export function createClaimLoop(options: ClaimLoopOptions): ClaimLoop {
   let timer: NodeJS.Timeout | null = null;
   let running = false;
   let claiming: Promise<unknown> = Promise.resolve();
+  /** Woken while a claim was under way: what woke it may not be in that claim's answer. */
+  let wokenMidClaim = false;
 
   const schedule = (delayMs: number): void => {
     timer = setTimeout(() => void loop(), delayMs);
@@ -33,9 +35,10 @@ export function createClaimLoop(options: ClaimLoopOptions): ClaimLoop {
   const loop = async (): Promise<void> => {
     timer = null;
     if (!running) return;
+    wokenMidClaim = false;
     claiming = options.launch().catch(options.onError);
     await claiming;
-    if (running && timer === null) schedule(options.tickMs);
+    if (running && timer === null) schedule(wokenMidClaim ? 0 : options.tickMs);
   };
 
   return {
@@ -51,7 +54,11 @@ export function createClaimLoop(options: ClaimLoopOptions): ClaimLoop {
       await claiming;
     },
     wake() {
-      if (!running || timer === null) return;
+      if (!running) return;
+      if (timer === null) {
+        wokenMidClaim = true;
+        return;
+      }
       clearTimeout(timer);
       schedule(0);
     },

@@ -37,6 +37,11 @@ export function createPoller(options: PollerOptions): Poller {
   const inFlight = new Set<Promise<void>>();
   /** A 429 pauses all polling until this time (the upstream asked us to slow down). */
   let pausedUntil = 0;
+  /**
+   * The last claim filled every free slot, so more videos may be due: each finished poll then claims again at
+   * once (keeping POLL_CONCURRENCY in flight) instead of leaving its slot empty until the next tick.
+   */
+  let moreMayBeDue = false;
 
   const decide = async (video: VideoRecord): Promise<PollDecision> => {
     const context = { now: clock.now(), policy, random: options.random, newMessageId: options.newMessageId };
@@ -89,12 +94,20 @@ export function createPoller(options: PollerOptions): Poller {
 
   const launch = async (): Promise<Array<Promise<void>>> => {
     const free = options.concurrency - inFlight.size;
-    if (free <= 0 || clock.now() < pausedUntil) return [];
+    if (free <= 0) return [];
+    if (clock.now() < pausedUntil) {
+      moreMayBeDue = false;
+      return [];
+    }
     const due = await videos.claimDue(clock.now(), free, options.leaseMs);
+    moreMayBeDue = due.length === free;
     return due.map((video) => {
       const job = pollOne(video)
         .catch((error: unknown) => logger.error({ err: error, videoId: video.id }, 'poll crashed; the lease will expire and retry'))
-        .finally(() => inFlight.delete(job));
+        .finally(() => {
+          inFlight.delete(job);
+          if (moreMayBeDue) claimLoop.wake();
+        });
       inFlight.add(job);
       return job;
     });
