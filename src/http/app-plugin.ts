@@ -1,5 +1,4 @@
 import cors from '@fastify/cors';
-import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyPluginAsync } from 'fastify';
@@ -18,7 +17,7 @@ import { corsOptions } from './cors.js';
 import { openapiOptions } from './openapi.js';
 import { errorHandler, ProblemError, sendProblem } from './problems.js';
 import { useStrictJsonParser } from './request-parsing.js';
-import { apiHelmetOptions, docsContentSecurityPolicy } from './security-headers.js';
+import { docsContentSecurityPolicy, staticSecurityHeaders } from './security-headers.js';
 import { createValidatorCompiler } from './validation.js';
 
 export interface GatewayAppOptions {
@@ -63,7 +62,11 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (
     sendProblem(reply, new ProblemError('not_found', `No route ${request.method} ${(request.url.split('?')[0] ?? '').slice(0, 200)}.`)),
   );
 
-  await app.register(helmet, apiHelmetOptions);
+  // helmet's headers, computed once: the same on every answer (Swagger UI replaces the CSP on its own routes).
+  const securityHeaders = staticSecurityHeaders();
+  app.addHook('onRequest', async (_request, reply) => {
+    reply.headers(securityHeaders);
+  });
   // Before the routes: preflights are answered ahead of authentication (they carry no credential).
   await app.register(cors, corsOptions(services.clients.all()));
   await app.register(swagger, openapiOptions);
