@@ -30,7 +30,8 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = asyn
         operationId: 'readiness',
         summary: 'Readiness',
         description:
-          'Answers 200 when the store answers and the upstream accepts the gateway key, 503 otherwise. Reports the upstream ' +
+          'Answers 200 when the store takes a write (a heartbeat row, at most every 5 s; a database file deleted or replaced ' +
+          'under the gateway counts as failing) and the upstream accepts the gateway key, 503 otherwise. Reports the upstream ' +
           'circuit state: an open circuit alone keeps 200 (reads, long-polls and webhooks still work, and every replica ' +
           'shares the same upstream), while `POST /videos` answers 503 `upstream_unavailable` until it closes.',
         response: { 200: Readiness, 503: Readiness },

@@ -19,11 +19,25 @@ export const ClientId = Type.String({
   expected: '1 to 64 letters, digits, "_" or "-"',
 });
 
+const hostLabel = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
+const dnsName = `${hostLabel}(?:\\.${hostLabel})*`;
+const portNumber = '(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})';
+
 /** A DNS host name (no scheme, port, path or wildcard); IPv4 literals pass and are judged by the SSRF guard. */
 export const Hostname = Type.String({
   maxLength: 253,
-  pattern: '^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$',
+  pattern: `^${dnsName}$`,
   expected: 'a host name such as hooks.example.com (no scheme, port or path)',
+});
+
+/**
+ * An `allowedCallbackHosts` entry: a host name (or IP literal, IPv6 in brackets), optionally `*.` for any subdomain,
+ * optionally `:port`. Without a port only the scheme's default port is allowed (443 for https, 80 for http).
+ */
+export const CallbackHost = Type.String({
+  maxLength: 260,
+  pattern: `^(?:(?:\\*\\.)?${dnsName}|\\[[0-9A-Fa-f:.]+\\])(?::${portNumber})?$`,
+  expected: 'a host such as hooks.example.com, *.example.com or hooks.example.com:8443 (no scheme or path)',
 });
 
 /** An exact browser origin as the `Origin` header sends it: scheme, host, optional port; no path or trailing slash. */
@@ -53,7 +67,7 @@ export const ClientEntry = Type.Object(
     createLimitPerMinute: Type.Optional(
       Type.Integer({ minimum: 1, default: defaultCreateLimitPerMinute, expected: 'an integer of at least 1' }),
     ),
-    allowedCallbackHosts: Type.Optional(Type.Array(Hostname, { maxItems: 1000, expected: 'an array of host names' })),
+    allowedCallbackHosts: Type.Optional(Type.Array(CallbackHost, { maxItems: 1000, expected: 'an array of host names' })),
     allowedOrigins: Type.Optional(Type.Array(Origin, { maxItems: 100, expected: 'an array of origins' })),
   },
   { additionalProperties: false, expected: 'an object with id, apiKeySha256 and webhookSecret' },

@@ -87,6 +87,13 @@ export const EnvVars = Type.Object(
         invalid: 'is too short or contains whitespace (expected at least 32 random characters, e.g. openssl rand -hex 32)',
       }),
     ),
+    REDIS_URL: Type.Optional(
+      Type.String({
+        pattern: '^rediss?://[^\\s/?#]+(?:/[0-9]*)?$',
+        description: 'Redis shared by the replicas for rate limits and the upstream budget; unset → limits per replica.',
+        invalid: 'is not a Redis URL (expected redis://host:6379, rediss://… for TLS, optionally /<db number>)',
+      }),
+    ),
     CLIENTS_FILE: Type.Optional(Type.String({ description: 'Client registry (JSON); unset → data/clients.json, created on first start.' })),
     CACHE_MAX_ENTRIES: integer('10000', 'LRU cache size.'),
     POLL_INTERVAL_MIN_MS: durationMs('2000', 'First and shortest poll interval.'),
@@ -95,6 +102,7 @@ export const EnvVars = Type.Object(
     UPSTREAM_MAX_RPS: decimal('20', 'Requests per second toward the upstream.'),
     TASK_TIMEOUT_MS: durationMs('7200000', 'Running videos fail with `timed_out` after this.'),
     WEBHOOK_TIMEOUT_MS: durationMs('15000', 'Per delivery attempt.'),
+    STORE_LOCK_WAIT_MS: durationMs('5000', 'Longest wait for a database locked by another process, then 503 `store_unavailable`.'),
     WEBHOOK_RETRY_SCHEDULE: Type.Optional(
       Type.String({
         pattern: `^${durationWithUnitPattern}(?:\\s*,\\s*${durationWithUnitPattern})*$`,
@@ -105,6 +113,17 @@ export const EnvVars = Type.Object(
     ),
     WEBHOOK_ALLOW_HTTP: boolean('Allow http:// callback URLs (dev/test only).'),
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: boolean('Allow callbacks to private addresses (dev/test only).'),
+    REQUEST_TIMEOUT_MS: durationMs('30000', 'Longest time a client may take to send a whole request (headers and body).'),
+    HEADERS_TIMEOUT_MS: durationMs('10000', 'Longest time a client may take to send the request headers.'),
+    KEEP_ALIVE_TIMEOUT_MS: durationMs('72000', 'How long an idle keep-alive connection is kept between requests.'),
+    METRICS_TOKEN: Type.Optional(
+      Type.String({
+        pattern: '^[\\x21-\\x7E]{16,}$',
+        description: 'When set, `GET /metrics` requires `Authorization: Bearer <token>`.',
+        invalid: 'is not a token of at least 16 visible ASCII characters without spaces',
+      }),
+    ),
+    CONNECTION_TIMEOUT_MS: durationMs('120000', 'A connection with no bytes either way for this long is closed.'),
     LOG_LEVEL: Type.Optional(
       Type.Union(
         logLevels.map((level) => Type.Literal(level)),
@@ -155,6 +174,8 @@ export const ConfigValues = Type.Object({
   gatewaySecret: Nullable(Type.String({ minLength: 1, env: 'GATEWAY_SECRET' })),
   /** null → `data/clients.json`, created with one `default` client on first start. */
   clientsFile: Nullable(Type.String({ minLength: 1, env: 'CLIENTS_FILE' })),
+  /** null → rate limits and the upstream budget are counted per replica. */
+  redisUrl: Nullable(Type.String({ minLength: 1, env: 'REDIS_URL' })),
   cacheMaxEntries: Type.Integer({
     minimum: 1,
     maximum: Number.MAX_SAFE_INTEGER,
@@ -177,6 +198,7 @@ export const ConfigValues = Type.Object({
   }),
   taskTimeoutMs: ms('TASK_TIMEOUT_MS', 1),
   webhookTimeoutMs: ms('WEBHOOK_TIMEOUT_MS', 1),
+  storeLockWaitMs: ms('STORE_LOCK_WAIT_MS', 0),
   webhookRetryScheduleMs: Type.Array(Type.Integer({ minimum: 0, maximum: maxTimerMs }), {
     minItems: 1,
     maxItems: maxRetryScheduleEntries,
@@ -190,6 +212,15 @@ export const ConfigValues = Type.Object({
   }),
   webhookAllowHttp: Type.Boolean({ env: 'WEBHOOK_ALLOW_HTTP' }),
   webhookAllowPrivateNetworks: Type.Boolean({ env: 'WEBHOOK_ALLOW_PRIVATE_NETWORKS' }),
+  /** Bearer token `GET /metrics` requires; null → open (listen on a private address). */
+  metricsToken: Nullable(Type.String({ minLength: 16, env: 'METRICS_TOKEN' })),
+  /** Node/Fastify server timeouts against slow or idle clients (issue 13). */
+  http: Type.Object({
+    requestTimeoutMs: ms('REQUEST_TIMEOUT_MS', 1),
+    headersTimeoutMs: ms('HEADERS_TIMEOUT_MS', 1),
+    keepAliveTimeoutMs: ms('KEEP_ALIVE_TIMEOUT_MS', 1),
+    connectionTimeoutMs: ms('CONNECTION_TIMEOUT_MS', 1),
+  }),
   logLevel: Type.Union(
     logLevels.map((level) => Type.Literal(level)),
     { env: 'LOG_LEVEL' },

@@ -7,14 +7,18 @@ export const problemCodes = {
   not_found: 404,
   idempotency_key_in_use: 409,
   video_not_terminal: 409,
+  request_timeout: 408,
   payload_too_large: 413,
   unsupported_media_type: 415,
+  headers_too_large: 431,
   idempotency_key_reused: 422,
   upstream_rejected: 422,
   rate_limited: 429,
   internal_error: 500,
   upstream_unavailable: 503,
   upstream_timeout: 504,
+  /** The gateway's database cannot be reached or written right now; nothing was changed. Retry after `retry-after`. */
+  store_unavailable: 503,
 } as const;
 
 export type ProblemCode = keyof typeof problemCodes;

@@ -52,13 +52,27 @@ export const Metadata = Type.Record(Type.String(), Type.String({ maxLength: 500 
 });
 export type Metadata = Static<typeof Metadata>;
 
+/**
+ * Characters that count as blank in a prompt: whitespace and everything invisible — control and format characters
+ * (zero-width space/joiners, bidi controls, word joiner, BOM, soft hyphen, tag characters), separators, variation
+ * selectors, the combining grapheme joiner, Hangul fillers and the braille blank. A regex class body (`u` flag).
+ */
+export const blankCharacters = '\\s\\p{C}\\p{Z}\\u115F\\u1160\\u2800\\u3164\\uFFA0\\u034F\\uFE00-\\uFE0F';
+/** `blankCharacters` without the combining ones (variation selectors, CGJ), which belong to the character before. */
+export const blankNonCombiningCharacters = '\\s\\p{C}\\p{Z}\\u115F\\u1160\\u2800\\u3164\\uFFA0';
+/** A visible character, then anything, then another visible one: at least 3 characters once blanks are trimmed. */
+export const promptPattern = `[^${blankCharacters}][\\s\\S]+[^${blankCharacters}]`;
+/** What a client reads when the prompt fails `promptPattern`. */
+export const promptPatternMessage = 'needs at least 3 characters besides blanks and invisible characters';
+
 export const CreateVideoBody = Type.Object(
   {
     prompt: Type.String({
       minLength: 3,
       maxLength: 5000,
-      // At least 3 characters once trimmed: a prompt of blanks must not reach the (paid) upstream.
-      pattern: '\\S[\\s\\S]+\\S',
+      // At least 3 characters once trimmed of blanks (invisible ones included): a prompt of blanks or zero-width
+      // characters must not reach the (paid) upstream.
+      pattern: promptPattern,
       description: 'What to generate; trimmed, 3..5000 characters.',
     }),
     aspectRatio: Type.Optional(literals(aspectRatios, 'Default `16:9`.')),
@@ -121,7 +135,7 @@ export const VideoResult = Type.Object({
 });
 export type VideoResult = Static<typeof VideoResult>;
 
-export const failureCodes = ['upstream_failed', 'timed_out', 'upstream_lost'] as const;
+export const failureCodes = ['upstream_failed', 'timed_out', 'upstream_lost', 'submit_interrupted'] as const;
 export const VideoFailure = Type.Object({
   code: literals(failureCodes),
   message: Type.String(),

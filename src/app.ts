@@ -24,7 +24,7 @@ export interface GatewayOptions extends Omit<ServicesOptions, 'logger' | 'render
 
 export interface Gateway extends Pick<
   Services,
-  'store' | 'bus' | 'videos' | 'poller' | 'dispatcher' | 'retention' | 'health' | 'metrics' | 'circuitState' | 'startWorkers'
+  'store' | 'bus' | 'videos' | 'creator' | 'poller' | 'dispatcher' | 'retention' | 'health' | 'metrics' | 'circuitState' | 'startWorkers'
 > {
   app: FastifyInstance;
   /** Stops background work, then the server, then the store. */
@@ -45,15 +45,17 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       return grant === undefined ? undefined : options.clients.get(grant.clientId);
     },
     serveSandboxAssets: options.serveSandboxAssets === true,
+    metricsToken: options.config.metricsToken,
   });
 
   let closed = false;
-  const { store, bus, videos, poller, dispatcher, retention, health, metrics, circuitState, startWorkers } = services;
+  const { store, bus, videos, creator, poller, dispatcher, retention, health, metrics, circuitState, startWorkers } = services;
   return {
     app,
     store,
     bus,
     videos,
+    creator,
     poller,
     dispatcher,
     retention,

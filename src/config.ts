@@ -48,7 +48,7 @@ function sourceOf(path: string): FieldSource | undefined {
 
 /** How a given value appears in a problem: quoted, shortened, credentials masked, the API key never. */
 function shown(name: EnvVarName, raw: string): string {
-  if (name === 'ELKAPI_API_KEY' || name === 'GATEWAY_SECRET') return '(hidden)';
+  if (name === 'ELKAPI_API_KEY' || name === 'GATEWAY_SECRET' || name === 'METRICS_TOKEN') return '(hidden)';
   const masked = raw.replace(/\/\/[^/@\s]*@/, '//***@');
   return JSON.stringify(masked.length > 80 ? `${masked.slice(0, 77)}...` : masked);
 }
@@ -111,6 +111,17 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
   const sqliteRest = databaseUrl.slice('sqlite:'.length);
   const sqlitePath = sqliteRest.startsWith('//') ? sqliteRest.slice(2) : sqliteRest;
 
+  const redisUrl = vars.REDIS_URL ?? null;
+  if (redisUrl !== null && !problemOf.has('REDIS_URL')) {
+    let host = '';
+    try {
+      host = new URL(redisUrl).hostname;
+    } catch {
+      /* reported below */
+    }
+    if (host === '') fail('REDIS_URL', `REDIS_URL: ${shown('REDIS_URL', redisUrl)} ${keyword(EnvVars.properties.REDIS_URL, 'invalid')}`);
+  }
+
   const config: Config = {
     port: Number(text('PORT')),
     host: text('HOST'),
@@ -120,6 +131,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     sqlitePath,
     gatewaySecret: vars.GATEWAY_SECRET ?? null,
     clientsFile: vars.CLIENTS_FILE ?? null,
+    redisUrl,
     cacheMaxEntries: Number(text('CACHE_MAX_ENTRIES')),
     pollIntervalMinMs: duration('POLL_INTERVAL_MIN_MS'),
     pollIntervalMaxMs: duration('POLL_INTERVAL_MAX_MS'),
@@ -127,12 +139,20 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     upstreamMaxRps: Number(text('UPSTREAM_MAX_RPS')),
     taskTimeoutMs: duration('TASK_TIMEOUT_MS'),
     webhookTimeoutMs: duration('WEBHOOK_TIMEOUT_MS'),
+    storeLockWaitMs: duration('STORE_LOCK_WAIT_MS'),
     webhookRetryScheduleMs: text('WEBHOOK_RETRY_SCHEDULE')
       .split(',')
       .map((entry) => parseDuration(entry) ?? Number.NaN),
     videoRetentionMs: vars.VIDEO_RETENTION === undefined ? null : (parseDuration(vars.VIDEO_RETENTION) ?? Number.NaN),
     webhookAllowHttp: bool('WEBHOOK_ALLOW_HTTP'),
     webhookAllowPrivateNetworks: bool('WEBHOOK_ALLOW_PRIVATE_NETWORKS'),
+    metricsToken: vars.METRICS_TOKEN ?? null,
+    http: {
+      requestTimeoutMs: duration('REQUEST_TIMEOUT_MS'),
+      headersTimeoutMs: duration('HEADERS_TIMEOUT_MS'),
+      keepAliveTimeoutMs: duration('KEEP_ALIVE_TIMEOUT_MS'),
+      connectionTimeoutMs: duration('CONNECTION_TIMEOUT_MS'),
+    },
     logLevel: vars.LOG_LEVEL ?? 'info',
     sandbox: {
       durationMs: duration('SANDBOX_DURATION_MS'),
@@ -165,6 +185,20 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     );
   }
 
+  // Node refuses a server whose headers may take longer than the whole request.
+  if (
+    !problemOf.has('HEADERS_TIMEOUT_MS') &&
+    !problemOf.has('REQUEST_TIMEOUT_MS') &&
+    config.http.headersTimeoutMs > config.http.requestTimeoutMs
+  ) {
+    fail(
+      'HEADERS_TIMEOUT_MS',
+      `HEADERS_TIMEOUT_MS: ${shown('HEADERS_TIMEOUT_MS', given.HEADERS_TIMEOUT_MS ?? text('HEADERS_TIMEOUT_MS'))} ` +
+        `(${config.http.headersTimeoutMs} ms) is longer than REQUEST_TIMEOUT_MS (${config.http.requestTimeoutMs} ms) ` +
+        '(expected HEADERS_TIMEOUT_MS ≤ REQUEST_TIMEOUT_MS)',
+    );
+  }
+
   const problems = [...envVarNames.flatMap((name) => problemOf.get(name) ?? []), ...otherProblems];
   return problems.length === 0 ? { ok: true, config } : { ok: false, problems };
 }
@@ -187,10 +221,18 @@ export const sandboxEnabled = (config: Pick<Config, 'elkapiApiKey'>): boolean =>
 
 type Hidden = '(hidden)' | null;
 
-/** The config as it may be logged: the upstream key and the gateway secret replaced by `(hidden)`. */
-export function redactConfig(
-  config: Config,
-): Omit<Config, 'elkapiApiKey' | 'gatewaySecret'> & { elkapiApiKey: Hidden; gatewaySecret: Hidden } {
+/** The config as it may be logged: the upstream key, the gateway secret and the metrics token replaced by `(hidden)`, the Redis password masked. */
+export function redactConfig(config: Config): Omit<Config, 'elkapiApiKey' | 'gatewaySecret' | 'metricsToken'> & {
+  elkapiApiKey: Hidden;
+  gatewaySecret: Hidden;
+  metricsToken: Hidden;
+} {
   const hide = (value: string | null): Hidden => (value === null ? null : '(hidden)');
-  return { ...config, elkapiApiKey: hide(config.elkapiApiKey), gatewaySecret: hide(config.gatewaySecret) };
+  return {
+    ...config,
+    elkapiApiKey: hide(config.elkapiApiKey),
+    gatewaySecret: hide(config.gatewaySecret),
+    redisUrl: config.redisUrl === null ? null : config.redisUrl.replace(/\/\/[^/@\s]*@/, '//***@'),
+    metricsToken: hide(config.metricsToken),
+  };
 }

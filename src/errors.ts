@@ -15,7 +15,7 @@ export interface FieldError {
 /** The problem codes a domain rule can end with; the HTTP layer owns the others (auth, parsing, limits). */
 export type DomainErrorCode = Extract<
   ProblemCode,
-  'validation_failed' | 'not_found' | 'idempotency_key_in_use' | 'idempotency_key_reused' | 'video_not_terminal'
+  'validation_failed' | 'not_found' | 'idempotency_key_in_use' | 'idempotency_key_reused' | 'video_not_terminal' | 'store_unavailable'
 >;
 
 export class DomainError extends Error {
@@ -75,6 +75,17 @@ export class IdempotencyKeyReused extends DomainError {
         fieldErrors: [{ path: '/headers/idempotency-key', message: 'was already used with a different request body' }],
       },
     );
+  }
+}
+
+/** The store cannot be read or written right now; nothing was changed. */
+export class StoreUnavailable extends DomainError {
+  override readonly name = 'StoreUnavailable';
+  constructor(cause?: unknown, retryAfterSeconds = 5) {
+    super('store_unavailable', 'The gateway cannot reach its database right now; nothing was changed. Retry shortly.', {
+      retryAfterSeconds,
+      cause,
+    });
   }
 }
 

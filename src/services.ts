@@ -6,8 +6,11 @@ import type { ClientRegistry } from './auth/clients.js';
 import { type Clock, type Random, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import { createInProcessBus, type EventBus } from './events/bus.js';
+import { createPgChangeListener } from './events/pg-listener.js';
 import { createIdSource, type IdSource } from './ids.js';
 import type { Logger } from './lib/logger.js';
+import { openRedisLink, type RedisLink } from './limits/redis-link.js';
+import { createSharedUpstreamBudget } from './limits/shared-upstream-budget.js';
 import { createMetrics, type GatewayMetrics } from './metrics.js';
 import { createReadinessCheck, type ReadinessCheck } from './readiness.js';
 import { deriveKey } from './secrets/gateway-secret.js';
@@ -20,6 +23,7 @@ import { firstPollAt } from './tracking/schedule.js';
 import { type CircuitBreakerOptions, type CircuitState, withCircuitBreaker } from './upstream/circuit-breaker.js';
 import { createUpstreamClient, type UpstreamClientOptions } from './upstream/client.js';
 import { createUpstreamHealth, type UpstreamHealth, withHealthTracking } from './upstream/health.js';
+import { realSleep } from './upstream/rate-budget.js';
 import type { UpstreamClient, UpstreamError } from './upstream/types.js';
 import { createVideoCreator, type VideoCreator } from './videos/create.js';
 import { createVideoEraser, type VideoEraser } from './videos/erase.js';
@@ -28,7 +32,7 @@ import { createVideoRetention, type VideoRetention } from './videos/retention.js
 import { createVideoService, type VideoService } from './videos/service.js';
 import { createStreamTokens, type StreamTokens } from './videos/stream-tokens.js';
 import { createVideoWatch, type VideoWatch } from './videos/watch.js';
-import { createCallbackUrlValidator } from './webhooks/callback-policy.js';
+import { createCallbackUrlValidator, createImageUrlValidator } from './webhooks/callback-policy.js';
 import { createDeliveryService, type DeliveryService } from './webhooks/delivery-service.js';
 import { createDispatcher, type WebhookDispatcher } from './webhooks/dispatcher.js';
 import { createGuardedAgent } from './webhooks/ssrf.js';
@@ -50,6 +54,8 @@ export interface ServicesOptions {
   /** Circuit breaker over upstream calls; defaults: 5 consecutive outages, 30 s open. */
   circuit?: Omit<CircuitBreakerOptions, 'clock' | 'onStateChange' | 'onShortCircuit'>;
   store?: Store;
+  /** Prefix of the Redis keys (with REDIS_URL); replicas that share limits share it. Default `video-gateway:`. */
+  redisKeyPrefix?: string;
   /** Where webhooks are sent through; default the SSRF-guarded undici agent (tests may pass a MockAgent). */
   webhookAgent?: HttpDispatcher;
   /** The answer stored under an Idempotency-Key for a final upstream refusal: the HTTP layer's problem response. */
@@ -60,6 +66,8 @@ export interface ServicesOptions {
 export interface UpstreamHooks {
   onCall: NonNullable<UpstreamClientOptions['onCall']>;
   logger: NonNullable<UpstreamClientOptions['logger']>;
+  /** The UPSTREAM_MAX_RPS budget shared by all replicas (with REDIS_URL). */
+  sharedBudget?: UpstreamClientOptions['sharedBudget'];
 }
 
 export interface Services {
@@ -67,6 +75,8 @@ export interface Services {
   clients: ClientRegistry;
   store: Store;
   bus: EventBus;
+  /** Shared counters of all replicas (REDIS_URL), or null: limits per replica. */
+  redis: RedisLink | null;
   metrics: GatewayMetrics;
   health: UpstreamHealth;
   circuitState: () => CircuitState;
@@ -104,9 +114,27 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
   const ids = options.ids ?? createIdSource(clock);
   const timers = options.timers ?? systemTimers;
 
-  const store = options.store ?? (await openSqliteStore({ path: config.sqlitePath }));
+  const store = options.store ?? (await openSqliteStore({ path: config.sqlitePath, lockWaitMs: config.storeLockWaitMs, logger }));
   const metrics = createMetrics();
-  const upstreamHooks: UpstreamHooks = { onCall: metrics.recordUpstreamCall, logger };
+  // With REDIS_URL the limits are shared by every replica (DESIGN §4.5); Redis down means local limits, never errors.
+  const redis =
+    config.redisUrl === null
+      ? null
+      : await openRedisLink({
+          url: config.redisUrl,
+          keyPrefix: options.redisKeyPrefix ?? 'video-gateway:',
+          logger,
+          registry: metrics.registry,
+        });
+  const sharedBudget =
+    redis !== null && Number.isFinite(config.upstreamMaxRps) && config.upstreamMaxRps > 0
+      ? createSharedUpstreamBudget({ link: redis, ratePerSecond: config.upstreamMaxRps, sleep: realSleep })
+      : undefined;
+  const upstreamHooks: UpstreamHooks = {
+    onCall: metrics.recordUpstreamCall,
+    logger,
+    ...(sharedBudget === undefined ? {} : { sharedBudget }),
+  };
   const givenUpstream = options.upstream;
   const rawUpstream =
     givenUpstream === undefined
@@ -189,17 +217,47 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
       allowHttp: config.webhookAllowHttp,
       allowPrivateNetworks: config.webhookAllowPrivateNetworks,
     }),
+    checkImageUrl: createImageUrlValidator({ allowPrivateNetworks: config.webhookAllowPrivateNetworks }),
   });
+  // Replicas on one Postgres (DESIGN §4.5): changes committed by any replica reach this one's waiters, cache and dispatcher.
+  const changeFeed = /^postgres(?:ql)?:\/\//i.test(config.databaseUrl)
+    ? createPgChangeListener({
+        connectionString: config.databaseUrl,
+        bus,
+        videos: store.videos,
+        cache: videos,
+        wakeDispatcher: () => dispatcher.wake(),
+        timers,
+        random,
+        logger,
+        registry: metrics.registry,
+      })
+    : null;
+  await changeFeed?.start();
   const keyPruner = createIdempotencyKeyPruner({ keys: store.idempotencyKeys, clock, timers, logger });
   const eraser = createVideoEraser({ videos: store.videos, bus, clock, logger });
   const retention =
     config.videoRetentionMs === null
       ? null
       : createVideoRetention({ videos: store.videos, bus, clock, timers, logger, retentionMs: config.videoRetentionMs });
-  const watch = createVideoWatch({ bus, videos, timers });
   const gatewaySecret = options.gatewaySecret ?? randomBytes(32);
   const streamTokens = createStreamTokens({ key: deriveKey(gatewaySecret, 'stream-tokens'), clock });
-  const readiness = createReadinessCheck({ pingStore: () => store.ping(), health, circuitState: upstream.circuitState });
+  // Creates cut off mid-submit (a crash, a kill) end submit_interrupted once past the create deadline.
+  const recoverInterrupted = (): void => {
+    creator
+      .recoverInterrupted()
+      .catch((error: unknown) => logger.warn({ err: error }, 'recovering interrupted creates failed; retrying later'));
+  };
+  let stopRecovery: (() => void) | null = null;
+  const watch = createVideoWatch({ bus, videos, timers });
+  const readiness = createReadinessCheck({
+    pingStore: () => store.ping(),
+    writeHeartbeat: (now) => store.heartbeat(now),
+    clock,
+    logger,
+    health,
+    circuitState: upstream.circuitState,
+  });
   metrics.attach({
     videosInFlight: () => store.videos.countRunning(),
     cacheStats: () => videos.cacheStats(),
@@ -211,6 +269,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     clients: options.clients,
     store,
     bus,
+    redis,
     metrics,
     health,
     circuitState: upstream.circuitState,
@@ -229,16 +288,22 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
       dispatcher.start();
       keyPruner.start();
       retention?.start();
+      recoverInterrupted();
+      stopRecovery ??= timers.setInterval(recoverInterrupted, 30_000);
     },
     async stopWorkers(graceMs) {
       keyPruner.stop();
+      stopRecovery?.();
+      stopRecovery = null;
       await retention?.stop();
       // An unfinished poll's lease simply expires; an aborted webhook attempt is given back and sent again after restart.
       await Promise.all([poller.stop(graceMs), dispatcher.stop(graceMs)]);
       if (options.webhookAgent === undefined) await webhookAgent.close();
     },
     async close() {
+      await changeFeed?.close();
       await upstream.close();
+      await redis?.close();
       await store.close();
     },
   };

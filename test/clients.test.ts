@@ -215,13 +215,35 @@ t.test('clients file validation', async (t) => {
   ]);
   t.same(
     problemsOf(t, {
-      clients: [{ ...app, allowedCallbackHosts: ['https://hooks.example.com', 'hooks.example.com:443', 'ok.example.com'] }],
+      clients: [
+        {
+          ...app,
+          allowedCallbackHosts: [
+            'https://hooks.example.com',
+            'hooks.example.com:0',
+            '*.',
+            'a.*.example.com',
+            'h.example.com/x',
+            'h.example.com:70000',
+          ],
+        },
+      ],
     }),
-    [
-      '/clients/0/allowedCallbackHosts/0: expected a host name such as hooks.example.com (no scheme, port or path)',
-      '/clients/0/allowedCallbackHosts/1: expected a host name such as hooks.example.com (no scheme, port or path)',
-    ],
+    [0, 1, 2, 3, 4, 5].map(
+      (index) =>
+        `/clients/0/allowedCallbackHosts/${index}: expected a host such as hooks.example.com, *.example.com or hooks.example.com:8443 (no scheme or path)`,
+    ),
   );
+  // The documented forms are accepted: a wildcard, host:port, an IP literal, IPv6 in brackets.
+  const accepted = validateClientsFile({
+    clients: [
+      {
+        ...app,
+        allowedCallbackHosts: ['*.example.com', 'hooks.example.com:8443', '*.eu.example.com:443', '8.8.8.8', '[2606:4700::1111]:443'],
+      },
+    ],
+  });
+  t.equal(accepted.ok, true, 'wildcards and ports are valid entries');
   t.same(problemsOf(t, []), [': expected an object { "clients": [ … ] }']);
   t.same(problemsOf(t, {}), ['/clients: is missing (expected an array of clients)']);
   t.same(problemsOf(t, { clients: {} }), ['/clients: expected an array of clients']);

@@ -69,6 +69,7 @@ t.test('defaults when the environment is empty (sandbox mode)', async (t) => {
     sqlitePath: './data/gateway.db',
     gatewaySecret: null,
     clientsFile: null,
+    redisUrl: null,
     cacheMaxEntries: 10000,
     pollIntervalMinMs: 2000,
     pollIntervalMaxMs: 15000,
@@ -76,10 +77,13 @@ t.test('defaults when the environment is empty (sandbox mode)', async (t) => {
     upstreamMaxRps: 20,
     taskTimeoutMs: 7200000,
     webhookTimeoutMs: 15000,
+    storeLockWaitMs: 5000,
     webhookRetryScheduleMs: defaultSchedule,
     videoRetentionMs: null,
     webhookAllowHttp: false,
     webhookAllowPrivateNetworks: false,
+    metricsToken: null,
+    http: { requestTimeoutMs: 30000, headersTimeoutMs: 10000, keepAliveTimeoutMs: 72000, connectionTimeoutMs: 120000 },
     logLevel: 'info',
     sandbox: { durationMs: 10000, queueMs: 2000, errorRate: 0, latencyMs: 0 },
   } satisfies Config);
@@ -104,6 +108,7 @@ t.test('every variable is parsed', async (t) => {
     DATABASE_URL: 'sqlite:/var/lib/gateway/gw.db',
     GATEWAY_SECRET: 'gs-0123456789abcdefghijklmnopqrstuvwxyz',
     CLIENTS_FILE: '/etc/gateway/clients.json',
+    REDIS_URL: 'redis://cache.internal:6380/2',
     CACHE_MAX_ENTRIES: '500',
     POLL_INTERVAL_MIN_MS: '250ms',
     POLL_INTERVAL_MAX_MS: '5s',
@@ -111,10 +116,16 @@ t.test('every variable is parsed', async (t) => {
     UPSTREAM_MAX_RPS: '2.5',
     TASK_TIMEOUT_MS: '1h',
     WEBHOOK_TIMEOUT_MS: '3000',
+    STORE_LOCK_WAIT_MS: '250ms',
     WEBHOOK_RETRY_SCHEDULE: '1s, 2m ,3h',
     VIDEO_RETENTION: '7d',
     WEBHOOK_ALLOW_HTTP: 'TRUE',
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: '1',
+    METRICS_TOKEN: 'scrape-me-0123456789',
+    REQUEST_TIMEOUT_MS: '20s',
+    HEADERS_TIMEOUT_MS: '5s',
+    KEEP_ALIVE_TIMEOUT_MS: '61s',
+    CONNECTION_TIMEOUT_MS: '2m',
     LOG_LEVEL: 'Debug',
     SANDBOX_DURATION_MS: '1.5s',
     SANDBOX_QUEUE_MS: '100',
@@ -130,6 +141,7 @@ t.test('every variable is parsed', async (t) => {
     sqlitePath: '/var/lib/gateway/gw.db',
     gatewaySecret: 'gs-0123456789abcdefghijklmnopqrstuvwxyz',
     clientsFile: '/etc/gateway/clients.json',
+    redisUrl: 'redis://cache.internal:6380/2',
     cacheMaxEntries: 500,
     pollIntervalMinMs: 250,
     pollIntervalMaxMs: 5000,
@@ -137,16 +149,23 @@ t.test('every variable is parsed', async (t) => {
     upstreamMaxRps: 2.5,
     taskTimeoutMs: 3600000,
     webhookTimeoutMs: 3000,
+    storeLockWaitMs: 250,
     webhookRetryScheduleMs: [1000, 120000, 10800000],
     videoRetentionMs: 7 * 86_400_000,
     webhookAllowHttp: true,
     webhookAllowPrivateNetworks: true,
+    metricsToken: 'scrape-me-0123456789',
+    http: { requestTimeoutMs: 20000, headersTimeoutMs: 5000, keepAliveTimeoutMs: 61000, connectionTimeoutMs: 120000 },
     logLevel: 'debug',
     sandbox: { durationMs: 1500, queueMs: 100, errorRate: 0.25, latencyMs: 20 },
   } satisfies Config);
   t.equal(sandboxEnabled(config), false);
   t.same(redactConfig(config).elkapiApiKey, '(hidden)');
   t.notMatch(JSON.stringify(redactConfig(config)), 'sk-live-123');
+  t.notMatch(JSON.stringify(redactConfig(config)), 'scrape-me');
+  t.same(problemsOf(t, { METRICS_TOKEN: 'short' }), [
+    'METRICS_TOKEN: (hidden) is not a token of at least 16 visible ASCII characters without spaces',
+  ]);
   t.equal(redactConfig(config).gatewaySecret, '(hidden)');
   t.notMatch(JSON.stringify(redactConfig(config)), 'gs-0123456789');
   t.equal(redactConfig(configOf(t, {})).elkapiApiKey, null);
@@ -239,6 +258,14 @@ t.test('numeric ranges', async (t) => {
   t.same(problemsOf(t, { SANDBOX_ERROR_RATE: '1.01' }), ['SANDBOX_ERROR_RATE: "1.01" is out of range (expected a number from 0 to 1)']);
 });
 
+t.test('the headers timeout must not exceed the whole-request timeout', async (t) => {
+  t.equal(configOf(t, { REQUEST_TIMEOUT_MS: '2s', HEADERS_TIMEOUT_MS: '2s' }).http.headersTimeoutMs, 2000);
+  t.same(problemsOf(t, { REQUEST_TIMEOUT_MS: '5s' }), [
+    'HEADERS_TIMEOUT_MS: "10000" (10000 ms) is longer than REQUEST_TIMEOUT_MS (5000 ms) (expected HEADERS_TIMEOUT_MS ≤ REQUEST_TIMEOUT_MS)',
+  ]);
+  t.same(problemsOf(t, { REQUEST_TIMEOUT_MS: '0' }), ['REQUEST_TIMEOUT_MS: "0" is out of range (expected a duration from 1ms to 596h)']);
+});
+
 t.test('poll interval minimum must not exceed the maximum', async (t) => {
   t.equal(configOf(t, { POLL_INTERVAL_MIN_MS: '5s', POLL_INTERVAL_MAX_MS: '5s' }).pollIntervalMaxMs, 5000);
   t.same(problemsOf(t, { POLL_INTERVAL_MIN_MS: '20s' }), [
@@ -306,6 +333,23 @@ t.test('database URL', async (t) => {
   ]);
   t.equal(problemsOf(t, { DATABASE_URL: 'sqlite:' }).length, 1);
   t.equal(problemsOf(t, { DATABASE_URL: 'sqlite://' }).length, 1, 'no path left');
+});
+
+t.test('Redis URL: redis:// or rediss://, one clear line otherwise, the password never shown', async (t) => {
+  t.equal(configOf(t, {}).redisUrl, null, 'unset: limits per replica');
+  t.equal(configOf(t, { REDIS_URL: 'redis://127.0.0.1:6379' }).redisUrl, 'redis://127.0.0.1:6379');
+  t.equal(configOf(t, { REDIS_URL: 'rediss://:s3cret@cache.example.com:6380/0' }).redisUrl, 'rediss://:s3cret@cache.example.com:6380/0');
+  const expected = 'is not a Redis URL (expected redis://host:6379, rediss://… for TLS, optionally /<db number>)';
+  t.equal(
+    redactConfig(configOf(t, { REDIS_URL: 'redis://app:s3cret@cache:6379' })).redisUrl,
+    'redis://***@cache:6379',
+    'masked in the logged config',
+  );
+  t.same(problemsOf(t, { REDIS_URL: 'localhost:6379' }), [`REDIS_URL: "localhost:6379" ${expected}`]);
+  t.same(problemsOf(t, { REDIS_URL: 'http://cache:6379' }), [`REDIS_URL: "http://cache:6379" ${expected}`]);
+  t.same(problemsOf(t, { REDIS_URL: 'redis://:s3cret@cache:6379/zero' }), [`REDIS_URL: "redis://***@cache:6379/zero" ${expected}`]);
+  t.same(problemsOf(t, { REDIS_URL: 'redis://:s3cret@[bad:6379' }), [`REDIS_URL: "redis://***@[bad:6379" ${expected}`], 'unparsable host');
+  t.same(problemsOf(t, { REDIS_URL: 'redis://cache:99999' }), [`REDIS_URL: "redis://cache:99999" ${expected}`], 'port out of range');
 });
 
 t.test('several invalid variables: one line each, in DESIGN order, every problem collected', async (t) => {

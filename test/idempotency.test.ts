@@ -68,6 +68,7 @@ t.test('pure rules', async (t) => {
       createdAt: 0,
       expiresAt: DAY_MS,
       erasedAt: null,
+      videoId: null,
     };
     t.same(decideForExistingKey(record, 'f2'), { kind: 'reused' });
     t.same(decideForExistingKey(record, 'f1'), { kind: 'in_progress' });
@@ -192,15 +193,15 @@ t.test('while the first request runs → 409; an orphaned in-progress key is tak
 t.test('a crash right after the video is stored cannot leave its key open: the retry replays it, no second generation', async (t) => {
   const sqlitePath = join(t.testdir(), 'crash.db');
   const clock = new ManualClock(Date.parse('2026-11-29T12:00:00.000Z'));
-  // The process dies the moment the video row is written: no later write of this request reaches the store.
+  // The process dies the moment the upstream's acceptance is written: no later write of this request reaches the store.
   const store = await openSqliteStore({ path: sqlitePath });
-  const insertVideo = store.videos.insert.bind(store);
+  const acceptSubmission = store.videos.acceptSubmission.bind(store);
   const completeIdempotentRequest = store.idempotencyKeys.complete.bind(store);
   const abandonIdempotentRequest = store.idempotencyKeys.abandon.bind(store);
   let dead = false;
   const crashed = (): Promise<never> => Promise.reject(new Error('simulated crash: the process is gone'));
-  store.videos.insert = async (...args: Parameters<typeof insertVideo>) => {
-    const record = await insertVideo(...args);
+  store.videos.acceptSubmission = async (...args: Parameters<typeof acceptSubmission>) => {
+    const record = await acceptSubmission(...args);
     dead = true;
     return record;
   };

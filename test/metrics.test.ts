@@ -1,7 +1,9 @@
+import { join } from 'node:path';
+
 import t from 'tap';
 
 import type { Video } from '../schemas/video.js';
-import { advanceAndPoll, auth, createVideo, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { advanceAndPoll, auth, createVideo, startTestGateway, type TestGateway, upstreamIdOf } from './helpers/gateway.js';
 import { parsePrometheus, type Sample, sampleValue } from './helpers/prometheus.js';
 
 async function scrape(gw: TestGateway): Promise<Sample[]> {
@@ -117,8 +119,10 @@ t.test('webhook deliveries are recorded by outcome and latency through metrics.r
 });
 
 t.test('each gateway has its own registry: two in one process neither collide nor share counts', async (t) => {
-  const first = await startTestGateway(t);
-  const second = await startTestGateway(t);
+  // Each on its own file: t.testdir() recreates the directory, which would delete the first gateway's database.
+  const dir = t.testdir();
+  const first = await startTestGateway(t, { sqlitePath: join(dir, 'first.db') });
+  const second = await startTestGateway(t, { sqlitePath: join(dir, 'second.db') });
   await createVideo(first);
   const [firstSamples, secondSamples] = [await scrape(first), await scrape(second)];
   t.equal(httpCount(firstSamples, 'POST', '/videos', 202), 1);
@@ -131,4 +135,43 @@ t.test('a store that stops answering leaves the scrape working, with in-flight u
   await gw.store.close();
   const samples = await scrape(gw);
   t.ok(Number.isNaN(sampleValue(samples, 'gateway_videos_in_flight')), 'NaN, not a stale number');
+});
+
+t.test('another tenant’s id moves no cache counter, cached or not: it looks exactly like an unknown id', async (t) => {
+  const gw = await startTestGateway(t);
+  const video = await createVideo(gw);
+  gw.sandbox.completeNow(await upstreamIdOf(gw, video.id));
+  await advanceAndPoll(gw, 3_000);
+  // Alice's own read fills the cache (a miss), her second read hits.
+  for (let i = 0; i < 2; i++) await gw.app.inject({ method: 'GET', url: `/videos/${video.id}`, headers: auth('alice') });
+  const lookups = async (): Promise<[number | undefined, number | undefined]> => {
+    const samples = await scrape(gw);
+    return [
+      sampleValue(samples, 'gateway_cache_lookups_total', { result: 'hit' }),
+      sampleValue(samples, 'gateway_cache_lookups_total', { result: 'miss' }),
+    ];
+  };
+  const before = await lookups();
+  t.same(before, [1, 1]);
+  const foreign = await gw.app.inject({ method: 'GET', url: `/videos/${video.id}`, headers: auth('bob') });
+  t.equal(foreign.statusCode, 404);
+  t.same(await lookups(), before, 'bob probing alice’s cached video counts nothing');
+  const unknown = await gw.app.inject({ method: 'GET', url: '/videos/vid_01JDXYZ8M6X1ZP3V9R4QK7T2HC', headers: auth('bob') });
+  t.equal(unknown.statusCode, 404);
+  t.same(await lookups(), before, 'an unknown id counts nothing either');
+});
+
+t.test('with METRICS_TOKEN set, /metrics needs it as a bearer token', async (t) => {
+  const token = 'scrape-token-0123456789abcdef';
+  const gw = await startTestGateway(t, { env: { METRICS_TOKEN: token } });
+  for (const headers of [{}, { authorization: 'Bearer wrong-token-0123456789' }, { authorization: token }]) {
+    const refused = await gw.app.inject({ method: 'GET', url: '/metrics', headers });
+    t.equal(refused.statusCode, 401);
+    t.match(refused.json(), { code: 'unauthorized' });
+    t.equal(refused.headers['www-authenticate'], 'Bearer realm="metrics"');
+  }
+  const scraped = await gw.app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${token}` } });
+  t.equal(scraped.statusCode, 200);
+  t.match(scraped.body, /gateway_cache_lookups_total/);
+  t.equal((await gw.app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'other operations routes stay open');
 });

@@ -1,7 +1,7 @@
 import t from 'tap';
 
 import type { ProblemCode } from '../schemas/problem.js';
-import { DomainError, type DomainErrorCode, ValidationFailed, VideoNotFound } from '../src/errors.js';
+import { DomainError, type DomainErrorCode, StoreUnavailable, ValidationFailed, VideoNotFound } from '../src/errors.js';
 import { buildProblem, ProblemError, toProblem } from '../src/http/problems.js';
 import { UpstreamError, type UpstreamErrorKind } from '../src/upstream/types.js';
 
@@ -18,11 +18,25 @@ t.test('every domain code maps to its documented status, without headers unless 
     idempotency_key_in_use: 409,
     video_not_terminal: 409,
     idempotency_key_reused: 422,
+    store_unavailable: 503,
   };
   for (const [code, status] of Object.entries(statuses) as Array<[DomainErrorCode, number]>) {
     t.same(seen(new DomainError(code, 'Safe words.')), { status, code, headers: {} }, code);
   }
   t.same(seen(new VideoNotFound()), { status: 404, code: 'not_found', headers: {} }, 'VideoNotFound');
+});
+
+t.test('StoreUnavailable is a 503 with retry-after whose body never carries the driver error', async (t) => {
+  const problem = toProblem(new StoreUnavailable(new Error('SQLITE_READONLY: attempt to write /var/lib/secret-path.db')));
+  t.same(
+    { status: problem.status, code: problem.code, headers: problem.options.headers },
+    {
+      status: 503,
+      code: 'store_unavailable',
+      headers: { 'retry-after': '5' },
+    },
+  );
+  t.notMatch(JSON.stringify(buildProblem(problem, 'req_1')), /SQLITE|secret-path/);
 });
 
 t.test('a domain error keeps its detail and field errors, and its retry hint becomes whole retry-after seconds', async (t) => {

@@ -24,3 +24,30 @@ t.test('ready only when the store answers and the upstream accepts our key; the 
     checks: { store: 'ok', upstreamAuth: 'refused', upstreamCircuit: 'half_open' },
   });
 });
+
+t.test('the store must also take a write: a heartbeat at most every 5 s while it works, at every check once it fails', async (t) => {
+  let now = 1_000_000;
+  const beats: number[] = [];
+  let writesFail = false;
+  const readiness = createReadinessCheck({
+    pingStore: async () => {},
+    writeHeartbeat: async (at) => {
+      beats.push(at);
+      if (writesFail) throw new Error('SQLITE_READONLY');
+    },
+    clock: { now: () => now },
+    health: { authFailingSince: () => null },
+    circuitState: () => 'closed',
+  });
+  t.equal((await readiness.check()).status, 'ready');
+  now += 4_999;
+  t.equal((await readiness.check()).status, 'ready');
+  t.same(beats, [1_000_000], 'throttled while it works');
+  now += 1;
+  writesFail = true;
+  t.same((await readiness.check()).checks.store, 'failing', 'a store that answers reads but refuses writes is not ready');
+  t.same((await readiness.check()).checks.store, 'failing');
+  t.equal(beats.length, 3, 'a failing store is written to at every check');
+  writesFail = false;
+  t.equal((await readiness.check()).status, 'ready', 'ready again at the first write that works');
+});

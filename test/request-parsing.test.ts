@@ -1,3 +1,5 @@
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
+
 import t from 'tap';
 
 import type { Problem } from '../schemas/problem.js';
@@ -71,4 +73,108 @@ t.test('inputs that used to slip through validation are refused before the upstr
   const padded = await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt: '  a b  ' } });
   t.equal(padded.statusCode, 202, 'three characters once trimmed are enough');
   t.equal(padded.json().prompt, 'a b');
+});
+
+t.test('invisible characters count as blank: a prompt of zero-width or bidi characters is refused, never paid for', async (t) => {
+  const gw = await startTestGateway(t);
+  const invisible = [
+    '\u200B\u200B\u200B', // zero-width spaces
+    '\u200C\u200D\u2060\uFEFF', // zero-width non-joiner, joiner, word joiner, BOM
+    '\u202E\u202D\u2066\u2069', // bidi overrides and isolates
+    '\u00AD\u00AD\u00AD', // soft hyphens
+    '\u3164\u3164\u3164', // Hangul fillers
+    '\u2800\u2800\u2800', // braille blanks
+    '\uFE0F\uFE0F\u034F', // variation selectors, combining grapheme joiner
+    '\u{E0041}\u{E0042}\u{E0043}', // tag characters
+  ];
+  for (const prompt of invisible) {
+    const response = await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt } });
+    t.equal(response.statusCode, 400, JSON.stringify(prompt));
+    t.match(response.json<Problem>().errors, [
+      { path: '/body/prompt', message: 'needs at least 3 characters besides blanks and invisible characters' },
+    ]);
+  }
+  t.equal(gw.sandbox.stats.creates, 0, 'none reached the upstream');
+
+  // Invisible edges are trimmed like spaces; inside a prompt (an emoji ZWJ sequence, a variation selector) they stay.
+  const prompt = '\u200B\u202E A tiger 👨‍👩‍👧 ❤️\uFEFF\u200B ';
+  const accepted = await gw.app.inject({ method: 'POST', url: '/videos', headers: auth(), payload: { prompt } });
+  t.equal(accepted.statusCode, 202);
+  t.equal(accepted.json().prompt, 'A tiger 👨‍👩‍👧 ❤️');
+});
+
+t.test('keyframe image URLs get the callback URL’s address rules: private, loopback, metadata → 400, never fetched', async (t) => {
+  const gw = await startTestGateway(t);
+  const refused = [
+    'https://127.0.0.1/frame.jpg',
+    'https://2130706433/frame.jpg',
+    'https://[::1]/frame.jpg',
+    'https://[::ffff:10.0.0.5]/frame.jpg',
+    'https://10.20.30.40/frame.jpg',
+    'https://192.168.1.1/frame.jpg',
+    'https://169.254.169.254/latest/meta-data/',
+    'https://metadata.google.internal/computeMetadata/v1/',
+    'https://localhost/frame.jpg',
+    'https://printer/frame.jpg',
+    'https://user:secret@cdn.example.com/frame.jpg',
+  ];
+  for (const [index, imageUrl] of refused.entries()) {
+    const position = index % 2 === 0 ? 'start' : 'end';
+    const response = await gw.app.inject({
+      method: 'POST',
+      url: '/videos',
+      headers: auth(),
+      payload: { prompt: 'A tiger walking in snow', keyframes: { [position]: { imageUrl } } },
+    });
+    t.equal(response.statusCode, 400, imageUrl);
+    t.match(response.json<Problem>(), { code: 'validation_failed', errors: [{ path: `/body/keyframes/${position}/imageUrl` }] });
+  }
+  t.equal(gw.sandbox.stats.creates, 0, 'none reached (or was billed by) the upstream');
+
+  const accepted = await gw.app.inject({
+    method: 'POST',
+    url: '/videos',
+    headers: auth(),
+    payload: { prompt: 'A tiger walking in snow', keyframes: { start: { imageUrl: 'https://cdn.example.com/frame.jpg?sig=abc' } } },
+  });
+  t.equal(accepted.statusCode, 202, 'a public image URL is fine');
+  t.equal(gw.sandbox.stats.creates, 1);
+});
+
+t.test('a compressed body is refused with 415 and Accept-Encoding: identity, never parsed as if plain', async (t) => {
+  const gw = await startTestGateway(t);
+  const body = Buffer.from(JSON.stringify({ prompt: 'A tiger walking in snow' }));
+  const encoded: Array<[string, Buffer]> = [
+    ['gzip', gzipSync(body)],
+    ['deflate', deflateSync(body)],
+    ['br', brotliCompressSync(body)],
+    ['GZIP, identity', gzipSync(body)],
+  ];
+  for (const [encoding, payload] of encoded) {
+    const response = await gw.app.inject({
+      method: 'POST',
+      url: '/videos',
+      headers: { ...auth(), 'content-type': 'application/json', 'content-encoding': encoding },
+      payload,
+    });
+    t.equal(response.statusCode, 415, encoding);
+    t.equal(response.headers['accept-encoding'], 'identity');
+    t.match(response.json<Problem>(), { code: 'unsupported_media_type', detail: /must not be compressed/ });
+  }
+  const unauthenticated = await gw.app.inject({
+    method: 'POST',
+    url: '/videos',
+    headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+    payload: gzipSync(body),
+  });
+  t.equal(unauthenticated.statusCode, 401, 'authentication comes first');
+  t.equal(gw.sandbox.stats.creates, 0);
+
+  const identity = await gw.app.inject({
+    method: 'POST',
+    url: '/videos',
+    headers: { ...auth(), 'content-type': 'application/json', 'content-encoding': 'identity' },
+    payload: body,
+  });
+  t.equal(identity.statusCode, 202, '`identity` is no encoding at all');
 });

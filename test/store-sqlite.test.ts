@@ -97,7 +97,7 @@ t.test('migrations', async (t) => {
   const applied = raw.prepare('select name from kysely_migration order by name').all() as Array<{ name: string }>;
   t.same(
     applied.map((row) => row.name),
-    ['0001_initial', '0002_webhook_delivery', '0003_raw_webhook_state', '0006_delete_tombstones'],
+    ['0001_initial', '0002_webhook_delivery', '0003_raw_webhook_state', '0006_delete_tombstones', '0007_store_hardening'],
   );
   t.equal(raw.pragma('journal_mode', { simple: true }), 'wal', 'the file is in WAL mode');
   const tables = (raw.prepare("select name from sqlite_master where type = 'table' order by name").all() as Array<{ name: string }>).map(
@@ -245,6 +245,37 @@ t.test('0006 teaches keys stored before it which video they created, so erasing 
     { key: 'refused', fingerprint: 'fp', response_body: '{"code":"upstream_rejected"}', erased_at: null },
     { key: 'running', fingerprint: 'fp', response_body: null, erased_at: null },
   ]);
+});
+
+t.test('0007 rebuilds videos for the submitting state without losing a row, an index or a delivery', async (t) => {
+  const path = join(t.testdir(), 'gateway.db');
+  const raw = new BetterSqlite3(path);
+  raw.pragma('foreign_keys = ON');
+  const db = new Kysely<unknown>({ dialect: new SqliteDialect({ database: raw }) });
+  const before0007 = Object.fromEntries(Object.entries(migrations).filter(([name]) => name < '0007'));
+  await new Migrator({ db, provider: { getMigrations: async () => before0007 } }).migrateToLatest();
+  const request = JSON.stringify(newVideo().request);
+  await sql`insert into videos (id, client_id, upstream_id, status, request_json, created_at, updated_at)
+    values ('vid_1', 'client_a', 'up-1', 'completed', ${request}, ${T0}, ${T0})`.execute(db);
+  await sql`insert into webhook_deliveries (message_id, video_id, client_id, event_type, status, created_at, updated_at)
+    values ('msg_1', 'vid_1', 'client_a', 'video.completed', 'delivered', ${T0}, ${T0})`.execute(db);
+  await sql`insert into delivery_attempts (message_id, video_id, event_type, attempt, at, duration_ms)
+    values ('msg_1', 'vid_1', 'video.completed', 1, ${T0}, 12)`.execute(db);
+  await db.destroy();
+
+  const store = await openStore(t, path);
+  t.equal((await store.videos.get('vid_1'))?.upstreamId, 'up-1', 'the video is kept');
+  t.equal((await store.deliveries.listAttempts('vid_1', 10)).length, 1, 'its deliveries and attempts are not cascaded away');
+  t.ok(await store.videos.recordSubmission({ id: 'vid_2', clientId: 'client_a', request: newVideo().request, createdAt: T0 }));
+  t.match(await store.videos.get('vid_2'), { status: 'queued', submitting: true, upstreamId: '' }, 'a submitting row is allowed');
+  const check = inspect(t, path);
+  const indexes = (
+    check.prepare("select name from sqlite_master where type = 'index' and tbl_name = 'videos' and sql is not null").all() as Array<{
+      name: string;
+    }>
+  ).map((row) => row.name);
+  t.same(indexes.sort(), ['videos_client_id_idx', 'videos_completed_at_idx', 'videos_due_idx', 'videos_upstream_id_key']);
+  t.same(check.pragma('foreign_key_check'), [], 'no dangling reference');
 });
 
 t.test('two processes racing on one file never claim one row twice', async (t) => {

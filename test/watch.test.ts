@@ -116,7 +116,15 @@ t.test('a change published while the first read is in flight still wakes the wai
   });
   const present = (stored: VideoRecord): RenderedVideo => {
     const body = JSON.stringify(toVideo(stored));
-    return { clientId: stored.clientId, video: toVideo(stored), body, etag: etagOf(body), terminal: false, downloadUrlExpiresAt: null };
+    return {
+      clientId: stored.clientId,
+      video: toVideo(stored),
+      body,
+      etag: etagOf(body),
+      terminal: false,
+      downloadUrlExpiresAt: null,
+      version: stored.version,
+    };
   };
   const watch = createVideoWatch({
     bus,

@@ -13,7 +13,7 @@ import { describeNetworkError } from '../src/webhooks/dispatcher.js';
 import { classifyResponse } from '../src/webhooks/outcome.js';
 import { buildWebhookPayload, signWebhook } from '../src/webhooks/payload.js';
 import { MAX_RETRY_AFTER_MS, nextAttemptAt } from '../src/webhooks/schedule.js';
-import { ForbiddenAddressError } from '../src/webhooks/ssrf.js';
+import { ForbiddenAddressError, UNREACHABLE_HOST_MESSAGE } from '../src/webhooks/ssrf.js';
 import { testClientsFile, webhookSecrets } from './helpers/gateway.js';
 import { videoRequest } from './helpers/records.js';
 
@@ -94,12 +94,15 @@ t.test('2xx delivers; 410 stops; 3xx, 4xx and 5xx retry; Retry-After counts on 4
   t.same(classifyResponse(503, {}, now), { kind: 'retry', retryAfterMs: null, error: null });
 });
 
-t.test('network failures are described briefly; a refused address names it', async (t) => {
+t.test('network failures are described briefly; a refused address is never named, and reads like an unknown name', async (t) => {
   const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' });
   t.equal(describeNetworkError(refused), 'connection refused (ECONNREFUSED)');
-  const forbidden = new ForbiddenAddressError('rebind.example', '10.0.0.5', 'callback host resolves to a forbidden address (10.0.0.5)');
-  t.equal(describeNetworkError(forbidden), 'callback host resolves to a forbidden address (10.0.0.5)');
+  const forbidden = new ForbiddenAddressError('db.internal', '10.20.30.40', UNREACHABLE_HOST_MESSAGE);
+  t.equal(describeNetworkError(forbidden), 'callback host does not resolve to an allowed address');
   t.equal(describeNetworkError(new Error('wrapped', { cause: forbidden })), forbidden.message, 'found through `cause`');
+  const unknown = Object.assign(new Error('getaddrinfo ENOTFOUND nothing.internal'), { code: 'ENOTFOUND' });
+  t.equal(describeNetworkError(unknown), describeNetworkError(forbidden), 'an unknown name says the same');
+  t.notMatch(describeNetworkError(unknown), /nothing\.internal|ENOTFOUND/);
   t.equal(describeNetworkError(new Error('x'.repeat(2000))).length, 500, 'long messages are cut');
 });
 

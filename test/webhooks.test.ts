@@ -639,9 +639,9 @@ t.test('at delivery time an internal address is refused, even when the URL got p
   t.equal(hooks.requests.length, 0, 'nothing reached the internal receiver');
   t.match((await deliveryLog(gw, byName.id))[0], {
     responseStatus: null,
-    error: /^callback host resolves to a forbidden address \((127\.0\.0\.1|::1)\)$/,
+    error: 'callback host does not resolve to an allowed address',
   });
-  t.match((await deliveryLog(gw, byLiteral.id))[0], { responseStatus: null, error: 'callback host is a forbidden address (127.0.0.1)' });
+  t.match((await deliveryLog(gw, byLiteral.id))[0], { responseStatus: null, error: 'callback host is a forbidden address' });
   t.match((await readVideo(gw, byName.id)).webhook, { status: 'retrying', attempts: 1, lastResponseStatus: null });
 });
 

@@ -35,6 +35,8 @@ export interface Client {
 export interface ClientRegistry {
   /** The client whose key is in `Authorization: Bearer <key>`, or undefined (missing, malformed or unknown). */
   authenticate(authorizationHeader: string | undefined): Client | undefined;
+  /** True when `candidate` is some client's API key (by hash): lets the logs refuse a key pasted anywhere. */
+  isApiKey(candidate: string): boolean;
   get(id: string): Client | undefined;
   all(): Client[];
 }
@@ -113,6 +115,7 @@ export function createClientRegistry(file: ClientsFile): ClientRegistry {
       if (key === undefined || key.length > maxApiKeyLength) return undefined;
       return byKeyHash.get(hashApiKey(key));
     },
+    isApiKey: (candidate) => candidate.length <= maxApiKeyLength && byKeyHash.has(hashApiKey(candidate)),
     get: (id) => byId.get(id),
     all: () => [...byId.values()],
   };

@@ -22,6 +22,8 @@ export interface EventBus {
   /** Listeners of every video (cache invalidation, metrics). */
   subscribeAll(listener: VideoListener): () => void;
   listenerCount(videoId?: string): number;
+  /** The videos someone waits on right now (long-poll, SSE): re-read after changes may have been missed. */
+  watchedVideoIds(): string[];
 }
 
 export function createInProcessBus(): EventBus {
@@ -68,5 +70,6 @@ export function createInProcessBus(): EventBus {
       for (const listeners of byVideo.values()) count += listeners.size;
       return count;
     },
+    watchedVideoIds: () => [...byVideo.keys()],
   };
 }

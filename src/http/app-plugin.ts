@@ -16,19 +16,22 @@ import { createClientRateLimits } from './client-rate-limits.js';
 import { corsOptions } from './cors.js';
 import { openapiOptions } from './openapi.js';
 import { errorHandler, ProblemError, sendProblem } from './problems.js';
-import { useStrictJsonParser } from './request-parsing.js';
+import { refuseEncodedBodies, useStrictJsonParser } from './request-parsing.js';
 import { docsContentSecurityPolicy, staticSecurityHeaders } from './security-headers.js';
+import { closeConnectionsWithUnreadBodies } from './unread-bodies.js';
 import { createValidatorCompiler } from './validation.js';
 
 export interface GatewayAppOptions {
   services: Pick<
     Services,
-    'clock' | 'clients' | 'videos' | 'creator' | 'eraser' | 'watch' | 'streamTokens' | 'deliveries' | 'readiness' | 'metrics'
+    'clock' | 'clients' | 'videos' | 'creator' | 'eraser' | 'watch' | 'streamTokens' | 'deliveries' | 'readiness' | 'metrics' | 'redis'
   >;
   authenticate: Authenticate;
   authenticateStreamToken: AuthenticateStreamToken;
   /** Serve the sandbox's sample video and thumbnail (sandbox mode). */
   serveSandboxAssets: boolean;
+  /** `METRICS_TOKEN`, or null for an open `/metrics`. */
+  metricsToken: string | null;
 }
 
 /**
@@ -37,20 +40,22 @@ export interface GatewayAppOptions {
  */
 const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (
   app,
-  { services, authenticate, authenticateStreamToken, serveSandboxAssets },
+  { services, authenticate, authenticateStreamToken, serveSandboxAssets, metricsToken },
 ) => {
   const { videos, creator, eraser, watch, streamTokens, deliveries, readiness, metrics } = services;
-  const rateLimits = createClientRateLimits({ clock: services.clock });
+  const rateLimits = createClientRateLimits({ clock: services.clock, shared: services.redis });
 
   // JSON only: a text/plain body is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
   useStrictJsonParser(app);
+  refuseEncodedBodies(app);
   app.setValidatorCompiler(createValidatorCompiler(sharedSchemas));
   for (const schema of sharedSchemas) app.addSchema(schema);
   app.decorateRequest('client', null);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  closeConnectionsWithUnreadBodies(app);
   app.addHook('onResponse', async (request, reply) => {
     // The route pattern, never the raw URL: ids in label values would explode cardinality.
     metrics.recordHttpRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime);
@@ -78,7 +83,7 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (
   await app.register(videoRoutes, { videos, creator, eraser, watch, rateLimits, authenticate, streamTokens, authenticateStreamToken });
   await app.register(deliveryRoutes, { deliveries, rateLimits, authenticate });
   await app.register(healthRoutes, { readiness });
-  await app.register(metricsRoutes, { metrics });
+  await app.register(metricsRoutes, { metrics, token: metricsToken });
   if (serveSandboxAssets) await app.register(sandboxAssets);
 };
 

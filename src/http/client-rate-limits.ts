@@ -1,7 +1,9 @@
 import rateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit';
+import RedisStore from '@fastify/rate-limit/store/RedisStore.js';
 import type { FastifyInstance } from 'fastify';
 
 import type { Clock } from '../clock.js';
+import type { RedisLink } from '../limits/redis-link.js';
 import { clientOf } from './auth.js';
 import { ProblemError } from './problems.js';
 
@@ -53,6 +55,47 @@ function sharedClockedStore(clock: Clock, windows: Map<string, WindowCount>): ne
   };
 }
 
+type IncrCallback = Parameters<FastifyRateLimitStore['incr']>[1];
+
+/**
+ * With `REDIS_URL`: counts in Redis with @fastify/rate-limit's own Redis store, so every replica holds the same
+ * counts (keys `<prefix>rate:<limit>:<client>`); while Redis is not usable or a count fails, the same decision is
+ * taken on this replica's local counts instead — a warning and a metric, never an error to the client.
+ */
+function redisBackedStore(link: RedisLink, local: FastifyRateLimitStore): new () => FastifyRateLimitStore {
+  const shared = new RedisStore(false, false, link.redis, `${link.keyPrefix}rate:`);
+  const countLocally = (key: string, callback: IncrCallback, timeWindow: number, max: number): void => {
+    link.countedLocally('client');
+    local.incr(key, callback, timeWindow, max);
+  };
+  return class RedisBackedRateLimitStore implements FastifyRateLimitStore {
+    incr(key: string, callback: IncrCallback, timeWindow: number, max: number): void {
+      if (!link.usable()) {
+        countLocally(key, callback, timeWindow, max);
+        return;
+      }
+      shared.incr(
+        key,
+        (error, result) => {
+          if (error === null && result != null) {
+            link.succeeded();
+            callback(null, result);
+            return;
+          }
+          link.failed(error);
+          countLocally(key, callback, timeWindow, max);
+        },
+        timeWindow,
+        max,
+      );
+    }
+
+    child(): FastifyRateLimitStore {
+      return new RedisBackedRateLimitStore();
+    }
+  };
+}
+
 type LimitCheck = Awaited<ReturnType<ReturnType<FastifyInstance['createRateLimit']>>>;
 type CountedCheck = Extract<LimitCheck, { isAllowed: false }>;
 
@@ -76,10 +119,14 @@ export interface ClientRateLimits {
   install(app: FastifyInstance): Promise<void>;
 }
 
-/** One instance per gateway: counts are shared by every plugin it is installed in. */
-export function createClientRateLimits(options: { clock: Clock }): ClientRateLimits {
+/**
+ * One instance per gateway: counts are shared by every plugin it is installed in, and with `shared` (REDIS_URL)
+ * by every replica.
+ */
+export function createClientRateLimits(options: { clock: Clock; shared?: RedisLink | null }): ClientRateLimits {
   const windows = new Map<string, WindowCount>();
-  const store = sharedClockedStore(options.clock, windows);
+  const localStore = sharedClockedStore(options.clock, windows);
+  const store = options.shared == null ? localStore : redisBackedStore(options.shared, new localStore());
   return {
     async install(app) {
       await app.register(rateLimit, { global: false, store });

@@ -6,6 +6,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 
 import { type Problem, type ProblemCode, problemCodes, type ProblemFieldError } from '../../schemas/problem.js';
+import { promptPattern, promptPatternMessage } from '../../schemas/video.js';
 import { DomainError } from '../errors.js';
 import { isJsonObject } from '../lib/json.js';
 import { UpstreamError } from '../upstream/types.js';
@@ -16,14 +17,17 @@ const titles: Record<ProblemCode, string> = {
   not_found: 'Not found',
   idempotency_key_in_use: 'Idempotency key in use',
   video_not_terminal: 'Video not terminal',
+  request_timeout: 'Request timeout',
   payload_too_large: 'Payload too large',
   unsupported_media_type: 'Unsupported media type',
+  headers_too_large: 'Request headers too large',
   idempotency_key_reused: 'Idempotency key reused',
   upstream_rejected: 'Upstream rejected the request',
   rate_limited: 'Rate limited',
   internal_error: 'Internal error',
   upstream_unavailable: 'Upstream unavailable',
   upstream_timeout: 'Upstream timeout',
+  store_unavailable: 'Store unavailable',
 };
 
 const problemContentType = 'application/problem+json';
@@ -133,7 +137,12 @@ function validationErrors(context: string | undefined, details: readonly AjvLike
     const params = detail.params ?? {};
     if (typeof params['missingProperty'] === 'string') path += `/${params['missingProperty']}`;
     if (typeof params['additionalProperty'] === 'string') path += `/${params['additionalProperty']}`;
-    const message = typeof params['additionalProperty'] === 'string' ? 'is not a known field' : (detail.message ?? 'is invalid');
+    const message =
+      typeof params['additionalProperty'] === 'string'
+        ? 'is not a known field'
+        : params['pattern'] === promptPattern
+          ? promptPatternMessage
+          : (detail.message ?? 'is invalid');
     const key = `${path} ${message}`;
     if (seen.has(key)) continue;
     seen.add(key);

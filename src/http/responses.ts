@@ -32,7 +32,9 @@ export const problemResponses = {
   429: problemContent('Rate limited (`rate_limited`); see `retry-after`.'),
   500: problemContent('Unexpected failure (`internal_error`).'),
   502: problemContent('Upstream failed (`upstream_unavailable`).'),
-  503: problemContent('Upstream unavailable or circuit open (`upstream_unavailable`); see `retry-after`.'),
+  503: problemContent(
+    'Upstream unavailable or circuit open (`upstream_unavailable`), or the store cannot be written (`store_unavailable`); see `retry-after`.',
+  ),
   504: problemContent('Upstream timed out (`upstream_timeout`).'),
 } as const;
 

@@ -1,13 +1,15 @@
 /**
  * Log redaction, in two layers, applied to every logger the app builds (tests' capturing streams included):
  *   1. pino `redact` paths blank known fields (authorization headers, keys, secrets) wherever they are logged;
- *   2. a last-chance scrub of each serialized line removes anything that looks like a credential wherever it
- *      hides — a client key pasted into a query string, a secret inside an error message — because a path list
- *      only covers the shapes someone thought of.
+ *   2. a last-chance scrub of each serialized line removes the exact configured secrets and anything shaped like a
+ *      credential wherever it hides — a secret inside an error message — because a path list only covers the
+ *      shapes someone thought of;
+ *   3. the logged request URL has its credential-like query values redacted (`?api_key=`, a bare client key),
+ *      whatever their shape (src/lib/secrets.ts).
  */
-import type { FastifyServerOptions } from 'fastify';
+import type { FastifyRequest, FastifyServerOptions } from 'fastify';
 
-const redactedText = '[redacted]';
+import { redactedText, type SecretScrubber } from './secrets.js';
 
 const redactPaths: readonly string[] = [
   'req.headers.authorization',
@@ -28,47 +30,33 @@ const redactPaths: readonly string[] = [
   '*.secret',
 ];
 
-const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-/** How a string appears inside a JSON log line. */
-const asJsonText = (text: string): string => JSON.stringify(text).slice(1, -1);
-
-/**
- * Replaces credentials in one serialized log line. The replacements hold no quote or backslash, so the line
- * stays valid JSON. `knownSecrets` are exact values (the ElkAPI key, webhook secrets); client keys are only known
- * by their hash, so they are caught by their `vgk_` prefix, like any `whsec_` secret, `vst_` stream token or `Bearer`/`Basic` credential.
- */
-export function createSecretScrubber(knownSecrets: readonly string[]): (line: string) => string {
-  const exact = [...new Set(knownSecrets.filter((secret) => secret.length >= 8).map(asJsonText))]
-    .sort((a, b) => b.length - a.length)
-    .map(escapeRegExp);
-  const patterns = [
-    ...exact,
-    '\\bvgk_[A-Za-z0-9_-]{8,}',
-    '\\bwhsec_[A-Za-z0-9+/=]{8,}',
-    // Stream tokens travel in a query string (`?token=vst_…`), so they reach request logs.
-    '\\bvst_[A-Za-z0-9_-]{8,}(?:\\.[A-Za-z0-9_-]*)?',
-    // RFC 6750 token68 characters, so prose such as "Bearer <key>" is left alone.
-    '\\b(?:Bearer|Basic)\\s+[A-Za-z0-9._~+/-]+=*',
-  ];
-  const credential = new RegExp(patterns.join('|'), 'gi');
-  return (line) => line.replace(credential, redactedText);
-}
-
 export type LoggerOption = FastifyServerOptions['logger'];
 
 /**
  * The Fastify `logger` option with redaction always on: given options (a test's stream, a level) are kept,
  * their own redact paths and stream hook are extended, never replaced. `false` stays silent.
  */
-export function withRedaction(given: LoggerOption, level: string, scrub: (line: string) => string): LoggerOption {
+export function withRedaction(given: LoggerOption, level: string, scrubber: SecretScrubber): LoggerOption {
   if (given === false) return false;
   const base = typeof given === 'object' ? given : { level };
   const givenRedact = base.redact;
   const givenPaths = givenRedact === undefined ? [] : Array.isArray(givenRedact) ? givenRedact : givenRedact.paths;
   const givenWrite = base.hooks?.streamWrite;
+  const { scrub } = scrubber;
   return {
     ...base,
+    serializers: {
+      // Fastify's own request fields, with the URL's query redacted.
+      req: (request: FastifyRequest) => ({
+        method: request.method,
+        url: scrubber.redactUrl(request.url),
+        version: [request.headers['accept-version']].flat()[0],
+        host: request.host,
+        remoteAddress: request.ip,
+        remotePort: request.socket?.remotePort,
+      }),
+      ...base.serializers,
+    },
     redact: { paths: [...new Set([...redactPaths, ...givenPaths])], censor: redactedText },
     hooks: {
       ...base.hooks,

@@ -1,6 +1,6 @@
 import { inspect } from 'node:util';
 
-import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
+import { type Kysely, type Migration, type MigrationProvider, Migrator, sql, SqliteAdapter } from 'kysely';
 
 /*
  * Versioned schema migrations, kept in code (not files read at runtime) so the build ships them and
@@ -243,12 +243,66 @@ const deleteTombstones: Migration = {
   },
 };
 
+/**
+ * Store hardening (issue 13):
+ * - a create records its intent before calling the upstream: the video row exists in status `submitting`, without
+ *   an upstream id yet (`upstream_id` becomes nullable; the unique index admits any number of nulls);
+ * - `idempotency_keys.video_id` (added by 0006) is now set when the intent is recorded, so a key whose request may
+ *   have reached the upstream is never taken over by a retry;
+ * - `store_heartbeat`: the row `/readyz` writes to prove the store accepts writes.
+ *
+ * SQLite cannot alter a CHECK or NOT NULL constraint: its table is rebuilt from its own stored definition (so columns
+ * added by other migrations survive), with foreign keys off around the migration (src/store/sqlite.ts) as SQLite's
+ * documented rebuild procedure requires. Other dialects alter the constraints in place.
+ */
+const storeHardening: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    const statuses = sql`status in ('queued', 'processing', 'completed', 'failed', 'submitting')`;
+    if (db.getExecutor().adapter instanceof SqliteAdapter) {
+      await rebuildSqliteVideos(db);
+    } else {
+      await sql`alter table videos drop constraint videos_status_check`.execute(db);
+      await sql`alter table videos add constraint videos_status_check check (${statuses})`.execute(db);
+      await sql`alter table videos alter column upstream_id drop not null`.execute(db);
+    }
+    // `idempotency_keys.video_id` exists since 0006; from now on it is set when the intent is recorded.
+    await db.schema
+      .createTable('store_heartbeat')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('beat_at', 'bigint', (c) => c.notNull())
+      .execute();
+  },
+};
+
+/** The `videos` table again with `submitting` allowed and a nullable `upstream_id`; rows and indexes kept. */
+async function rebuildSqliteVideos(db: Kysely<unknown>): Promise<void> {
+  const schema = await sql<{ type: string; name: string; sql: string | null }>`
+    select type, name, sql from sqlite_master where tbl_name = 'videos' and sql is not null`.execute(db);
+  const table = schema.rows.find((row) => row.type === 'table')?.sql ?? '';
+  const rewritten = table
+    .replace('CREATE TABLE "videos"', 'CREATE TABLE "videos_rebuilt"')
+    .replace('"upstream_id" text not null', '"upstream_id" text')
+    .replace(
+      "status in ('queued', 'processing', 'completed', 'failed')",
+      "status in ('queued', 'processing', 'completed', 'failed', 'submitting')",
+    );
+  if (!rewritten.includes('"videos_rebuilt"') || rewritten.includes('"upstream_id" text not null') || !rewritten.includes("'submitting'")) {
+    throw new Error('0007: the videos table does not have the expected definition; refusing to rebuild it');
+  }
+  await sql.raw(rewritten).execute(db);
+  await sql`insert into videos_rebuilt select * from videos`.execute(db);
+  await sql`drop table videos`.execute(db);
+  await sql`alter table videos_rebuilt rename to videos`.execute(db);
+  for (const index of schema.rows.filter((row) => row.type === 'index')) await sql.raw(index.sql ?? '').execute(db);
+}
+
 /** Every migration, old and new, by versioned name. */
 export const migrations: Readonly<Record<string, Migration>> = {
   '0001_initial': initial,
   '0002_webhook_delivery': webhookDelivery,
   '0003_raw_webhook_state': rawWebhookState,
   '0006_delete_tombstones': deleteTombstones,
+  '0007_store_hardening': storeHardening,
 };
 
 const migrationProvider: MigrationProvider = {

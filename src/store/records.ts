@@ -52,12 +52,36 @@ export interface VideoRecord {
   version: number;
   /** Delivery state of the video's latest webhook event; absent while it has none. */
   webhook?: WebhookDeliveryState;
+  /**
+   * Present while the create's intent is recorded but the upstream has not answered (`status` reads `queued`,
+   * `upstreamId` is empty). Such a video is never polled; past the create deadline it ends `submit_interrupted`.
+   */
+  submitting?: true;
 }
 
 export type NewVideo = Omit<
   VideoRecord,
-  'leaseUntil' | 'notFoundSince' | 'pollAttempts' | 'updatedAt' | 'completedAt' | 'version' | 'webhook'
+  'leaseUntil' | 'notFoundSince' | 'pollAttempts' | 'updatedAt' | 'completedAt' | 'version' | 'webhook' | 'submitting'
 >;
+
+/** The intent of a create, recorded before the upstream is called. */
+export type NewSubmission = Pick<VideoRecord, 'id' | 'clientId' | 'request' | 'createdAt'>;
+
+/** What the upstream's acceptance of a recorded create adds to its video. */
+export interface SubmissionAccepted {
+  upstreamId: string;
+  status: 'queued' | 'processing';
+  upstreamState: string | null;
+  estimatedWaitSeconds: number | null;
+  nextPollAt: number;
+  now: number;
+}
+
+/** How a refused create's key ends, with the removal of its recorded intent: a stored answer, or released (null). */
+export interface SubmissionKeyOutcome {
+  claim: IdempotencyClaim;
+  response: StoredResponse | null;
+}
 
 /** The record a new video is stored as: unpolled, unleased, unchanged since creation, no webhook yet. */
 export const initialRecord = (video: NewVideo): VideoRecord => ({
@@ -144,6 +168,8 @@ export interface IdempotencyRecord {
   expiresAt: number;
   /** Set when the video this key created was erased: the key answers 404 until it expires, and nothing else. */
   erasedAt: number | null;
+  /** The video its request recorded before calling the upstream; null before that (or for older keys). */
+  videoId: string | null;
 }
 
 export interface BeginIdempotentRequest {

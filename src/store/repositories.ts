@@ -1,4 +1,4 @@
-import type { VideoResult, VideoStatus } from '../../schemas/video.js';
+import type { VideoFailure, VideoResult, VideoStatus } from '../../schemas/video.js';
 import type {
   BeginIdempotentRequest,
   BeginIdempotentResult,
@@ -9,11 +9,14 @@ import type {
   IdempotencyClaim,
   KeyCompletion,
   ListVideosQuery,
+  NewSubmission,
   NewVideo,
   OutboxEvent,
   PollReschedule,
   RedeliverResult,
   StoredResponse,
+  SubmissionAccepted,
+  SubmissionKeyOutcome,
   VideoRecord,
   VideoTombstone,
   VideoTransition,
@@ -31,6 +34,25 @@ export interface VideoRepository {
    * idempotency key with its answer in the same transaction (a lost claim is left alone; the video is kept).
    */
   insert(video: NewVideo, completesKey?: KeyCompletion): Promise<VideoRecord>;
+  /**
+   * Records a create's intent before the upstream is called: the video in status `submitting` and, with `claim`, the
+   * key linked to it, in one transaction. False (nothing stored) when the claim was lost.
+   */
+  recordSubmission(video: NewSubmission, claim?: IdempotencyClaim): Promise<boolean>;
+  /**
+   * Stores the upstream's acceptance of a `submitting` video (it becomes `queued`/`processing` with its upstream id)
+   * and, with `completesKey`, that key's answer, in one transaction. Undefined when the video is no longer submitting.
+   */
+  acceptSubmission(id: string, accepted: SubmissionAccepted, completesKey?: KeyCompletion): Promise<VideoRecord | undefined>;
+  /** Removes a `submitting` video the upstream refused, and settles its key, in one transaction. */
+  discardSubmission(id: string, key?: SubmissionKeyOutcome): Promise<void>;
+  /** Videos still `submitting` that were recorded at or before `recordedBefore`, oldest first. */
+  staleSubmissions(recordedBefore: number, limit: number): Promise<VideoRecord[]>;
+  /**
+   * Ends a `submitting` video as failed (compare-and-set on that status) with its outbox events, in one transaction.
+   * Undefined when the video is no longer submitting.
+   */
+  failSubmission(id: string, now: number, failure: VideoFailure, events: OutboxEvent[]): Promise<VideoRecord | undefined>;
   get(id: string): Promise<VideoRecord | undefined>;
   /** A client's videos, newest first (ids are time-sortable). */
   list(clientId: string, query: ListVideosQuery): Promise<VideoRecord[]>;
@@ -75,6 +97,8 @@ export interface VideoRepository {
    * (`VIDEO_RETENTION`); running videos are never touched. Returns their tombstones.
    */
   eraseTerminalBefore(completedBefore: number, limit: number, now: number): Promise<VideoTombstone[]>;
+  /** The tombstone of an erased video (another replica's DELETE reaching this one's waiters), or undefined. */
+  tombstone(id: string): Promise<VideoTombstone | undefined>;
 }
 
 /** The outbox (DESIGN §3): the dispatcher's claims and records, the delivery log, redelivery. */
@@ -117,6 +141,8 @@ export interface IdempotencyRepository {
   begin(request: BeginIdempotentRequest): Promise<BeginIdempotentResult>;
   /** Stores the final response of a claimed key (no-op when the claim was lost). */
   complete(claim: IdempotencyClaim, response: StoredResponse): Promise<void>;
+  /** Stores the final response of the `in_progress` key linked to a video, if any (an interrupted create's answer). */
+  completeForVideo(videoId: string, response: StoredResponse): Promise<void>;
   /** Releases a claimed key without a stored response, so a retry runs again. */
   abandon(claim: IdempotencyClaim): Promise<void>;
   /** Deletes keys whose retention ended; returns how many. */
@@ -130,6 +156,8 @@ export interface Store {
   readonly idempotencyKeys: IdempotencyRepository;
   /** Cheap liveness check for /readyz. */
   ping(): Promise<void>;
+  /** Proves the store takes writes: one upsert of a `store_heartbeat` row (throttled by its caller). */
+  heartbeat(now: number): Promise<void>;
   /** Idempotent. */
   close(): Promise<void>;
 }

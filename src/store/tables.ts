@@ -13,6 +13,7 @@ export interface Database {
   delivery_attempts: DeliveryAttemptsTable;
   idempotency_keys: IdempotencyKeysTable;
   video_tombstones: VideoTombstonesTable;
+  store_heartbeat: StoreHeartbeatTable;
 }
 
 /**
@@ -25,8 +26,10 @@ export type NullableJsonColumn = ColumnType<unknown, string | null, string | nul
 export interface VideosTable {
   id: string;
   client_id: string;
-  upstream_id: string;
-  status: VideoStatus;
+  /** Null while `submitting` (the upstream has not answered yet), and forever when that create was interrupted. */
+  upstream_id: string | null;
+  /** `submitting`: the create's intent is recorded and the upstream is being asked (shown as `queued`). */
+  status: StoredVideoStatus;
   upstream_state: string | null;
   /** `VideoRequest` as JSON. */
   request_json: JsonColumn;
@@ -105,7 +108,10 @@ export interface IdempotencyKeysTable {
   response_headers_json: NullableJsonColumn;
   created_at: number;
   expires_at: number;
-  /** The video whose 202 this key stored (null for a stored refusal, and for keys still running). */
+  /**
+   * The video the key's request recorded before calling the upstream (and whose 202 it stores). A key linked to a
+   * video may have started a paid generation: it is never taken over by a retry, only answered with that video.
+   */
   video_id: string | null;
   /** When that video was erased; its stored answer and fingerprint are gone then. */
   erased_at: number | null;
@@ -123,6 +129,15 @@ export interface VideoTombstonesTable {
   version: number;
   reason: ErasureReason;
 }
+
+/** One row per writer that proved the store accepts writes (`/readyz`). */
+export interface StoreHeartbeatTable {
+  id: string;
+  beat_at: number;
+}
+
+/** A video row's status: the public lifecycle, plus `submitting` between the recorded intent and the upstream's answer. */
+export type StoredVideoStatus = VideoStatus | 'submitting';
 
 export type VideoRow = Selectable<VideosTable>;
 export type NewVideoRow = Insertable<VideosTable>;

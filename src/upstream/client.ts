@@ -8,9 +8,10 @@ import { type Dispatcher, Pool } from 'undici';
 
 import { type Clock, type Random, systemClock } from '../clock.js';
 import { errorCode } from '../lib/error-code.js';
+import { createSecretScrubber } from '../lib/secrets.js';
 import { classifyUpstreamError, isTaskNotExist, SAFE_MESSAGES, unexpectedPayload } from './failures.js';
 import { parseGeneration } from './generation.js';
-import { RateBudget, realSleep, type Sleep } from './rate-budget.js';
+import { RateBudget, realSleep, type SharedRateBudget, type Sleep } from './rate-budget.js';
 import {
   type UpstreamClient,
   type UpstreamCreateRequest,
@@ -49,6 +50,8 @@ export interface UpstreamClientOptions {
   maxRetryAfterMs?: number;
   /** Requests per second toward the upstream, creates and queries together. Default 20; 0 or Infinity = no limit. */
   maxRps?: number;
+  /** The budget all replicas share (Redis), taken after this replica's own; `maxRps` still caps this replica. */
+  sharedBudget?: SharedRateBudget;
   /**
    * Longest wait of a create for the rate budget. A create that would wait longer is refused at once, without
    * taking a token, with `rate_limited` carrying `retryAfterMs` (the client gets 503 with Retry-After).
@@ -151,6 +154,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   const { logger } = options;
   const { origin, pathPrefix } = splitBaseUrl(options.baseUrl);
   const budget = new RateBudget({ ratePerSecond: options.maxRps ?? 20, clock, sleep });
+  const { sharedBudget } = options;
 
   const ownsDispatcher = options.dispatcher === undefined;
   const dispatcher: Dispatcher =
@@ -161,6 +165,9 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
     });
+
+  // The upstream may echo our own key, whatever its shape, in a refusal or a failure reason: never passed on.
+  const { scrub } = createSecretScrubber({ exact: [options.apiKey] });
 
   // Built once; never logged, never attached to an error.
   const baseHeaders = {
@@ -186,13 +193,13 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       // Relays sometimes wrap "unknown task" in a 200.
       if (isTaskNotExist(json)) throw new UpstreamError('not_found', SAFE_MESSAGES.notFound, status);
       try {
-        return parseGeneration(json);
+        return parseGeneration(json, scrub);
       } catch {
         throw unexpectedPayload(status);
       }
     }
     // A non-JSON error answer (an HTML page from a proxy) is classified by its status alone.
-    throw classifyUpstreamError(status, json === NOT_JSON ? undefined : json, headers, clock.now());
+    throw classifyUpstreamError(status, json === NOT_JSON ? undefined : json, headers, clock.now(), scrub);
   }
 
   /** One HTTP exchange under a single deadline covering connect, headers and the whole body. */
@@ -225,13 +232,25 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
    * create must end well within the idempotency orphan timeout. Refused, it never reaches the upstream.
    */
   async function waitForBudget(op: UpstreamOperation): Promise<void> {
-    if (op === 'query') return budget.acquire();
-    const { granted, waitMs } = budget.tryReserve(maxCreateQueueMs);
-    if (!granted) {
-      logger?.warn({ op, waitMs, maxCreateQueueMs }, 'create refused: the upstream rate budget (UPSTREAM_MAX_RPS) is booked too far ahead');
-      throw new UpstreamError('rate_limited', SAFE_MESSAGES.overBudget, null, waitMs);
+    const refuse = (waitMs: number, shared: boolean): UpstreamError => {
+      logger?.warn(
+        { op, waitMs, maxCreateQueueMs, shared },
+        'create refused: the upstream rate budget (UPSTREAM_MAX_RPS) is booked too far ahead',
+      );
+      return new UpstreamError('rate_limited', SAFE_MESSAGES.overBudget, null, waitMs);
+    };
+    let waitedMs = 0;
+    if (op === 'query') {
+      await budget.acquire();
+    } else {
+      const { granted, waitMs } = budget.tryReserve(maxCreateQueueMs);
+      if (!granted) throw refuse(waitMs, false);
+      if (waitMs > 0) await sleep(waitMs);
+      waitedMs = waitMs;
     }
-    if (waitMs > 0) await sleep(waitMs);
+    if (sharedBudget === undefined) return;
+    const shared = await sharedBudget.take(op === 'query' ? Number.POSITIVE_INFINITY : maxCreateQueueMs - waitedMs);
+    if (!shared.granted) throw refuse(waitedMs + shared.waitMs, true);
   }
 
   /** One attempt: waits for the rate budget, exchanges, reports, logs. */

@@ -62,11 +62,18 @@ function cleanMessage(text: string): string {
   return cleaned.length <= MAX_MESSAGE_LENGTH ? cleaned : `${cleaned.slice(0, MAX_MESSAGE_LENGTH - 1).trimEnd()}…`;
 }
 
-/** The upstream's message made safe for a client, or null when there is none worth passing on. */
-export function extractSafeMessage(raw: unknown): string | null {
+/** Removes exact secrets from a message before anything else (src/lib/secrets.ts); the identity when none are known. */
+export type Scrub = (text: string) => string;
+const keepText: Scrub = (text) => text;
+
+/**
+ * The upstream's message made safe for a client, or null when there is none worth passing on. `scrub` runs first,
+ * on the whole text, so no shortening can leave part of a secret behind.
+ */
+export function extractSafeMessage(raw: unknown, scrub: Scrub = keepText): string | null {
   const text = extractMessageText(raw, 0);
   if (text === null || looksLikeHtml(text)) return null;
-  const cleaned = cleanMessage(text);
+  const cleaned = cleanMessage(scrub(text));
   return cleaned === '' ? null : cleaned;
 }
 
@@ -117,7 +124,13 @@ function headerValue(headers: UpstreamHeaders, name: string): string | null {
  * Maps an upstream error answer onto an `UpstreamError` (DESIGN §2.6, ELKAPI.md "Errors").
  * `body` is the parsed JSON body, or undefined when the answer was not JSON (then only the status counts).
  */
-export function classifyUpstreamError(status: number, body: unknown, headers: UpstreamHeaders, nowMs: number = Date.now()): UpstreamError {
+export function classifyUpstreamError(
+  status: number,
+  body: unknown,
+  headers: UpstreamHeaders,
+  nowMs: number = Date.now(),
+  scrub: Scrub = keepText,
+): UpstreamError {
   // Relays drift: read their Retry-After leniently.
   const retryAfterMs = parseRetryAfter(headerValue(headers, 'retry-after'), nowMs, { lenient: true });
   if (status >= 400 && status < 500 && isTaskNotExist(body)) {
@@ -125,7 +138,7 @@ export function classifyUpstreamError(status: number, body: unknown, headers: Up
   }
   if (status === 400 || status === 422) {
     // The one case where the upstream's own words reach the client (e.g. a moderation refusal).
-    return new UpstreamError('rejected', extractSafeMessage(body) ?? SAFE_MESSAGES.rejected, status, retryAfterMs);
+    return new UpstreamError('rejected', extractSafeMessage(body, scrub) ?? SAFE_MESSAGES.rejected, status, retryAfterMs);
   }
   if (status === 401 || status === 403) {
     // Our key, our fault: never a message that blames the client or echoes the upstream's words about keys.

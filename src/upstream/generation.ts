@@ -8,7 +8,7 @@
  */
 import type { VideoResult, VideoStatus } from '../../schemas/video.js';
 import { isJsonObject, type JsonObject } from '../lib/json.js';
-import { extractSafeMessage, unexpectedPayload } from './failures.js';
+import { extractSafeMessage, type Scrub, unexpectedPayload } from './failures.js';
 import { downloadUrlExpiresAtMs } from './signed-url.js';
 import type { UpstreamAsset, UpstreamGeneration, UpstreamVideoAsset } from './types.js';
 
@@ -110,9 +110,10 @@ function parseMainVideo(value: unknown): UpstreamGeneration['video'] {
 
 /**
  * Normalises an upstream generation from either payload shape.
- * Throws `UpstreamError('unavailable')` when the payload is not an object with a usable string `id`.
+ * Throws `UpstreamError('unavailable')` when the payload is not an object with a usable string `id`. `scrub` removes
+ * exact secrets (the gateway's own key, echoed back) from the failure reason.
  */
-export function parseGeneration(json: unknown): UpstreamGeneration {
+export function parseGeneration(json: unknown, scrub?: Scrub): UpstreamGeneration {
   if (!isJsonObject(json)) throw unexpectedPayload();
   const upstreamId = typeof json.id === 'string' ? json.id.trim() : '';
   if (upstreamId === '') throw unexpectedPayload();
@@ -127,7 +128,7 @@ export function parseGeneration(json: unknown): UpstreamGeneration {
     status: mapUpstreamState(json.state),
     estimateWaitSeconds: toNonNegativeNumber(json.estimate_wait_seconds),
     // It reaches clients as the failure message, so it gets the same treatment as error messages.
-    failureReason: extractSafeMessage(json.failure_reason),
+    failureReason: extractSafeMessage(json.failure_reason, scrub),
     video: parseMainVideo(json.video) ?? parseMainVideo(assets.video),
     rawVideo: parseVideoAsset(json.video_raw) ?? parseVideoAsset(assets.video_raw),
     thumbnail: parseAsset(json.thumbnail) ?? parseAsset(assets.image) ?? parseAsset(assets.thumbnail),

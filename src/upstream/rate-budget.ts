@@ -9,6 +9,15 @@ export const realSleep: Sleep = async (ms) => {
   await timersSleep(ms);
 };
 
+/**
+ * A budget shared with the other replicas (with `REDIS_URL`), taken after this replica's own bucket, so all
+ * replicas together stay within `UPSTREAM_MAX_RPS`.
+ */
+export interface SharedRateBudget {
+  /** Takes one call, waiting for it at most `maxWaitMs`; refused, it took nothing and `waitMs` says how long it would be. */
+  take(maxWaitMs: number): Promise<{ granted: boolean; waitMs: number }>;
+}
+
 export interface RateBudgetOptions {
   /** Sustained calls per second. `0`, a negative value or `Infinity` means "no limit". */
   ratePerSecond: number;

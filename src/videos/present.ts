@@ -14,6 +14,8 @@ export interface RenderedVideo {
   terminal: boolean;
   /** Epoch ms of the signed download URL's expiry, when completed. */
   downloadUrlExpiresAt: number | null;
+  /** The stored row version it was rendered from (replicas skip announcements of versions they already hold). */
+  version: number;
 }
 
 /** The public summary of a delivery state (DESIGN §2.2 `webhook`). Pure. */
@@ -71,6 +73,7 @@ export function renderVideo(record: VideoRecord): RenderedVideo {
     etag: etagOf(body),
     terminal: isTerminal(record.status),
     downloadUrlExpiresAt: expiresAt,
+    version: record.version,
   };
 }
 

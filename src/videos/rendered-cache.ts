@@ -8,8 +8,13 @@ import type { RenderedVideo } from './present.js';
  * change of their video (status, refreshed URL, webhook state, erasure).
  */
 export interface RenderedVideoCache {
-  /** Counts as a hit or a miss. */
+  /** Counts nothing: a lookup is counted by `countLookup`, once the caller is known to own the video. */
   get(id: string): RenderedVideo | undefined;
+  /**
+   * Counts a lookup of the caller's own video. Another tenant's id is never counted, hit or not, so the metrics
+   * cannot tell a tenant whether someone else's id exists.
+   */
+  countLookup(hit: boolean): void;
   /** Taken before reading the store; see `changedSince`. */
   mark(): number;
   /**
@@ -20,6 +25,13 @@ export interface RenderedVideoCache {
   changedSince(mark: number): boolean;
   /** Keeps a terminal video's body; others are ignored. */
   set(rendered: RenderedVideo): void;
+  /**
+   * Drops a video's body because it changed elsewhere (another replica), unless the body is already of `version`
+   * or newer; counts as a change for `changedSince` (a read in flight may hold the older row).
+   */
+  forget(id: string, version: number): void;
+  /** Drops every body: changes may have been missed (a lost change feed). */
+  forgetAll(): void;
   stats(): { size: number; hits: number; misses: number };
 }
 
@@ -35,16 +47,24 @@ export function createRenderedVideoCache(options: { bus: EventBus; maxEntries: n
   });
 
   return {
-    get(id) {
-      const rendered = cache.get(id);
-      if (rendered === undefined) misses += 1;
-      else hits += 1;
-      return rendered;
+    get: (id) => cache.get(id),
+    countLookup(hit) {
+      if (hit) hits += 1;
+      else misses += 1;
     },
     mark: () => changesSeen,
     changedSince: (mark) => changesSeen !== mark,
     set(rendered) {
       if (rendered.terminal) cache.set(rendered.video.id, rendered);
+    },
+    forget(id, version) {
+      changesSeen += 1;
+      const held = cache.peek(id);
+      if (held !== undefined && held.version < version) cache.delete(id);
+    },
+    forgetAll() {
+      changesSeen += 1;
+      cache.clear();
     },
     stats: () => ({ size: cache.size, hits, misses }),
   };

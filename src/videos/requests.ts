@@ -1,15 +1,24 @@
-import type { CreateVideoBody, Keyframe, WebhookEventType } from '../../schemas/video.js';
+import {
+  blankCharacters,
+  blankNonCombiningCharacters,
+  type CreateVideoBody,
+  type Keyframe,
+  type WebhookEventType,
+} from '../../schemas/video.js';
 import type { VideoRequest } from '../store/records.js';
 import type { UpstreamCreateRequest, UpstreamFrame } from '../upstream/types.js';
 
 const defaultWebhookEvents: WebhookEventType[] = ['video.completed', 'video.failed'];
 
-/** Applies the documented defaults and trims the prompt. Pure. */
+// A trailing variation selector (❤️) stays with its character; leading ones attach to nothing.
+const blankEdges = new RegExp(`^[${blankCharacters}]+|[${blankNonCombiningCharacters}]+$`, 'gu');
+
+/** Applies the documented defaults and trims the prompt of blanks, invisible ones included. Pure. */
 export function normalizeCreateBody(body: CreateVideoBody): VideoRequest {
   const keyframes =
     body.keyframes !== undefined && (body.keyframes.start !== undefined || body.keyframes.end !== undefined) ? body.keyframes : null;
   return {
-    prompt: body.prompt.trim(),
+    prompt: body.prompt.replace(blankEdges, ''),
     aspectRatio: body.aspectRatio ?? '16:9',
     loop: body.loop ?? false,
     model: body.model ?? null,

@@ -51,6 +51,10 @@ export interface VideoService {
   present(record: VideoRecord): RenderedVideo;
   cacheControl(rendered: RenderedVideo): string;
   cacheStats(): { size: number; hits: number; misses: number };
+  /** Drops a video's cached body older than `version`: it changed on another replica (change feed). */
+  evictCached(id: string, version: number): void;
+  /** Drops every cached body: the change feed was lost, so any of them may be stale. */
+  evictAllCached(): void;
 }
 
 export function createVideoService(options: VideoServiceOptions): VideoService {
@@ -63,6 +67,10 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
       let rendered = cache.get(id);
       /** The stored row, when this read had to fetch it (a cache hit holds only the rendered body). */
       let record: VideoRecord | undefined;
+      // Ownership first, counting after: another tenant's id (cached or not) must look exactly like an unknown
+      // one, metrics included, so neither is counted.
+      if (rendered !== undefined && rendered.clientId !== client.id) throw new VideoNotFound();
+      const hit = rendered !== undefined;
       if (rendered === undefined) {
         const mark = cache.mark();
         record = await videos.get(id);
@@ -70,7 +78,7 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
         rendered = renderVideo(record);
         if (!cache.changedSince(mark)) cache.set(rendered);
       }
-      if (rendered.clientId !== client.id) throw new VideoNotFound();
+      cache.countLookup(hit);
       if (downloadUrls.isDue(rendered)) {
         record ??= await videos.get(id);
         const current = rendered;
@@ -119,5 +127,7 @@ export function createVideoService(options: VideoServiceOptions): VideoService {
     },
 
     cacheStats: () => cache.stats(),
+    evictCached: (id, version) => cache.forget(id, version),
+    evictAllCached: () => cache.forgetAll(),
   };
 }

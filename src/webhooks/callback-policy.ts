@@ -4,7 +4,7 @@
  */
 import type { Client } from '../auth/clients.js';
 import { ValidationFailed } from '../errors.js';
-import { checkCallbackUrl } from './callback-url.js';
+import { checkCallbackUrl, checkImageUrl } from './callback-url.js';
 
 export interface CallbackPolicyOptions {
   /** WEBHOOK_ALLOW_HTTP */
@@ -25,5 +25,18 @@ export function createCallbackUrlValidator(options: CallbackPolicyOptions): Call
     });
     if (check.ok) return check.url.href;
     throw new ValidationFailed(`callbackUrl ${check.reason}.`, [{ path: '/body/callbackUrl', message: check.reason }]);
+  };
+}
+
+/** Refuses a keyframe `imageUrl` the upstream must not be sent to fetch (a private or local address); throws ValidationFailed. */
+export type ImageUrlValidator = (url: string, position: 'start' | 'end') => void;
+
+export function createImageUrlValidator(options: Pick<CallbackPolicyOptions, 'allowPrivateNetworks'>): ImageUrlValidator {
+  return (url, position) => {
+    const check = checkImageUrl(url, options.allowPrivateNetworks);
+    if (check.ok) return;
+    throw new ValidationFailed(`keyframes.${position}.imageUrl ${check.reason}.`, [
+      { path: `/body/keyframes/${position}/imageUrl`, message: check.reason },
+    ]);
   };
 }

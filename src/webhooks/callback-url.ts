@@ -54,10 +54,28 @@ export function checkCallbackUrl(input: string, policy: CallbackUrlPolicy): Call
   const hostProblem = publicHostProblem(url.hostname, policy.allowPrivateNetworks);
   if (hostProblem !== null) return refuse(hostProblem);
 
-  if (policy.allowedHosts !== null && !isHostAllowed(url.hostname, policy.allowedHosts)) {
+  if (policy.allowedHosts !== null && !isHostAllowed(url.hostname, policy.allowedHosts, portOf(url))) {
     return refuse("host is not in this client's allowedCallbackHosts");
   }
   return { ok: true, url };
+}
+
+/**
+ * Request-time check of a keyframe `imageUrl`. The upstream fetches it on the gateway's behalf (and bills the
+ * generation), so it gets the callback URL's address rules: https, no credentials, no private, loopback,
+ * link-local, metadata or reserved addresses, no local host names. `allowedCallbackHosts` does not apply.
+ */
+export function checkImageUrl(input: string, allowPrivateNetworks: boolean): CallbackUrlCheck {
+  let url: URL;
+  try {
+    url = new URL(input);
+  } catch {
+    return refuse('must be an absolute URL');
+  }
+  if (url.protocol !== 'https:') return refuse('must use https');
+  if (url.username !== '' || url.password !== '') return refuse('must not contain credentials');
+  const hostProblem = publicHostProblem(url.hostname, allowPrivateNetworks);
+  return hostProblem === null ? { ok: true, url } : refuse(hostProblem);
 }
 
 function refuse(reason: string): CallbackUrlCheck {
@@ -82,21 +100,45 @@ function publicHostProblem(hostname: string, allowPrivateNetworks: boolean): str
   return null;
 }
 
+/** The port a URL connects to, and whether it is its scheme's default (WHATWG URL leaves `port` empty then). */
+export interface UrlPort {
+  port: number;
+  isDefault: boolean;
+}
+
+const portOf = (url: URL): UrlPort =>
+  url.port === '' ? { port: url.protocol === 'http:' ? 80 : 443, isDefault: true } : { port: Number(url.port), isDefault: false };
+
+/** `host`, `*.host`, `[v6]`, each optionally `:port` → its host part and port (null: the scheme's default). */
+function splitEntry(entry: string): { host: string; port: number | null } {
+  const trimmed = entry.trim();
+  const portStart = trimmed.startsWith('[') ? trimmed.indexOf(']:') + 1 : trimmed.lastIndexOf(':');
+  if (portStart <= 0) return { host: trimmed, port: null };
+  return { host: trimmed.slice(0, portStart), port: Number(trimmed.slice(portStart + 1)) };
+}
+
 /**
- * Whether `hostname` matches an `allowedCallbackHosts` entry: exact, case-insensitive, trailing dot ignored,
- * IDN entries compared in their ASCII (punycode) form, IP entries in canonical form; `*.example.com` matches
- * any subdomain of example.com but not example.com itself (list both to allow both).
+ * Whether `hostname` on `port` matches an `allowedCallbackHosts` entry: exact, case-insensitive, trailing dot
+ * ignored, IDN entries compared in their ASCII (punycode) form, IP entries in canonical form; `*.example.com`
+ * matches any subdomain of example.com but not example.com itself (list both to allow both). An entry without a
+ * port allows only the scheme's default port (443 for https; 80 for http, where http is allowed at all);
+ * `host:8443` allows that port only.
  */
-export function isHostAllowed(hostname: string, allowedHosts: readonly string[]): boolean {
+export function isHostAllowed(
+  hostname: string,
+  allowedHosts: readonly string[],
+  { port, isDefault }: UrlPort = { port: 443, isDefault: true },
+): boolean {
   const host = normaliseHost(hostname);
   if (host === null) return false;
   return allowedHosts.some((entry) => {
-    const trimmed = entry.trim();
-    if (trimmed.startsWith('*.')) {
-      const suffix = normaliseHost(trimmed.slice(2));
+    const { host: entryHost, port: entryPort } = splitEntry(entry);
+    if (entryPort === null ? !isDefault : entryPort !== port) return false;
+    if (entryHost.startsWith('*.')) {
+      const suffix = normaliseHost(entryHost.slice(2));
       return suffix !== null && host.endsWith(`.${suffix}`);
     }
-    return normaliseHost(trimmed) === host;
+    return normaliseHost(entryHost) === host;
   });
 }
 

@@ -25,7 +25,7 @@ import type { DeliveryRepository, VideoRepository } from '../store/repositories.
 import { type AttemptOutcome, classifyResponse, networkFailure, permanentFailure, truncate } from './outcome.js';
 import { buildWebhookPayload, signWebhook } from './payload.js';
 import { nextAttemptAt } from './schedule.js';
-import { isForbiddenAddressError } from './ssrf.js';
+import { isForbiddenAddressError, UNREACHABLE_HOST_MESSAGE } from './ssrf.js';
 
 /** Bytes of a receiver's answer read at most (small answers are read whole, so the connection is reused). */
 const RESPONSE_READ_LIMIT = 4096;
@@ -317,7 +317,6 @@ async function readExcerpt(body: AsyncIterable<Buffer | Uint8Array | string>): P
 const NETWORK_ERRORS: Record<string, string> = {
   ECONNREFUSED: 'connection refused',
   ECONNRESET: 'connection reset by the receiver',
-  ENOTFOUND: 'host not found',
   EAI_AGAIN: 'DNS lookup failed (temporary)',
   EHOSTUNREACH: 'host unreachable',
   ENETUNREACH: 'network unreachable',
@@ -327,6 +326,8 @@ const NETWORK_ERRORS: Record<string, string> = {
   UND_ERR_BODY_TIMEOUT: 'answer body stalled',
 };
 
+const unresolvedCodes = new Set(['ENOTFOUND', 'EAI_NONAME', 'EAI_NODATA', 'ENODATA']);
+
 const isUndiciTimeout = (error: unknown): boolean => {
   const code = errorCode(error);
   return code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
@@ -335,10 +336,12 @@ const isUndiciTimeout = (error: unknown): boolean => {
 /** A short, secret-free reason for a failure without an answer. */
 export function describeNetworkError(error: unknown): string {
   for (let current: unknown = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
-    // The SSRF guard's message names the refused address: exactly what the partner needs to see.
+    // The SSRF guard's message says what was refused without naming the address.
     if (isForbiddenAddressError(current)) return current.message;
   }
   const code = errorCode(error);
+  // An unknown name reads exactly like one that resolves to a forbidden address.
+  if (code !== undefined && unresolvedCodes.has(code)) return UNREACHABLE_HOST_MESSAGE;
   const known = code === undefined ? undefined : NETWORK_ERRORS[code];
   if (known !== undefined) return `${known} (${code})`;
   const message = error instanceof Error ? error.message : String(error);

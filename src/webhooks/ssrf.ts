@@ -197,8 +197,15 @@ export interface GuardedLookupOptions extends GuardOptions {
 
 const systemResolveAll: ResolveAll = (hostname, options, callback) => dns.lookup(hostname, options, callback);
 
+/**
+ * What a partner reads when its host resolves to a forbidden address — or to nothing at all. The address is never
+ * named (an internal name would reveal the private IP it points to) and unknown names read the same as blocked
+ * ones, so the delivery log cannot be used to map internal DNS. The error object keeps both for operators.
+ */
+export const UNREACHABLE_HOST_MESSAGE = 'callback host does not resolve to an allowed address';
+
 function resolvesToForbiddenError(hostname: string, address: string): ForbiddenAddressError {
-  return new ForbiddenAddressError(hostname, address, `callback host resolves to a forbidden address (${address})`);
+  return new ForbiddenAddressError(hostname, address, UNREACHABLE_HOST_MESSAGE);
 }
 
 /**
@@ -222,7 +229,7 @@ export function guardedLookup(options: GuardedLookupOptions): net.LookupFunction
       }
       const first = addresses[0];
       if (first === undefined) {
-        return failWith(Object.assign(new Error(`callback host has no addresses (${hostname})`), { code: 'ENOTFOUND' }));
+        return failWith(Object.assign(new Error(UNREACHABLE_HOST_MESSAGE), { code: 'ENOTFOUND', hostname }));
       }
       if (wantsAll) return callback(null, addresses);
       return callback(null, first.address, first.family);
@@ -248,7 +255,7 @@ function createGuardedConnector(options: GuardedConnectorOptions): buildConnecto
     // undici hands IPv6 hosts over without brackets; parseIpLiteralHost accepts either form.
     const literal = options.allowPrivate ? null : parseIpLiteralHost(connectOptions.hostname);
     if (literal !== null && isForbiddenAddress(literal)) {
-      const error = new ForbiddenAddressError(connectOptions.hostname, literal, `callback host is a forbidden address (${literal})`);
+      const error = new ForbiddenAddressError(connectOptions.hostname, literal, 'callback host is a forbidden address');
       // Connectors answer asynchronously (as the built-in one does); keep that contract.
       process.nextTick(() => callback(error, null));
       return;

@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import type { Test } from 'tap';
@@ -62,12 +64,23 @@ export interface TestGatewayOptions {
 }
 
 /**
+ * A directory of this gateway's own, outside `t.testdir()`: that one is recreated (emptied) at every call, so a test
+ * calling it after starting a gateway would delete the open database under it (the store then refuses every
+ * statement, as it should for a deleted file).
+ */
+function ownDir(t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'gateway-test-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/**
  * A gateway on a manual clock, in front of a real sandbox upstream (HTTP on 127.0.0.1), with a real
  * SQLite store. Nothing listens for the gateway itself: tests use `app.inject` unless they need a socket.
  */
 export async function startTestGateway(t: Test, options: TestGatewayOptions = {}): Promise<TestGateway> {
   const clock = options.clock ?? new ManualClock(Date.parse('2026-11-29T12:00:00.000Z'));
-  const config = testConfig(options.env, options.sqlitePath ?? join(t.testdir(), 'gateway.db'));
+  const config = testConfig(options.env, options.sqlitePath ?? join(ownDir(t), 'gateway.db'));
   const sandbox =
     options.sandboxInstance ??
     (await startSandbox({

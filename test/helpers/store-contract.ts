@@ -564,6 +564,7 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
             createdAt: T0,
             expiresAt: T0 + DAY_MS,
             erasedAt: T0 + 20_000,
+            videoId: input.id,
           },
         },
         'the key keeps its name and expiry, and says its video was erased',
@@ -640,6 +641,94 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
         },
       ]);
       t.equal(await store.videos.countRunning(), 2, 'running videos are never erased, however old');
+    });
+
+    t.test('videos: a submission is recorded before the upstream, then accepted, discarded or failed', async (t) => {
+      const { store } = await opened(t);
+      const begin = (key: string, now = T0) =>
+        store.idempotencyKeys.begin({
+          clientId: 'client_a',
+          key,
+          fingerprint: 'f',
+          now,
+          expiresAt: now + DAY_MS,
+          staleBefore: now - 60_000,
+        });
+      const claimKey = async (key: string) => {
+        const begun = await begin(key);
+        if (!begun.started) throw new Error('key not claimed');
+        return begun.claim;
+      };
+      const intent = (id: string) => ({ id, clientId: 'client_a', request: newVideo().request, createdAt: T0 });
+      const answer = { status: 202, body: '{"id":"vid_s1"}', headers: { location: '/videos/vid_s1' } };
+
+      // Recorded with its key linked: reads as queued, never polled, not counted as running.
+      const claim = await claimKey('s1');
+      t.ok(await store.videos.recordSubmission(intent('vid_s1'), claim));
+      t.match(await store.videos.get('vid_s1'), { status: 'queued', submitting: true, upstreamId: '', nextPollAt: null });
+      t.same(
+        (await store.videos.list('client_a', { status: 'queued', limit: 10 })).map((video) => video.id),
+        ['vid_s1'],
+        'listed as queued',
+      );
+      t.same(await store.videos.claimDue(T0 + DAY_MS, 10, 1000), [], 'never claimed by the poller');
+      t.equal(await store.videos.countRunning(), 0);
+      // Even long orphaned, a key linked to a video is never taken over.
+      t.match(await begin('s1', T0 + 120_000), { started: false, existing: { state: 'in_progress', videoId: 'vid_s1' } });
+      t.notOk(await store.videos.recordSubmission(intent('vid_s1b'), claim), 'one video per claim');
+      t.equal(await store.videos.get('vid_s1b'), undefined);
+
+      // Accepted: the upstream id and the key's answer in one transaction.
+      const accepted = await store.videos.acceptSubmission(
+        'vid_s1',
+        { upstreamId: 'up-s1', status: 'queued', upstreamState: 'queued', estimatedWaitSeconds: 30, nextPollAt: T0 + 5000, now: T0 + 10 },
+        { claim, response: answer },
+      );
+      t.match(accepted, { status: 'queued', upstreamId: 'up-s1', nextPollAt: T0 + 5000, updatedAt: T0 + 10, version: 2 });
+      t.notOk(accepted?.submitting, 'no longer submitting');
+      t.match(await begin('s1'), { started: false, existing: { state: 'completed', response: answer } });
+      t.equal(
+        await store.videos.acceptSubmission('vid_s1', {
+          upstreamId: 'up-x',
+          status: 'queued',
+          upstreamState: null,
+          estimatedWaitSeconds: null,
+          nextPollAt: T0,
+          now: T0,
+        }),
+        undefined,
+        'accepted once',
+      );
+
+      // Refused: the intent is gone and the key released (or given its final answer) together.
+      const refusedClaim = await claimKey('s2');
+      await store.videos.recordSubmission(intent('vid_s2'), refusedClaim);
+      await store.videos.discardSubmission('vid_s2', { claim: refusedClaim, response: null });
+      t.equal(await store.videos.get('vid_s2'), undefined);
+      t.match(await begin('s2'), { started: true }, 'the key is free again');
+
+      // Interrupted: found stale, failed once with its outbox event, the key answered by video id.
+      await store.videos.recordSubmission({ ...intent('vid_s3'), createdAt: T0 - 1 });
+      t.same(
+        (await store.videos.staleSubmissions(T0 - 1, 10)).map((video) => video.id),
+        ['vid_s3'],
+      );
+      const failure = { code: 'submit_interrupted' as const, message: 'stopped' };
+      const failed = await store.videos.failSubmission('vid_s3', T0 + 20, failure, [{ messageId: 'msg_s3', eventType: 'video.failed' }]);
+      t.match(failed, { status: 'failed', failure, completedAt: T0 + 20, webhook: { status: 'pending' } });
+      t.equal(await store.videos.failSubmission('vid_s3', T0 + 30, failure, []), undefined, 'failed once');
+      t.same(await store.videos.staleSubmissions(T0 + DAY_MS, 10), [], 'nothing stale left');
+      const linkedClaim = await claimKey('s4');
+      await store.videos.recordSubmission(intent('vid_s4'), linkedClaim);
+      await store.idempotencyKeys.completeForVideo('vid_s4', answer);
+      t.match(await begin('s4'), { started: false, existing: { state: 'completed', response: answer } });
+    });
+
+    t.test('store: heartbeat upserts one row', async (t) => {
+      const { store } = await opened(t);
+      await store.heartbeat(T0);
+      await store.heartbeat(T0 + 1);
+      t.pass('a second beat updates the row');
     });
 
     t.test('videos: reschedulePoll', async (t) => {
@@ -1051,6 +1140,7 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
           createdAt: T0,
           expiresAt: T0 + DAY_MS,
           erasedAt: null,
+          videoId: null,
         },
       });
       t.match(

@@ -142,6 +142,7 @@ export function createDeliveryRepository(db: Kysely<Database>, dialect: StoreDia
       return db.transaction().execute(async (trx): Promise<RedeliverResult> => {
         const video = await trx.selectFrom('videos').select(['id', 'status']).where('id', '=', videoId).executeTakeFirst();
         if (video === undefined) return { kind: 'not_found' };
+        if (video.status === 'submitting') return { kind: 'not_terminal' };
         const eventType = eventForStatus[video.status];
         if (!isTerminal(video.status) || eventType === null) return { kind: 'not_terminal' };
         const delivery = await trx

@@ -31,7 +31,8 @@ export interface StoreDialect {
   claimDueDeliveryRows(db: Kysely<Database>, now: number, options: ClaimDeliveriesOptions): Promise<WebhookDeliveryRow[]>;
   /**
    * Inserts `row` (an `in_progress` key), or overwrites the existing row of its `(client_id, key)` when that one
-   * expired (`expires_at <= now`) or is `in_progress` since `staleBefore` or earlier: one statement, so concurrent
+   * expired (`expires_at <= now`) or is `in_progress` since `staleBefore` or earlier without a linked `video_id`
+   * (clearing `video_id` on takeover): one statement, so concurrent
    * requests race on the primary key. Returns the claim's `created_at`, or undefined when the existing row stays.
    */
   claimIdempotencyKey(

@@ -22,7 +22,8 @@ export async function completeIdempotencyRow(
       response_status: response.status,
       response_body: response.body,
       response_headers_json: mappers.toJson(response.headers),
-      video_id: videoId,
+      // A key linked when its intent was recorded keeps that link (its erasure must still empty the key).
+      ...(videoId === null ? {} : { video_id: videoId }),
     })
     .where('client_id', '=', claim.clientId)
     .where('key', '=', claim.key)
@@ -68,6 +69,20 @@ export function createIdempotencyRepository(db: Kysely<Database>, dialect: Store
     },
 
     complete: (claim, response) => completeIdempotencyRow(db, mappers, claim, response),
+
+    async completeForVideo(videoId, response) {
+      await db
+        .updateTable('idempotency_keys')
+        .set({
+          state: 'completed',
+          response_status: response.status,
+          response_body: response.body,
+          response_headers_json: mappers.toJson(response.headers),
+        })
+        .where('video_id', '=', videoId)
+        .where('state', '=', 'in_progress')
+        .execute();
+    },
 
     async abandon(claim) {
       await db

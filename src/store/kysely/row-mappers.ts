@@ -33,11 +33,14 @@ export function createRowMappers(json: JsonCodec): RowMappers {
   return {
     videoFromRow(row) {
       const webhook = webhookStateFromRow(row);
+      const submitting = row.status === 'submitting';
       return {
         id: row.id,
         clientId: row.client_id,
-        upstreamId: row.upstream_id,
-        status: row.status,
+        // Empty while the upstream has not answered (or never did, for an interrupted create).
+        upstreamId: row.upstream_id ?? '',
+        // A recorded intent reads as `queued` everywhere outside the store (DESIGN §2.2 knows four statuses).
+        status: row.status === 'submitting' ? 'queued' : row.status,
         upstreamState: row.upstream_state,
         request: readJson<VideoRequest>(row.request_json),
         estimatedWaitSeconds: row.estimated_wait_seconds,
@@ -53,6 +56,7 @@ export function createRowMappers(json: JsonCodec): RowMappers {
         version: row.version,
         // Absent (not null) while the video has no webhook event, so records compare equal to what was inserted.
         ...(webhook === null ? {} : { webhook }),
+        ...(submitting ? { submitting: true as const } : {}),
       };
     },
 
@@ -101,6 +105,7 @@ export function createRowMappers(json: JsonCodec): RowMappers {
         createdAt: row.created_at,
         expiresAt: row.expires_at,
         erasedAt: row.erased_at,
+        videoId: row.video_id,
       };
     },
 

@@ -22,6 +22,13 @@ export function createKyselyStore(db: Kysely<Database>, dialect: StoreDialect, a
     async ping() {
       await sql`select 1`.execute(db);
     },
+    async heartbeat(now) {
+      await db
+        .insertInto('store_heartbeat')
+        .values({ id: 'readiness', beat_at: now })
+        .onConflict((conflict) => conflict.column('id').doUpdateSet({ beat_at: now }))
+        .execute();
+    },
     close() {
       closing ??= db.destroy().finally(afterDestroy);
       return closing;

@@ -1,9 +1,9 @@
 import { type Kysely, sql } from 'kysely';
 
 import { isTerminal, runningStatuses } from '../../lifecycle.js';
-import type { ErasureReason, VideoRecord, VideoTombstone } from '../records.js';
+import type { ErasureReason, OutboxEvent, VideoRecord, VideoTombstone, VideoTransition } from '../records.js';
 import type { VideoRepository } from '../repositories.js';
-import type { Database, VideoRow } from '../tables.js';
+import type { Database, StoredVideoStatus, VideoRow } from '../tables.js';
 import { refreshWebhookState } from './delivery-repository.js';
 import type { StoreDialect } from './dialect.js';
 import { completeIdempotencyRow } from './idempotency-repository.js';
@@ -69,7 +69,72 @@ async function eraseDependents(trx: Kysely<Database>, rows: ErasedRow[], now: nu
 export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialect, mappers: RowMappers): VideoRepository {
   const { videoFromRow } = mappers;
 
+  /** A status change from one of `fromStatuses` with its outbox rows, in one transaction; releases the lease. */
+  const changeStatus = async (
+    id: string,
+    now: number,
+    transition: VideoTransition,
+    nextPollAt: number | null,
+    events: OutboxEvent[],
+    fromStatuses: readonly StoredVideoStatus[],
+  ): Promise<VideoRecord | undefined> => {
+    if (fromStatuses.length === 0) return undefined;
+    const terminal = isTerminal(transition.status);
+    if (!terminal && nextPollAt === null) {
+      // A running video without a next poll would never be looked at again.
+      throw new TypeError(`applyTransition(${id}): a ${transition.status} video needs a nextPollAt`);
+    }
+    // The state change and its outbox rows commit together or not at all (transactional outbox).
+    return db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable('videos')
+        .set((eb) => ({
+          status: transition.status,
+          upstream_state: transition.upstreamState,
+          estimated_wait_seconds: transition.estimatedWaitSeconds,
+          result_json: mappers.toNullableJson(transition.result),
+          failure_json: mappers.toNullableJson(transition.failure),
+          updated_at: now,
+          completed_at: terminal ? now : null,
+          next_poll_at: terminal ? null : nextPollAt,
+          lease_until: null,
+          poll_attempts: eb('poll_attempts', '+', 1),
+          not_found_since: null,
+          version: eb('version', '+', 1),
+        }))
+        .where('id', '=', id)
+        // Terminal states never change: a late or contradictory answer matches no row.
+        .where('status', 'in', fromStatuses)
+        .returningAll()
+        .executeTakeFirst();
+      if (row === undefined) return undefined;
+      const updated = videoFromRow(row);
+      if (events.length === 0) return updated;
+      await trx
+        .insertInto('webhook_deliveries')
+        .values(events.map((event) => newDeliveryRow(updated, event, now)))
+        .execute();
+      // The video's webhook state now describes the new event ('pending').
+      const refreshed = await refreshWebhookState(trx, id);
+      return refreshed === undefined ? updated : videoFromRow(refreshed);
+    });
+  };
+
   return {
+    async tombstone(id) {
+      const row = await db.selectFrom('video_tombstones').selectAll().where('id', '=', id).executeTakeFirst();
+      if (row === undefined) return undefined;
+      return {
+        id: row.id,
+        clientId: row.client_id,
+        createdAt: Number(row.created_at),
+        updatedAt: Number(row.updated_at),
+        completedAt: row.completed_at === null ? null : Number(row.completed_at),
+        deletedAt: Number(row.deleted_at),
+        version: Number(row.version),
+        reason: row.reason,
+      };
+    },
     async insert(video, completesKey) {
       const insert = async (trx: Kysely<Database>): Promise<VideoRecord> =>
         videoFromRow(await trx.insertInto('videos').values(mappers.newVideoRow(video)).returningAll().executeTakeFirstOrThrow());
@@ -94,12 +159,119 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
         .selectFrom('videos')
         .selectAll()
         .where('client_id', '=', clientId)
-        .$if(status !== undefined, (select) => select.where('status', '=', status ?? 'queued'))
+        // A recorded intent reads as `queued`.
+        .$if(status !== undefined, (select) =>
+          select.where('status', 'in', status === 'queued' ? (['queued', 'submitting'] as const) : [status ?? 'queued']),
+        )
         .$if(beforeId !== undefined, (select) => select.where('id', '<', beforeId ?? ''))
         .orderBy('id', 'desc')
         .limit(Math.max(0, Math.floor(query.limit)))
         .execute();
       return rows.map(videoFromRow);
+    },
+
+    async recordSubmission(video, claim) {
+      const row = {
+        ...mappers.newVideoRow({
+          ...video,
+          upstreamId: '',
+          status: 'queued',
+          upstreamState: null,
+          estimatedWaitSeconds: null,
+          result: null,
+          failure: null,
+          nextPollAt: null,
+        }),
+        upstream_id: null,
+        status: 'submitting' as const,
+      };
+      if (claim === undefined) {
+        await db.insertInto('videos').values(row).execute();
+        return true;
+      }
+      // The intent and its key's link commit together: a key linked to a video is never taken over by a retry.
+      return db.transaction().execute(async (trx) => {
+        const linked = await trx
+          .updateTable('idempotency_keys')
+          .set({ video_id: video.id })
+          .where('client_id', '=', claim.clientId)
+          .where('key', '=', claim.key)
+          .where('state', '=', 'in_progress')
+          .where('created_at', '=', claim.startedAt)
+          .where('video_id', 'is', null)
+          .executeTakeFirst();
+        if (Number(linked.numUpdatedRows) !== 1) return false;
+        await trx.insertInto('videos').values(row).execute();
+        return true;
+      });
+    },
+
+    async acceptSubmission(id, accepted, completesKey) {
+      const accept = async (trx: Kysely<Database>): Promise<VideoRecord | undefined> => {
+        const row = await trx
+          .updateTable('videos')
+          .set((eb) => ({
+            upstream_id: accepted.upstreamId,
+            status: accepted.status,
+            upstream_state: accepted.upstreamState,
+            estimated_wait_seconds: accepted.estimatedWaitSeconds,
+            next_poll_at: accepted.nextPollAt,
+            updated_at: accepted.now,
+            version: eb('version', '+', 1),
+          }))
+          .where('id', '=', id)
+          .where('status', '=', 'submitting')
+          .returningAll()
+          .executeTakeFirst();
+        return row === undefined ? undefined : videoFromRow(row);
+      };
+      if (completesKey === undefined) return accept(db);
+      return db.transaction().execute(async (trx) => {
+        const record = await accept(trx);
+        if (record !== undefined) await completeIdempotencyRow(trx, mappers, completesKey.claim, completesKey.response);
+        return record;
+      });
+    },
+
+    async discardSubmission(id, key) {
+      await db.transaction().execute(async (trx) => {
+        await trx.deleteFrom('videos').where('id', '=', id).where('status', '=', 'submitting').execute();
+        if (key === undefined) return;
+        if (key.response !== null) {
+          await completeIdempotencyRow(trx, mappers, key.claim, key.response);
+          return;
+        }
+        await trx
+          .deleteFrom('idempotency_keys')
+          .where('client_id', '=', key.claim.clientId)
+          .where('key', '=', key.claim.key)
+          .where('state', '=', 'in_progress')
+          .where('created_at', '=', key.claim.startedAt)
+          .execute();
+      });
+    },
+
+    async staleSubmissions(recordedBefore, limit) {
+      const rows = await db
+        .selectFrom('videos')
+        .selectAll()
+        .where('status', '=', 'submitting')
+        .where('created_at', '<=', recordedBefore)
+        .orderBy('created_at')
+        .limit(Math.max(0, Math.floor(limit)))
+        .execute();
+      return rows.map(videoFromRow);
+    },
+
+    failSubmission(id, now, failure, events) {
+      return changeStatus(
+        id,
+        now,
+        { status: 'failed', upstreamState: null, estimatedWaitSeconds: null, result: null, failure },
+        null,
+        events,
+        ['submitting'],
+      );
     },
 
     async upstreamIdForClient(clientId, videoId) {
@@ -109,7 +281,7 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
         .where('id', '=', videoId)
         .where('client_id', '=', clientId)
         .executeTakeFirst();
-      return row?.upstream_id;
+      return row?.upstream_id ?? undefined;
     },
 
     async claimDue(now, limit, leaseMs) {
@@ -118,48 +290,10 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
       return rows.map(videoFromRow);
     },
 
-    async applyTransition(id, now, transition, nextPollAt, events, expectedStatus) {
-      const terminal = isTerminal(transition.status);
-      if (!terminal && nextPollAt === null) {
-        // A running video without a next poll would never be looked at again.
-        throw new TypeError(`applyTransition(${id}): a ${transition.status} video needs a nextPollAt`);
-      }
-      // The state change and its outbox rows commit together or not at all (transactional outbox).
-      return db.transaction().execute(async (trx) => {
-        const row = await trx
-          .updateTable('videos')
-          .set((eb) => ({
-            status: transition.status,
-            upstream_state: transition.upstreamState,
-            estimated_wait_seconds: transition.estimatedWaitSeconds,
-            result_json: mappers.toNullableJson(transition.result),
-            failure_json: mappers.toNullableJson(transition.failure),
-            updated_at: now,
-            completed_at: terminal ? now : null,
-            next_poll_at: terminal ? null : nextPollAt,
-            lease_until: null,
-            poll_attempts: eb('poll_attempts', '+', 1),
-            not_found_since: null,
-            version: eb('version', '+', 1),
-          }))
-          .where('id', '=', id)
-          // Terminal states never change: a late or contradictory answer matches no row.
-          .where('status', 'in', runningStatuses)
-          // Compare-and-set on the status the caller saw: two pollers racing on one video emit its event once.
-          .$if(expectedStatus !== undefined, (query) => query.where('status', '=', expectedStatus ?? 'queued'))
-          .returningAll()
-          .executeTakeFirst();
-        if (row === undefined) return undefined;
-        const updated = videoFromRow(row);
-        if (events.length === 0) return updated;
-        await trx
-          .insertInto('webhook_deliveries')
-          .values(events.map((event) => newDeliveryRow(updated, event, now)))
-          .execute();
-        // The video's webhook state now describes the new event ('pending').
-        const refreshed = await refreshWebhookState(trx, id);
-        return refreshed === undefined ? updated : videoFromRow(refreshed);
-      });
+    applyTransition(id, now, transition, nextPollAt, events, expectedStatus) {
+      // Compare-and-set on the status the caller saw: two pollers racing on one video emit its event once.
+      const from = runningStatuses.filter((status) => expectedStatus === undefined || status === expectedStatus);
+      return changeStatus(id, now, transition, nextPollAt, events, from);
     },
 
     async reschedulePoll(id, now, schedule) {
