@@ -1,6 +1,6 @@
 import rateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit';
 import RedisStore from '@fastify/rate-limit/store/RedisStore.js';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 
 import type { Clock } from '../clock.js';
 import type { RedisLink } from '../limits/redis-link.js';
@@ -96,16 +96,21 @@ function redisBackedStore(link: RedisLink, local: FastifyRateLimitStore): new ()
   };
 }
 
-type LimitCheck = Awaited<ReturnType<ReturnType<FastifyInstance['createRateLimit']>>>;
-type CountedCheck = Extract<LimitCheck, { isAllowed: false }>;
+/** One counted request against one limit: what the headers and a refusal are made of. */
+interface Counted {
+  max: number;
+  remaining: number;
+  ttlInSeconds: number;
+  isExceeded: boolean;
+}
 
-const limitHeaders = (check: CountedCheck): Record<string, string> => ({
+const limitHeaders = (check: Counted): Record<string, string> => ({
   'x-ratelimit-limit': String(check.max),
   'x-ratelimit-remaining': String(check.remaining),
   'x-ratelimit-reset': String(check.ttlInSeconds),
 });
 
-const refuse = (check: CountedCheck, which: string): ProblemError =>
+const refuse = (check: Counted, which: string): ProblemError =>
   new ProblemError('rate_limited', `Too many ${which}: at most ${check.max} per minute. Retry in ${check.ttlInSeconds} s.`, {
     headers: { ...limitHeaders(check), 'x-ratelimit-remaining': '0', 'retry-after': String(Math.max(1, check.ttlInSeconds)) },
   });
@@ -127,31 +132,66 @@ export function createClientRateLimits(options: { clock: Clock; shared?: RedisLi
   const windows = new Map<string, WindowCount>();
   const localStore = sharedClockedStore(options.clock, windows);
   const store = options.shared == null ? localStore : redisBackedStore(options.shared, new localStore());
+  /**
+   * Without Redis the counts live in this process: counted here directly, the same arithmetic as
+   * @fastify/rate-limit's (remaining = max − current, reset = ⌈ttl / 1 s⌉, exceeded past max), without its
+   * per-request key generator, option lookups and promise around a synchronous store (the hot path's share).
+   */
+  const countLocally = (key: string, max: number): Counted => {
+    const now = options.clock.now();
+    const next = countInWindow(windows.get(key), now, rateLimitWindowMs);
+    windows.set(key, next);
+    return {
+      max,
+      remaining: Math.max(0, max - next.count),
+      ttlInSeconds: Math.ceil((next.windowStart + rateLimitWindowMs - now) / 1000),
+      isExceeded: next.count > max,
+    };
+  };
+
   return {
     async install(app) {
-      await app.register(rateLimit, { global: false, store });
-      const allRequests = app.createRateLimit({
-        keyGenerator: (request) => `all:${clientOf(request).id}`,
-        max: (request) => clientOf(request).rateLimitPerMinute,
-        timeWindow: rateLimitWindowMs,
-      });
-      const creates = app.createRateLimit({
-        keyGenerator: (request) => `create:${clientOf(request).id}`,
-        max: (request) => clientOf(request).createLimitPerMinute,
-        timeWindow: rateLimitWindowMs,
-      });
+      let countAll: (request: FastifyRequest) => Counted | Promise<Counted>;
+      let countCreate: (request: FastifyRequest) => Counted | Promise<Counted>;
+      if (options.shared == null) {
+        countAll = (request) => {
+          const client = clientOf(request);
+          return countLocally(`all:${client.id}`, client.rateLimitPerMinute);
+        };
+        countCreate = (request) => {
+          const client = clientOf(request);
+          return countLocally(`create:${client.id}`, client.createLimitPerMinute);
+        };
+      } else {
+        await app.register(rateLimit, { global: false, store });
+        const allRequests = app.createRateLimit({
+          keyGenerator: (request) => `all:${clientOf(request).id}`,
+          max: (request) => clientOf(request).rateLimitPerMinute,
+          timeWindow: rateLimitWindowMs,
+        });
+        const creates = app.createRateLimit({
+          keyGenerator: (request) => `create:${clientOf(request).id}`,
+          max: (request) => clientOf(request).createLimitPerMinute,
+          timeWindow: rateLimitWindowMs,
+        });
+        // The plugin answers `isAllowed` only for allow-listed keys, which these limits never configure.
+        const counted = async (check: ReturnType<typeof allRequests>): Promise<Counted> => {
+          const result = await check;
+          if (result.isAllowed) throw new Error('rate limit: unexpected allow-listed key');
+          return result;
+        };
+        countAll = (request) => counted(allRequests(request));
+        countCreate = (request) => counted(creates(request));
+      }
 
       app.addHook('onRequest', async (request, reply) => {
-        const overall = await allRequests(request);
-        if (overall.isAllowed) return;
+        const overall = await countAll(request);
         if (overall.isExceeded) throw refuse(overall, 'requests');
         let tightest = overall;
         if (request.routeOptions.config.countsAsCreate === true) {
-          const create = await creates(request);
-          if (!create.isAllowed) {
-            if (create.isExceeded) throw refuse(create, 'video creations');
-            if (create.remaining < tightest.remaining) tightest = create;
-          }
+          const create = await countCreate(request);
+          if (create.isExceeded) throw refuse(create, 'video creations');
+          if (create.remaining < tightest.remaining) tightest = create;
         }
         reply.headers(limitHeaders(tightest));
       });
