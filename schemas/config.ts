@@ -73,12 +73,13 @@ export const EnvVars = Type.Object(
     ),
     DATABASE_URL: Type.Optional(
       Type.String({
-        pattern: '^sqlite:.+$',
+        pattern: '^(?:sqlite:.+|[Pp][Oo][Ss][Tt][Gg][Rr][Ee][Ss](?:[Qq][Ll])?://.+)$',
         default: 'sqlite:./data/gateway.db',
-        description: 'Store: `sqlite:<path>` or `sqlite::memory:`.',
-        invalid: 'is not a supported database URL (use sqlite:<path> or sqlite::memory:)',
+        description: 'Store: `sqlite:<path>`, `sqlite::memory:`, or `postgres://user@host:5432/db` for several replicas.',
+        invalid: 'is not a supported database URL (use sqlite:<path>, sqlite::memory: or postgres://user@host:5432/db)',
       }),
     ),
+    DATABASE_POOL_SIZE: integer('10', 'Postgres connections per replica.'),
     GATEWAY_SECRET: Type.Optional(
       Type.String({
         pattern: '^\\S{32,}$',
@@ -98,8 +99,18 @@ export const EnvVars = Type.Object(
     CACHE_MAX_ENTRIES: integer('10000', 'LRU cache size.'),
     POLL_INTERVAL_MIN_MS: durationMs('2000', 'First and shortest poll interval.'),
     POLL_INTERVAL_MAX_MS: durationMs('15000', 'Longest poll interval.'),
+    UPSTREAM_CALLBACK_BASE_URL: Type.Optional(
+      Type.String({
+        pattern: '^https?://[^\\s/?#@]+(?:/[^\\s?#]*)?$',
+        description: 'Where the upstream can reach this gateway for its callbacks (a hint to poll now); unset → polling only.',
+        invalid: 'is not an absolute http(s) URL without credentials, query or fragment (expected e.g. https://gateway.example.com)',
+      }),
+    ),
+    POLL_INTERVAL_MAX_WITH_CALLBACKS_MS: durationMs('60000', 'Longest poll interval while upstream callbacks are on (safety net).'),
     POLL_CONCURRENCY: integer('16', 'Upstream polls in flight at once.'),
     UPSTREAM_MAX_RPS: decimal('20', 'Requests per second toward the upstream.'),
+    POLL_LEASE_MS: durationMs('60000', 'A claimed poll is taken over by another poller after this (a killed replica).'),
+    SHUTDOWN_GRACE_MS: durationMs('5000', 'On shutdown, polls and webhook attempts in flight get this long to finish.'),
     TASK_TIMEOUT_MS: durationMs('7200000', 'Running videos fail with `timed_out` after this.'),
     WEBHOOK_TIMEOUT_MS: durationMs('15000', 'Per delivery attempt.'),
     STORE_LOCK_WAIT_MS: durationMs('5000', 'Longest wait for a database locked by another process, then 503 `store_unavailable`.'),
@@ -168,8 +179,11 @@ export const ConfigValues = Type.Object({
   elkapiApiKey: Nullable(Type.String({ minLength: 1, env: 'ELKAPI_API_KEY' })),
   elkapiBaseUrl: Type.String({ env: 'ELKAPI_BASE_URL' }),
   databaseUrl: Type.String({ env: 'DATABASE_URL' }),
-  /** Path of the SQLite file (from `DATABASE_URL=sqlite:<path>`), or `:memory:`. */
-  sqlitePath: Type.String({ minLength: 1, env: 'DATABASE_URL' }),
+  /** Path of the SQLite file (from `DATABASE_URL=sqlite:<path>`), or `:memory:`; null with Postgres. */
+  sqlitePath: Nullable(Type.String({ minLength: 1, env: 'DATABASE_URL' })),
+  /** `DATABASE_URL` when it names a Postgres database; null with SQLite. */
+  postgresUrl: Nullable(Type.String({ minLength: 1, env: 'DATABASE_URL' })),
+  databasePoolSize: Type.Integer({ minimum: 1, maximum: 1000, env: 'DATABASE_POOL_SIZE', expected: 'an integer from 1 to 1000' }),
   /** GATEWAY_SECRET; null → generated into `data/gateway-secret` (src/secrets/gateway-secret.ts). */
   gatewaySecret: Nullable(Type.String({ minLength: 1, env: 'GATEWAY_SECRET' })),
   /** null → `data/clients.json`, created with one `default` client on first start. */
@@ -184,6 +198,9 @@ export const ConfigValues = Type.Object({
   }),
   pollIntervalMinMs: ms('POLL_INTERVAL_MIN_MS', 1),
   pollIntervalMaxMs: ms('POLL_INTERVAL_MAX_MS', 1),
+  /** UPSTREAM_CALLBACK_BASE_URL without a trailing slash; null → no upstream callbacks. */
+  upstreamCallbackBaseUrl: Nullable(Type.String({ minLength: 1, env: 'UPSTREAM_CALLBACK_BASE_URL' })),
+  pollIntervalMaxWithCallbacksMs: ms('POLL_INTERVAL_MAX_WITH_CALLBACKS_MS', 1),
   pollConcurrency: Type.Integer({
     minimum: 1,
     maximum: 1000,
@@ -196,6 +213,8 @@ export const ConfigValues = Type.Object({
     env: 'UPSTREAM_MAX_RPS',
     expected: 'a number greater than 0',
   }),
+  pollLeaseMs: ms('POLL_LEASE_MS', 1000),
+  shutdownGraceMs: ms('SHUTDOWN_GRACE_MS', 0),
   taskTimeoutMs: ms('TASK_TIMEOUT_MS', 1),
   webhookTimeoutMs: ms('WEBHOOK_TIMEOUT_MS', 1),
   storeLockWaitMs: ms('STORE_LOCK_WAIT_MS', 0),

@@ -16,9 +16,9 @@ export const problemCodes = {
   rate_limited: 429,
   internal_error: 500,
   upstream_unavailable: 503,
-  upstream_timeout: 504,
   /** The gateway's database cannot be reached or written right now; nothing was changed. Retry after `retry-after`. */
   store_unavailable: 503,
+  upstream_timeout: 504,
 } as const;
 
 export type ProblemCode = keyof typeof problemCodes;

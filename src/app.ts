@@ -12,7 +12,7 @@ export type { UpstreamHooks } from './services.js';
 
 /** Everything the gateway is built from; tests replace the clock, ids, upstream or logger. */
 export interface GatewayOptions extends Omit<ServicesOptions, 'logger' | 'renderRefusal'> {
-  /** How long `close()` lets poll and webhook attempts in flight finish before it aborts them. Default 5 s. */
+  /** How long `close()` lets poll and webhook attempts in flight finish before it aborts them. Default SHUTDOWN_GRACE_MS. */
   shutdownGraceMs?: number;
   /** Fastify/pino logger options (tests pass a stream to capture lines). */
   logger?: LoggerOption;
@@ -66,7 +66,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     async close() {
       if (closed) return;
       closed = true;
-      await services.stopWorkers(options.shutdownGraceMs ?? 5_000);
+      await services.stopWorkers(options.shutdownGraceMs ?? options.config.shutdownGraceMs);
       await app.close();
       await services.close();
     },

@@ -78,12 +78,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
   for (const error of [...envCheck.Errors(normalized)]) {
     const name = error.path.slice(1) as EnvVarName;
     const raw = given[name] ?? '';
-    if (name === 'DATABASE_URL' && /^postgres(?:ql)?:\/\//i.test(raw)) {
-      // Not echoed: a Postgres URL usually carries a password.
-      fail(name, 'DATABASE_URL: Postgres is not supported yet (use sqlite:<path> or sqlite::memory:)');
-    } else {
-      fail(name, `${name}: ${shown(name, raw)} ${keyword(error.schema, 'invalid') ?? 'is not valid'}`);
-    }
+    fail(name, `${name}: ${shown(name, raw)} ${keyword(error.schema, 'invalid') ?? 'is not valid'}`);
   }
   // Invalid variables fall back to their defaults so the others can still be converted and range-checked.
   for (const name of problemOf.keys()) delete normalized[name];
@@ -106,10 +101,36 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     );
   }
 
+  let upstreamCallbackBaseUrl: string | null = vars.UPSTREAM_CALLBACK_BASE_URL ?? null;
+  if (upstreamCallbackBaseUrl !== null) {
+    try {
+      const url = new URL(upstreamCallbackBaseUrl);
+      upstreamCallbackBaseUrl = `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+    } catch {
+      const raw = upstreamCallbackBaseUrl;
+      upstreamCallbackBaseUrl = null;
+      fail(
+        'UPSTREAM_CALLBACK_BASE_URL',
+        `UPSTREAM_CALLBACK_BASE_URL: ${shown('UPSTREAM_CALLBACK_BASE_URL', raw)} ${keyword(EnvVars.properties.UPSTREAM_CALLBACK_BASE_URL, 'invalid')}`,
+      );
+    }
+  }
+
   // `sqlite:<path>`; `sqlite:///abs/path` and `sqlite://rel/path` are read the usual way too.
+  // `postgres://` / `postgresql://` select the Postgres store (DESIGN §4.5).
   const databaseUrl = text('DATABASE_URL');
-  const sqliteRest = databaseUrl.slice('sqlite:'.length);
-  const sqlitePath = sqliteRest.startsWith('//') ? sqliteRest.slice(2) : sqliteRest;
+  let sqlitePath: string | null = null;
+  let postgresUrl: string | null = null;
+  if (/^postgres(?:ql)?:\/\//i.test(databaseUrl)) {
+    postgresUrl = databaseUrl;
+    if (!isPostgresUrl(databaseUrl)) {
+      // Not echoed: a Postgres URL usually carries a password.
+      fail('DATABASE_URL', 'DATABASE_URL: is not a valid Postgres URL (expected postgres://user[:password]@host[:port]/database)');
+    }
+  } else {
+    const sqliteRest = databaseUrl.slice('sqlite:'.length);
+    sqlitePath = sqliteRest.startsWith('//') ? sqliteRest.slice(2) : sqliteRest;
+  }
 
   const redisUrl = vars.REDIS_URL ?? null;
   if (redisUrl !== null && !problemOf.has('REDIS_URL')) {
@@ -129,14 +150,20 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     elkapiBaseUrl,
     databaseUrl,
     sqlitePath,
+    postgresUrl,
+    databasePoolSize: Number(text('DATABASE_POOL_SIZE')),
     gatewaySecret: vars.GATEWAY_SECRET ?? null,
     clientsFile: vars.CLIENTS_FILE ?? null,
     redisUrl,
     cacheMaxEntries: Number(text('CACHE_MAX_ENTRIES')),
     pollIntervalMinMs: duration('POLL_INTERVAL_MIN_MS'),
     pollIntervalMaxMs: duration('POLL_INTERVAL_MAX_MS'),
+    upstreamCallbackBaseUrl,
+    pollIntervalMaxWithCallbacksMs: duration('POLL_INTERVAL_MAX_WITH_CALLBACKS_MS'),
     pollConcurrency: Number(text('POLL_CONCURRENCY')),
     upstreamMaxRps: Number(text('UPSTREAM_MAX_RPS')),
+    pollLeaseMs: duration('POLL_LEASE_MS'),
+    shutdownGraceMs: duration('SHUTDOWN_GRACE_MS'),
     taskTimeoutMs: duration('TASK_TIMEOUT_MS'),
     webhookTimeoutMs: duration('WEBHOOK_TIMEOUT_MS'),
     storeLockWaitMs: duration('STORE_LOCK_WAIT_MS'),
@@ -198,9 +225,31 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
         '(expected HEADERS_TIMEOUT_MS ≤ REQUEST_TIMEOUT_MS)',
     );
   }
+  if (
+    !problemOf.has('POLL_INTERVAL_MIN_MS') &&
+    !problemOf.has('POLL_INTERVAL_MAX_WITH_CALLBACKS_MS') &&
+    config.pollIntervalMinMs > config.pollIntervalMaxWithCallbacksMs
+  ) {
+    const max = given.POLL_INTERVAL_MAX_WITH_CALLBACKS_MS ?? text('POLL_INTERVAL_MAX_WITH_CALLBACKS_MS');
+    fail(
+      'POLL_INTERVAL_MAX_WITH_CALLBACKS_MS',
+      `POLL_INTERVAL_MAX_WITH_CALLBACKS_MS: ${shown('POLL_INTERVAL_MAX_WITH_CALLBACKS_MS', max)} (${config.pollIntervalMaxWithCallbacksMs} ms) ` +
+        `is shorter than POLL_INTERVAL_MIN_MS (${config.pollIntervalMinMs} ms) (expected POLL_INTERVAL_MIN_MS ≤ POLL_INTERVAL_MAX_WITH_CALLBACKS_MS)`,
+    );
+  }
 
   const problems = [...envVarNames.flatMap((name) => problemOf.get(name) ?? []), ...otherProblems];
   return problems.length === 0 ? { ok: true, config } : { ok: false, problems };
+}
+
+/** A parseable URL with a host and at most one path segment (the database). */
+function isPostgresUrl(raw: string): boolean {
+  try {
+    const url = new URL(raw);
+    return url.hostname !== '' && /^\/[^/]*$|^$/.test(url.pathname);
+  } catch {
+    return false;
+  }
 }
 
 /** Like loadConfig, but throws an Error whose message is formatConfigProblems(problems). Handy in tests. */

@@ -15,7 +15,7 @@ export interface FieldError {
 /** The problem codes a domain rule can end with; the HTTP layer owns the others (auth, parsing, limits). */
 export type DomainErrorCode = Extract<
   ProblemCode,
-  'validation_failed' | 'not_found' | 'idempotency_key_in_use' | 'idempotency_key_reused' | 'video_not_terminal' | 'store_unavailable'
+  'validation_failed' | 'not_found' | 'idempotency_key_in_use' | 'idempotency_key_reused' | 'store_unavailable' | 'video_not_terminal'
 >;
 
 export class DomainError extends Error {

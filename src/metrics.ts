@@ -35,6 +35,10 @@ export interface GatewayMetrics {
   recordTransition(video: VideoRecord): void;
   /** One webhook delivery attempt (the dispatcher's `onDelivery` hook): outcome such as `delivered`, `failed`. */
   recordWebhookDelivery(outcome: string, durationMs: number): void;
+  /** One upstream callback: `valid` (accepted), `invalid` (unknown token) or `throttled` (over the global cap). */
+  recordUpstreamCallback(result: 'valid' | 'invalid' | 'throttled'): void;
+  /** An upstream callback moved a video's next poll earlier. */
+  recordCallbackPoll(): void;
 }
 
 const circuitStates: readonly CircuitState[] = ['closed', 'half_open', 'open'];
@@ -120,6 +124,27 @@ export function createMetrics(options: MetricsOptions = {}): GatewayMetrics {
     registers,
   });
 
+  const upstreamCallbacks = new Counter({
+    name: 'gateway_upstream_callbacks_total',
+    help: 'Upstream callbacks received, by result (valid, invalid token, throttled by the global cap).',
+    labelNames: ['result'] as const,
+    registers,
+  });
+
+  const callbackPolls = new Counter({
+    name: 'gateway_upstream_callback_polls_total',
+    help: 'Polls brought forward by an upstream callback (at most one per video per 2 s).',
+    registers,
+  });
+
+  const pollsPerVideo = new Histogram({
+    name: 'gateway_video_polls',
+    help: 'Upstream queries a video cost until its terminal state, by final status.',
+    labelNames: ['status'] as const,
+    buckets: [1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100],
+    registers,
+  });
+
   new Counter({
     name: 'gateway_cache_lookups_total',
     help: 'Video reads by LRU cache result (hit, miss).',
@@ -180,9 +205,16 @@ export function createMetrics(options: MetricsOptions = {}): GatewayMetrics {
     recordTransition(video) {
       if (video.completedAt === null || !isTerminal(video.status)) return;
       timeToTerminal.observe({ status: video.status }, seconds(video.completedAt - video.createdAt));
+      pollsPerVideo.observe({ status: video.status }, video.pollAttempts);
     },
     recordWebhookDelivery(outcome, durationMs) {
       webhookDuration.observe({ outcome }, seconds(durationMs));
+    },
+    recordUpstreamCallback(result) {
+      upstreamCallbacks.inc({ result });
+    },
+    recordCallbackPoll() {
+      callbackPolls.inc();
     },
   };
 }

@@ -69,7 +69,8 @@ async function main(): Promise<void> {
   }
 
   const gateway = await buildGateway({ config, clients, gatewaySecret, serveSandboxAssets: sandboxMode });
-  closeWithGrace({ delay: 10_000, logger: gateway.app.log }, async ({ err, signal }) => {
+  // The grace for work in flight, plus time to close the server and the store.
+  closeWithGrace({ delay: config.shutdownGraceMs + 10_000, logger: gateway.app.log }, async ({ err, signal }) => {
     if (err !== undefined) gateway.app.log.error({ err }, 'shutting down after an unexpected error');
     else gateway.app.log.info({ signal }, 'shutting down');
     await gateway.close();

@@ -14,12 +14,14 @@ import { createSharedUpstreamBudget } from './limits/shared-upstream-budget.js';
 import { createMetrics, type GatewayMetrics } from './metrics.js';
 import { createReadinessCheck, type ReadinessCheck } from './readiness.js';
 import { deriveKey } from './secrets/gateway-secret.js';
+import { openStore } from './store/open.js';
 import type { StoredResponse } from './store/records.js';
 import type { Store } from './store/repositories.js';
-import { openSqliteStore } from './store/sqlite.js';
 import { systemTimers, type Timers } from './timers.js';
+import { createCallbackTokens } from './tracking/callback-token.js';
 import { createPoller, type Poller } from './tracking/poller.js';
-import { firstPollAt } from './tracking/schedule.js';
+import { callbackSafetyNetSchedule, firstPollAt } from './tracking/schedule.js';
+import { createUpstreamCallbacks, type UpstreamCallbacks } from './tracking/upstream-callbacks.js';
 import { type CircuitBreakerOptions, type CircuitState, withCircuitBreaker } from './upstream/circuit-breaker.js';
 import { createUpstreamClient, type UpstreamClientOptions } from './upstream/client.js';
 import { createUpstreamHealth, type UpstreamHealth, withHealthTracking } from './upstream/health.js';
@@ -94,6 +96,8 @@ export interface Services {
   readiness: ReadinessCheck;
   poller: Poller;
   dispatcher: WebhookDispatcher;
+  /** POST /upstream/callbacks/:token; null without UPSTREAM_CALLBACK_BASE_URL. */
+  upstreamCallbacks: UpstreamCallbacks | null;
   /** Starts background work: polling, webhook delivery, key pruning, retention. */
   startWorkers: () => void;
   /** Stops claiming work; lets polls and webhook attempts in flight finish within `graceMs`, then aborts them. */
@@ -114,7 +118,12 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
   const ids = options.ids ?? createIdSource(clock);
   const timers = options.timers ?? systemTimers;
 
-  const store = options.store ?? (await openSqliteStore({ path: config.sqlitePath, lockWaitMs: config.storeLockWaitMs, logger }));
+  const store =
+    options.store ??
+    (await openStore(config, {
+      onIdleError: (error) => logger.warn({ err: error }, 'an idle database connection failed; the pool replaces it'),
+      logger,
+    }));
   const metrics = createMetrics();
   // With REDIS_URL the limits are shared by every replica (DESIGN §4.5); Redis down means local limits, never errors.
   const redis =
@@ -163,7 +172,10 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     },
   });
   const bus = createInProcessBus();
-  const schedule = { minMs: config.pollIntervalMinMs, maxMs: config.pollIntervalMaxMs };
+  const baseSchedule = { minMs: config.pollIntervalMinMs, maxMs: config.pollIntervalMaxMs };
+  // With upstream callbacks, polls are the safety net for lost ones (DESIGN §4.1).
+  const callbacksOn = config.upstreamCallbackBaseUrl !== null;
+  const schedule = callbacksOn ? callbackSafetyNetSchedule(baseSchedule, config.pollIntervalMaxWithCallbacksMs) : baseSchedule;
 
   const poller = createPoller({
     videos: store.videos,
@@ -175,9 +187,22 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     logger,
     policy: { schedule, taskTimeoutMs: config.taskTimeoutMs, notFoundGraceMs: 60_000 },
     concurrency: config.pollConcurrency,
-    leaseMs: 60_000,
+    leaseMs: config.pollLeaseMs,
     onTransition: (video) => metrics.recordTransition(video),
   });
+  const upstreamCallbacks =
+    config.upstreamCallbackBaseUrl === null
+      ? null
+      : createUpstreamCallbacks({
+          videos: store.videos,
+          tokens: createCallbackTokens(options.gatewaySecret ?? randomBytes(32)),
+          baseUrl: config.upstreamCallbackBaseUrl,
+          clock,
+          hint: (videoId, madeDue) => poller.hint(videoId, madeDue),
+          logger,
+          onReceived: (outcome) => metrics.recordUpstreamCallback(outcome === 'accepted' ? 'valid' : outcome),
+          onPollScheduled: () => metrics.recordCallbackPoll(),
+        });
   // Webhooks: every connection is checked against private addresses at connect time (DNS rebinding included).
   const webhookAgent =
     options.webhookAgent ??
@@ -213,6 +238,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     firstPollAt: firstPollAt(schedule, random),
     renderRefusal: options.renderRefusal,
     onCreated: () => poller.wake(),
+    ...(upstreamCallbacks === null ? {} : { upstreamCallbackUrl: (videoId: string) => upstreamCallbacks.urlFor(videoId) }),
     checkCallbackUrl: createCallbackUrlValidator({
       allowHttp: config.webhookAllowHttp,
       allowPrivateNetworks: config.webhookAllowPrivateNetworks,
@@ -220,19 +246,20 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     checkImageUrl: createImageUrlValidator({ allowPrivateNetworks: config.webhookAllowPrivateNetworks }),
   });
   // Replicas on one Postgres (DESIGN §4.5): changes committed by any replica reach this one's waiters, cache and dispatcher.
-  const changeFeed = /^postgres(?:ql)?:\/\//i.test(config.databaseUrl)
-    ? createPgChangeListener({
-        connectionString: config.databaseUrl,
-        bus,
-        videos: store.videos,
-        cache: videos,
-        wakeDispatcher: () => dispatcher.wake(),
-        timers,
-        random,
-        logger,
-        registry: metrics.registry,
-      })
-    : null;
+  const changeFeed =
+    config.postgresUrl !== null
+      ? createPgChangeListener({
+          connectionString: config.postgresUrl,
+          bus,
+          videos: store.videos,
+          cache: videos,
+          wakeDispatcher: () => dispatcher.wake(),
+          timers,
+          random,
+          logger,
+          registry: metrics.registry,
+        })
+      : null;
   await changeFeed?.start();
   const keyPruner = createIdempotencyKeyPruner({ keys: store.idempotencyKeys, clock, timers, logger });
   const eraser = createVideoEraser({ videos: store.videos, bus, clock, logger });
@@ -283,6 +310,7 @@ export async function buildServices(options: ServicesOptions): Promise<Services>
     readiness,
     poller,
     dispatcher,
+    upstreamCallbacks,
     startWorkers() {
       poller.start();
       dispatcher.start();

@@ -67,14 +67,20 @@ t.test('defaults when the environment is empty (sandbox mode)', async (t) => {
     elkapiBaseUrl: 'https://api.elkapi.com',
     databaseUrl: 'sqlite:./data/gateway.db',
     sqlitePath: './data/gateway.db',
+    postgresUrl: null,
+    databasePoolSize: 10,
     gatewaySecret: null,
     clientsFile: null,
     redisUrl: null,
     cacheMaxEntries: 10000,
     pollIntervalMinMs: 2000,
     pollIntervalMaxMs: 15000,
+    upstreamCallbackBaseUrl: null,
+    pollIntervalMaxWithCallbacksMs: 60000,
     pollConcurrency: 16,
     upstreamMaxRps: 20,
+    pollLeaseMs: 60000,
+    shutdownGraceMs: 5000,
     taskTimeoutMs: 7200000,
     webhookTimeoutMs: 15000,
     storeLockWaitMs: 5000,
@@ -106,14 +112,19 @@ t.test('every variable is parsed', async (t) => {
     ELKAPI_API_KEY: ' sk-live-123 ',
     ELKAPI_BASE_URL: 'http://127.0.0.1:4010/relay/',
     DATABASE_URL: 'sqlite:/var/lib/gateway/gw.db',
+    DATABASE_POOL_SIZE: '4',
     GATEWAY_SECRET: 'gs-0123456789abcdefghijklmnopqrstuvwxyz',
     CLIENTS_FILE: '/etc/gateway/clients.json',
     REDIS_URL: 'redis://cache.internal:6380/2',
     CACHE_MAX_ENTRIES: '500',
     POLL_INTERVAL_MIN_MS: '250ms',
     POLL_INTERVAL_MAX_MS: '5s',
+    UPSTREAM_CALLBACK_BASE_URL: 'https://gw.example.com/base/',
+    POLL_INTERVAL_MAX_WITH_CALLBACKS_MS: '2m',
     POLL_CONCURRENCY: '4',
     UPSTREAM_MAX_RPS: '2.5',
+    POLL_LEASE_MS: '2m',
+    SHUTDOWN_GRACE_MS: '1500',
     TASK_TIMEOUT_MS: '1h',
     WEBHOOK_TIMEOUT_MS: '3000',
     STORE_LOCK_WAIT_MS: '250ms',
@@ -139,14 +150,20 @@ t.test('every variable is parsed', async (t) => {
     elkapiBaseUrl: 'http://127.0.0.1:4010/relay',
     databaseUrl: 'sqlite:/var/lib/gateway/gw.db',
     sqlitePath: '/var/lib/gateway/gw.db',
+    postgresUrl: null,
+    databasePoolSize: 4,
     gatewaySecret: 'gs-0123456789abcdefghijklmnopqrstuvwxyz',
     clientsFile: '/etc/gateway/clients.json',
     redisUrl: 'redis://cache.internal:6380/2',
     cacheMaxEntries: 500,
     pollIntervalMinMs: 250,
     pollIntervalMaxMs: 5000,
+    upstreamCallbackBaseUrl: 'https://gw.example.com/base',
+    pollIntervalMaxWithCallbacksMs: 120000,
     pollConcurrency: 4,
     upstreamMaxRps: 2.5,
+    pollLeaseMs: 120000,
+    shutdownGraceMs: 1500,
     taskTimeoutMs: 3600000,
     webhookTimeoutMs: 3000,
     storeLockWaitMs: 250,
@@ -322,15 +339,21 @@ t.test('database URL', async (t) => {
   t.equal(configOf(t, { DATABASE_URL: 'sqlite:///tmp/gw.db' }).sqlitePath, '/tmp/gw.db');
 
   for (const url of ['postgres://app:s3cret@db:5432/gw', 'postgresql://app:s3cret@db/gw', 'POSTGRES://db/gw']) {
-    t.same(
-      problemsOf(t, { DATABASE_URL: url }),
-      ['DATABASE_URL: Postgres is not supported yet (use sqlite:<path> or sqlite::memory:)'],
-      url,
-    );
+    const config = configOf(t, { DATABASE_URL: url });
+    t.equal(config.postgresUrl, url, `${url} selects Postgres`);
+    t.equal(config.sqlitePath, null);
+  }
+  for (const url of ['postgres://app:s3cret@', 'postgres://app:s3cret@db/gw/extra', 'postgres://app:s3cret@[db/gw']) {
+    const problems = problemsOf(t, { DATABASE_URL: url });
+    t.same(problems, ['DATABASE_URL: is not a valid Postgres URL (expected postgres://user[:password]@host[:port]/database)'], url);
+    t.notMatch(problems.join(), 's3cret', 'the password is never echoed');
   }
   t.same(problemsOf(t, { DATABASE_URL: 'mysql://app:s3cret@db/gw' }), [
-    'DATABASE_URL: "mysql://***@db/gw" is not a supported database URL (use sqlite:<path> or sqlite::memory:)',
+    'DATABASE_URL: "mysql://***@db/gw" is not a supported database URL (use sqlite:<path>, sqlite::memory: or postgres://user@host:5432/db)',
   ]);
+  t.same(problemsOf(t, { DATABASE_POOL_SIZE: '0' }), ['DATABASE_POOL_SIZE: "0" is out of range (expected an integer from 1 to 1000)']);
+  t.same(problemsOf(t, { POLL_LEASE_MS: '10ms' }), ['POLL_LEASE_MS: "10ms" is out of range (expected a duration from 1000ms to 596h)']);
+  t.same(problemsOf(t, { SHUTDOWN_GRACE_MS: 'soon' }), ['SHUTDOWN_GRACE_MS: "soon" is not a duration (use 250ms, 5s, 2m, 2h or 30d)']);
   t.equal(problemsOf(t, { DATABASE_URL: 'sqlite:' }).length, 1);
   t.equal(problemsOf(t, { DATABASE_URL: 'sqlite://' }).length, 1, 'no path left');
 });
@@ -402,4 +425,29 @@ t.test('GATEWAY_SECRET: too short or with spaces is one line that never quotes i
     t.notMatch(problems.join('\n'), value);
   }
   t.equal(configOf(t, { GATEWAY_SECRET: '0123456789abcdef0123456789abcdef' }).gatewaySecret, '0123456789abcdef0123456789abcdef');
+});
+
+t.test('UPSTREAM_CALLBACK_BASE_URL: an absolute http(s) URL without query, fragment or credentials', async (t) => {
+  for (const bad of [
+    'gateway.example.com',
+    'ftp://gw.example.com',
+    'https://gw.example.com/?a=1',
+    'https://gw.example.com/#x',
+    'https://u:p@gw.example.com',
+  ]) {
+    const result = loadConfig({ UPSTREAM_CALLBACK_BASE_URL: bad });
+    t.notOk(result.ok, bad);
+    if (!result.ok) {
+      t.equal(result.problems.length, 1);
+      t.match(result.problems[0], /^UPSTREAM_CALLBACK_BASE_URL: .* is not an absolute http\(s\) URL/);
+      t.notMatch(result.problems[0], 'u:p@', 'credentials are masked');
+    }
+  }
+  t.equal(configOf(t, { UPSTREAM_CALLBACK_BASE_URL: 'http://10.0.0.5:3000' }).upstreamCallbackBaseUrl, 'http://10.0.0.5:3000');
+});
+
+t.test('POLL_INTERVAL_MAX_WITH_CALLBACKS_MS may not be shorter than POLL_INTERVAL_MIN_MS', async (t) => {
+  const result = loadConfig({ POLL_INTERVAL_MIN_MS: '5s', POLL_INTERVAL_MAX_WITH_CALLBACKS_MS: '1s' });
+  t.notOk(result.ok);
+  if (!result.ok) t.match(result.problems, [/^POLL_INTERVAL_MAX_WITH_CALLBACKS_MS: "1s" \(1000 ms\) is shorter than POLL_INTERVAL_MIN_MS/]);
 });

@@ -44,7 +44,9 @@ const del = (gw: TestGateway, id: string, who: 'alice' | 'bob' = 'alice') =>
 
 /** Every row of every table of the gateway's SQLite file, as an operator would read it. */
 function dumpDatabase(gw: TestGateway): Record<string, string> {
-  const db = new BetterSqlite3(gw.config.sqlitePath, { readonly: true });
+  const path = gw.config.sqlitePath;
+  if (path === null) throw new Error('this test reads the SQLite file; the gateway runs on Postgres');
+  const db = new BetterSqlite3(path, { readonly: true });
   try {
     const tables = db.prepare("select name from sqlite_master where type = 'table'").all() as Array<{ name: string }>;
     return Object.fromEntries(tables.map(({ name }) => [name, JSON.stringify(db.prepare(`select * from "${name}"`).all())]));

@@ -24,6 +24,13 @@ t.test('every domain code maps to its documented status, without headers unless 
     t.same(seen(new DomainError(code, 'Safe words.')), { status, code, headers: {} }, code);
   }
   t.same(seen(new VideoNotFound()), { status: 404, code: 'not_found', headers: {} }, 'VideoNotFound');
+  const storeDown = toProblem(new StoreUnavailable(new Error('connect ECONNREFUSED 10.0.0.7:5432 password=hunter2')));
+  t.same(
+    { status: storeDown.status, code: storeDown.code, headers: storeDown.options.headers },
+    { status: 503, code: 'store_unavailable', headers: { 'retry-after': '5' } },
+    'StoreUnavailable: 503 with retry-after',
+  );
+  t.notMatch(JSON.stringify(buildProblem(storeDown, 'req_1')), /ECONNREFUSED|hunter2|10\.0\.0\.7/, 'the cause never reaches the body');
 });
 
 t.test('StoreUnavailable is a 503 with retry-after whose body never carries the driver error', async (t) => {

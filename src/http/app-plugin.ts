@@ -7,6 +7,7 @@ import fp from 'fastify-plugin';
 import { deliveryRoutes } from '../../routes/deliveries.js';
 import { healthRoutes } from '../../routes/health.js';
 import { metricsRoutes } from '../../routes/metrics.js';
+import { upstreamCallbackRoutes } from '../../routes/upstream-callbacks.js';
 import { videoRoutes } from '../../routes/videos.js';
 import { sharedSchemas } from '../../schemas/index.js';
 import { sandboxAssets } from '../sandbox/assets.js';
@@ -25,7 +26,8 @@ export interface GatewayAppOptions {
   services: Pick<
     Services,
     'clock' | 'clients' | 'videos' | 'creator' | 'eraser' | 'watch' | 'streamTokens' | 'deliveries' | 'readiness' | 'metrics' | 'redis'
-  >;
+  > &
+    Partial<Pick<Services, 'upstreamCallbacks'>>;
   authenticate: Authenticate;
   authenticateStreamToken: AuthenticateStreamToken;
   /** Serve the sandbox's sample video and thumbnail (sandbox mode). */
@@ -84,6 +86,8 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (
   await app.register(deliveryRoutes, { deliveries, rateLimits, authenticate });
   await app.register(healthRoutes, { readiness });
   await app.register(metricsRoutes, { metrics, token: metricsToken });
+  if (services.upstreamCallbacks !== undefined && services.upstreamCallbacks !== null)
+    await app.register(upstreamCallbackRoutes, { callbacks: services.upstreamCallbacks });
   if (serveSandboxAssets) await app.register(sandboxAssets);
 };
 

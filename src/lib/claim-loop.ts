@@ -1,3 +1,5 @@
+import { type CancelTimer, systemTimers, type Timers } from '../timers.js';
+
 /**
  * The background rhythm shared by the poller and the webhook dispatcher: every `tickMs`, or at once when
  * woken, claim due work and launch it. Launched jobs run on their own; the loop never waits for them, so
@@ -18,27 +20,42 @@ export interface ClaimLoopOptions {
   /** Claims due work and launches it; resolves once launched. */
   launch: () => Promise<unknown>;
   tickMs: number;
+  /** Called with a failed claim's error; the next claim then backs off (tick × 2^failures, at most `maxBackoffMs`). */
   onError: (error: unknown) => void;
+  /** Longest wait between claims while they keep failing (an unreachable store). Default 5 s. */
+  maxBackoffMs?: number;
+  /** Default the system's. */
+  timers?: Timers;
 }
 
 export function createClaimLoop(options: ClaimLoopOptions): ClaimLoop {
-  let timer: NodeJS.Timeout | null = null;
+  const timers = options.timers ?? systemTimers;
+  const maxBackoffMs = Math.max(options.tickMs, options.maxBackoffMs ?? 5_000);
+  let cancel: CancelTimer | null = null;
   let running = false;
   let claiming: Promise<unknown> = Promise.resolve();
   /** Woken while a claim was under way: what woke it may not be in that claim's answer. */
   let wokenMidClaim = false;
+  /** Claims failed in a row: the next one waits tick × 2^failures, at most maxBackoffMs. */
+  let failures = 0;
 
   const schedule = (delayMs: number): void => {
-    timer = setTimeout(() => void loop(), delayMs);
+    cancel = timers.setTimeout(() => void loop(), delayMs);
   };
 
   const loop = async (): Promise<void> => {
-    timer = null;
+    cancel = null;
     if (!running) return;
     wokenMidClaim = false;
-    claiming = options.launch().catch(options.onError);
+    let failed = false;
+    claiming = options.launch().catch((error: unknown) => {
+      failed = true;
+      options.onError(error);
+    });
     await claiming;
-    if (running && timer === null) schedule(wokenMidClaim ? 0 : options.tickMs);
+    failures = failed ? failures + 1 : 0;
+    const delayMs = failures === 0 ? (wokenMidClaim ? 0 : options.tickMs) : Math.min(maxBackoffMs, options.tickMs * 2 ** failures);
+    if (running && cancel === null) schedule(delayMs);
   };
 
   return {
@@ -49,17 +66,18 @@ export function createClaimLoop(options: ClaimLoopOptions): ClaimLoop {
     },
     async stop() {
       running = false;
-      if (timer !== null) clearTimeout(timer);
-      timer = null;
+      cancel?.();
+      cancel = null;
       await claiming;
     },
     wake() {
-      if (!running) return;
-      if (timer === null) {
+      // While backing off (the store is failing), a wake must not turn into a claim per event.
+      if (!running || failures > 0) return;
+      if (cancel === null) {
         wokenMidClaim = true;
         return;
       }
-      clearTimeout(timer);
+      cancel();
       schedule(0);
     },
   };

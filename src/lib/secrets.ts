@@ -70,6 +70,8 @@ export function createSecretScrubber(options: SecretScrubberOptions = {}): Secre
     '\\bwhsec_[A-Za-z0-9+/=]{8,}',
     // Stream tokens travel in a query string (`?token=vst_…`), so they reach request logs.
     '\\bvst_[A-Za-z0-9_-]{8,}(?:\\.[A-Za-z0-9_-]*)?',
+    // Upstream callback tokens (a logged URL or callback_url): the URL is the credential.
+    '(?<=/upstream/callbacks/)[A-Za-z0-9_-]{8,}',
     // RFC 6750 token68 characters, so prose such as "Bearer <key>" is left alone.
     '\\b(?:Bearer|Basic)\\s+[A-Za-z0-9._~+/-]+=*',
   ];

@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 
 import { type Clock, type Random, systemClock, toIso } from '../clock.js';
 import { isJsonObject } from '../lib/json.js';
+import { type CancelTimer, systemTimers, type Timers } from '../timers.js';
 import type { UpstreamFrame } from '../upstream/types.js';
 import { sampleThumbnail, sampleVideo } from './assets.js';
 
@@ -37,6 +38,14 @@ export interface SandboxOptions {
   assetBaseUrl: string;
   /** Fixed `estimate_wait_seconds` while dreaming (null: report none). Default: the real remaining seconds. */
   estimateWaitSeconds?: number | null;
+  /**
+   * Call a task's `callback_url` like Luma does (`upstream/ELKAPI.md`): POST the generation on dreaming, completed and
+   * failed, unsigned, retried 3 times 100 ms apart, 5 s timeout. Default true; false plays an upstream whose
+   * callbacks are all lost.
+   */
+  callbacks?: boolean;
+  /** Schedules callbacks and their retries; tests pass ManualTimers on the same clock. Default: real timers. */
+  timers?: Timers;
 }
 
 /** One scripted misbehaviour, consumed by the next matching request(s). */
@@ -99,6 +108,12 @@ export interface SandboxStats {
   /** Requests to the query route. */
   queries: number;
   queriesById: Map<string, number>;
+  /** Callback attempts sent (retries included). */
+  callbacksSent: number;
+  /** Callbacks answered 2xx. */
+  callbacksDelivered: number;
+  /** Callbacks given up after the last retry. */
+  callbacksFailed: number;
 }
 
 export interface Sandbox {
@@ -122,11 +137,18 @@ export interface Sandbox {
   forget(id: string): boolean;
   /** Clears counters, `lastAuthorization` and pending faults (tasks stay). */
   reset(): void;
+  /** Resolves once every callback attempt in flight has been answered (or failed); retries not yet due are not waited for. */
+  callbacksSettled(): Promise<void>;
   /** Stops listening and destroys open sockets, keep-alive ones included. */
   close(): Promise<void>;
 }
 
 const GENERATIONS_PATH = '/dream-machine/v1/generations';
+const CALLBACK_RETRIES = 3;
+const CALLBACK_RETRY_DELAY_MS = 100;
+const CALLBACK_TIMEOUT_MS = 5_000;
+/** States Luma calls back on. */
+const CALLBACK_STATES = new Set(['dreaming', 'completed', 'failed']);
 const MAX_BODY_BYTES = 1024 * 1024;
 const DOWNLOAD_URL_LIFETIME_SECONDS = 3600;
 const ASPECT_RATIOS = new Set(['16:9', '9:16', '1:1', '4:3', '3:4', '21:9', '9:21']);
@@ -154,11 +176,24 @@ interface ErrorAnswer {
 }
 
 class SandboxSimulator implements Sandbox {
-  readonly stats: SandboxStats = { requests: 0, creates: 0, queries: 0, queriesById: new Map() };
+  readonly stats: SandboxStats = {
+    requests: 0,
+    creates: 0,
+    queries: 0,
+    queriesById: new Map(),
+    callbacksSent: 0,
+    callbacksDelivered: 0,
+    callbacksFailed: 0,
+  };
   #lastAuthorization: string | null = null;
   readonly #tasks = new Map<string, SandboxTask>();
   #faults: PendingFault[] = [];
   readonly #timers = new Set<NodeJS.Timeout>();
+  /** Scheduled callbacks and retries, by task. */
+  readonly #callbackTimers = new Map<string, Set<CancelTimer>>();
+  readonly #callbacksInFlight = new Set<Promise<void>>();
+  readonly #callbackTimerSource: Timers;
+  readonly #callbacksOn: boolean;
   // Per-instance secret so download_url signatures look real and change with every signing time.
   readonly #signingSecret = randomBytes(32);
   readonly #server = createServer((req, res) => {
@@ -187,6 +222,8 @@ class SandboxSimulator implements Sandbox {
     this.#errorRate = options.errorRate ?? 0;
     if (!(this.#errorRate >= 0 && this.#errorRate <= 1)) throw new RangeError('errorRate must be within 0..1');
     this.#assetBaseUrl = options.assetBaseUrl.replace(/\/+$/, '');
+    this.#callbackTimerSource = options.timers ?? systemTimers;
+    this.#callbacksOn = options.callbacks ?? true;
   }
 
   get url(): string {
@@ -227,7 +264,10 @@ class SandboxSimulator implements Sandbox {
   setTaskState(id: string, override: SandboxStateOverride | null): void {
     const task = this.#tasks.get(id);
     if (!task) throw new Error(`sandbox: no task ${id}`);
+    const before = this.#stateAt(task, this.#clock.now()).state;
     task.override = override;
+    const after = this.#stateAt(task, this.#clock.now()).state;
+    if (after !== before && CALLBACK_STATES.has(after)) this.#callBack(task, 0);
   }
 
   completeNow(id: string): void {
@@ -244,7 +284,12 @@ class SandboxSimulator implements Sandbox {
   }
 
   forget(id: string): boolean {
+    this.#cancelCallbacks(id);
     return this.#tasks.delete(id);
+  }
+
+  async callbacksSettled(): Promise<void> {
+    while (this.#callbacksInFlight.size > 0) await Promise.allSettled([...this.#callbacksInFlight]);
   }
 
   reset(): void {
@@ -253,6 +298,9 @@ class SandboxSimulator implements Sandbox {
     this.stats.creates = 0;
     this.stats.queries = 0;
     this.stats.queriesById.clear();
+    this.stats.callbacksSent = 0;
+    this.stats.callbacksDelivered = 0;
+    this.stats.callbacksFailed = 0;
     this.#lastAuthorization = null;
     this.#faults = [];
   }
@@ -262,6 +310,7 @@ class SandboxSimulator implements Sandbox {
       // Requests parked in a delay never finish: drop their timers so nothing keeps the process alive.
       for (const timer of this.#timers) clearTimeout(timer);
       this.#timers.clear();
+      for (const id of [...this.#callbackTimers.keys()]) this.#cancelCallbacks(id);
       this.#server.close(() => resolve());
       this.#server.closeAllConnections();
     });
@@ -332,6 +381,7 @@ class SandboxSimulator implements Sandbox {
       override: null,
     };
     this.#tasks.set(task.id, task);
+    this.#scheduleCallbacks(task);
     // Luma's official shape (fixtures/create-201.json).
     sendJson(res, 201, {
       id: task.id,
@@ -465,6 +515,56 @@ class SandboxSimulator implements Sandbox {
     const amzDate = toIso(now).replace(/[-:]/g, '').replace(/\.\d+/, ''); // 20260101T000000Z
     const signature = createHmac('sha256', this.#signingSecret).update(`${taskId}\n${amzDate}`).digest('hex');
     return `${url}?X-Amz-Date=${amzDate}&X-Amz-Expires=${DOWNLOAD_URL_LIFETIME_SECONDS}&X-Amz-Signature=${signature}`;
+  }
+
+  // ---- callbacks ----
+
+  /** Luma calls back when the task starts dreaming and when it ends. */
+  #scheduleCallbacks(task: SandboxTask): void {
+    if (!this.#callbacksOn || task.request.callback_url === null) return;
+    if (this.#queueMs < this.#durationMs) this.#later(task.id, this.#queueMs, () => this.#callBack(task, 0));
+    this.#later(task.id, this.#durationMs, () => this.#callBack(task, 0));
+  }
+
+  #later(taskId: string, ms: number, run: () => void): void {
+    const timers = this.#callbackTimers.get(taskId) ?? new Set<CancelTimer>();
+    this.#callbackTimers.set(taskId, timers);
+    const cancel = this.#callbackTimerSource.setTimeout(() => {
+      timers.delete(cancel);
+      run();
+    }, ms);
+    timers.add(cancel);
+  }
+
+  #cancelCallbacks(taskId: string): void {
+    for (const cancel of this.#callbackTimers.get(taskId) ?? []) cancel();
+    this.#callbackTimers.delete(taskId);
+  }
+
+  /** One attempt: POST the generation as it is now, unsigned; a failure is retried 100 ms later, 3 times. */
+  #callBack(task: SandboxTask, retry: number): void {
+    const url = task.request.callback_url;
+    if (!this.#callbacksOn || url === null || this.#closing !== null || !this.#tasks.has(task.id)) return;
+    this.stats.callbacksSent += 1;
+    const attempt = fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(this.#webAppGeneration(task, this.#clock.now())),
+      redirect: 'manual',
+      signal: AbortSignal.timeout(CALLBACK_TIMEOUT_MS),
+    })
+      .then(async (response) => {
+        await response.arrayBuffer().catch(() => undefined);
+        return response.status >= 200 && response.status < 300;
+      })
+      .catch(() => false)
+      .then((delivered) => {
+        if (delivered) this.stats.callbacksDelivered += 1;
+        else if (retry < CALLBACK_RETRIES) this.#later(task.id, CALLBACK_RETRY_DELAY_MS, () => this.#callBack(task, retry + 1));
+        else this.stats.callbacksFailed += 1;
+      })
+      .finally(() => this.#callbacksInFlight.delete(attempt));
+    this.#callbacksInFlight.add(attempt);
   }
 
   // ---- faults ----

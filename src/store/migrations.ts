@@ -1,6 +1,15 @@
 import { inspect } from 'node:util';
 
-import { type Kysely, type Migration, type MigrationProvider, Migrator, sql, SqliteAdapter } from 'kysely';
+import {
+  type ColumnDataType,
+  type Kysely,
+  type Migration,
+  type MigrationProvider,
+  Migrator,
+  PostgresAdapter,
+  sql,
+  SqliteAdapter,
+} from 'kysely';
 
 /*
  * Versioned schema migrations, kept in code (not files read at runtime) so the build ships them and
@@ -9,10 +18,34 @@ import { type Kysely, type Migration, type MigrationProvider, Migrator, sql, Sql
  *
  * Migrations see `Kysely<unknown>`: they must not depend on the current `Database` type, which
  * describes the schema after the *last* migration.
+ *
+ * One set of migrations serves both dialects. Column types come from `columnTypes(db)`: on SQLite they are exactly
+ * what these migrations always created (so a shipped SQLite file needs nothing new); on Postgres epoch-ms columns
+ * are `bigint` (int4 would overflow), JSON columns `jsonb`, floats `double precision`, and the attempt log's id an
+ * identity column.
  */
+
+interface ColumnTypes {
+  epochMs: ColumnDataType;
+  json: ColumnDataType;
+  float: ColumnDataType;
+  postgres: boolean;
+}
+
+export const isPostgres = (db: Kysely<unknown>): boolean => db.getExecutor().adapter instanceof PostgresAdapter;
+
+function columnTypes(db: Kysely<unknown>): ColumnTypes {
+  return isPostgres(db)
+    ? { epochMs: 'bigint', json: 'jsonb', float: 'double precision', postgres: true }
+    : { epochMs: 'integer', json: 'text', float: 'real', postgres: false };
+}
+
+/** A JSON column as the driver hands it back: text on SQLite, already parsed from jsonb on Postgres. */
+const parsedJson = (column: unknown): unknown => (typeof column === 'string' ? JSON.parse(column) : column);
 
 const initial: Migration = {
   async up(db: Kysely<unknown>): Promise<void> {
+    const { epochMs, json, float, postgres } = columnTypes(db);
     await db.schema
       .createTable('videos')
       .addColumn('id', 'text', (c) => c.primaryKey())
@@ -20,17 +53,17 @@ const initial: Migration = {
       .addColumn('upstream_id', 'text', (c) => c.notNull())
       .addColumn('status', 'text', (c) => c.notNull())
       .addColumn('upstream_state', 'text')
-      .addColumn('request_json', 'text', (c) => c.notNull())
-      .addColumn('result_json', 'text')
-      .addColumn('failure_json', 'text')
-      .addColumn('estimated_wait_seconds', 'real')
-      .addColumn('created_at', 'integer', (c) => c.notNull())
-      .addColumn('updated_at', 'integer', (c) => c.notNull())
-      .addColumn('completed_at', 'integer')
-      .addColumn('next_poll_at', 'integer')
+      .addColumn('request_json', json, (c) => c.notNull())
+      .addColumn('result_json', json)
+      .addColumn('failure_json', json)
+      .addColumn('estimated_wait_seconds', float)
+      .addColumn('created_at', epochMs, (c) => c.notNull())
+      .addColumn('updated_at', epochMs, (c) => c.notNull())
+      .addColumn('completed_at', epochMs)
+      .addColumn('next_poll_at', epochMs)
       .addColumn('poll_attempts', 'integer', (c) => c.notNull().defaultTo(0))
-      .addColumn('not_found_since', 'integer')
-      .addColumn('lease_until', 'integer')
+      .addColumn('not_found_since', epochMs)
+      .addColumn('lease_until', epochMs)
       .addColumn('version', 'integer', (c) => c.notNull().defaultTo(1))
       .addCheckConstraint('videos_status_check', sql`status in ('queued', 'processing', 'completed', 'failed')`)
       .execute();
@@ -53,13 +86,13 @@ const initial: Migration = {
       .addColumn('event_type', 'text', (c) => c.notNull())
       .addColumn('status', 'text', (c) => c.notNull())
       .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
-      .addColumn('next_attempt_at', 'integer')
-      .addColumn('lease_until', 'integer')
-      .addColumn('last_attempt_at', 'integer')
+      .addColumn('next_attempt_at', epochMs)
+      .addColumn('lease_until', epochMs)
+      .addColumn('last_attempt_at', epochMs)
       .addColumn('last_response_status', 'integer')
       .addColumn('last_error', 'text')
-      .addColumn('created_at', 'integer', (c) => c.notNull())
-      .addColumn('updated_at', 'integer', (c) => c.notNull())
+      .addColumn('created_at', epochMs, (c) => c.notNull())
+      .addColumn('updated_at', epochMs, (c) => c.notNull())
       .addCheckConstraint('webhook_deliveries_status_check', sql`status in ('pending', 'delivering', 'retrying', 'delivered', 'failed')`)
       .execute();
     // The dispatcher's claim of due deliveries.
@@ -69,12 +102,14 @@ const initial: Migration = {
 
     await db.schema
       .createTable('delivery_attempts')
-      .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+      .addColumn('id', postgres ? 'bigint' : 'integer', (c) =>
+        postgres ? c.primaryKey().generatedByDefaultAsIdentity() : c.primaryKey().autoIncrement(),
+      )
       .addColumn('message_id', 'text', (c) => c.notNull().references('webhook_deliveries.message_id').onDelete('cascade'))
       .addColumn('video_id', 'text', (c) => c.notNull())
       .addColumn('event_type', 'text', (c) => c.notNull())
       .addColumn('attempt', 'integer', (c) => c.notNull())
-      .addColumn('at', 'integer', (c) => c.notNull())
+      .addColumn('at', epochMs, (c) => c.notNull())
       .addColumn('duration_ms', 'integer', (c) => c.notNull())
       .addColumn('response_status', 'integer')
       .addColumn('error', 'text')
@@ -93,9 +128,9 @@ const initial: Migration = {
       .addColumn('state', 'text', (c) => c.notNull())
       .addColumn('response_status', 'integer')
       .addColumn('response_body', 'text')
-      .addColumn('response_headers_json', 'text')
-      .addColumn('created_at', 'integer', (c) => c.notNull())
-      .addColumn('expires_at', 'integer', (c) => c.notNull())
+      .addColumn('response_headers_json', json)
+      .addColumn('created_at', epochMs, (c) => c.notNull())
+      .addColumn('expires_at', epochMs, (c) => c.notNull())
       .addPrimaryKeyConstraint('idempotency_keys_pk', ['client_id', 'key'])
       .addCheckConstraint('idempotency_keys_state_check', sql`state in ('in_progress', 'completed')`)
       .execute();
@@ -130,7 +165,7 @@ const webhookDelivery: Migration = {
     const existing = await sql<{
       message_id: string;
       video_id: string;
-      request_json: string;
+      request_json: unknown;
       next_attempt_at: number | null;
       created_at: number;
     }>`
@@ -139,7 +174,7 @@ const webhookDelivery: Migration = {
     const latestByVideo = new Map<string, { next_attempt_at: number | null }>();
     for (const row of existing.rows) {
       latestByVideo.set(row.video_id, row);
-      const callbackUrl = (JSON.parse(row.request_json) as { callbackUrl?: unknown }).callbackUrl;
+      const callbackUrl = (parsedJson(row.request_json) as { callbackUrl?: unknown }).callbackUrl;
       if (typeof callbackUrl !== 'string') continue;
       await sql`update webhook_deliveries set target_url = ${callbackUrl}, target_host = ${new URL(callbackUrl).host}
         where message_id = ${row.message_id}`.execute(db);
@@ -195,7 +230,8 @@ const rawWebhookState: Migration = {
  * its id, owner and times. An idempotency key learns which video it answered with (`video_id`), so the key of an
  * erased video is emptied and marked (`erased_at`) instead of replaying content or starting a second generation;
  * existing keys learn their video from the `location` of their stored 202. Retention reads terminal videos by
- * `completed_at` (a partial index: running videos are not in it). Schema builder and plain statements only.
+ * `completed_at` (a partial index: running videos are not in it). Schema builder and plain statements only; epoch-ms
+ * columns are `bigint` on every dialect (INTEGER affinity in SQLite, int8 in Postgres), as shipped.
  */
 const deleteTombstones: Migration = {
   async up(db: Kysely<unknown>): Promise<void> {
@@ -309,12 +345,23 @@ const migrationProvider: MigrationProvider = {
   getMigrations: () => Promise.resolve({ ...migrations }),
 };
 
+async function currentSchema(db: Kysely<unknown>): Promise<string> {
+  const { rows } = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(db);
+  const schema = rows[0]?.schema ?? null;
+  if (schema === null) throw new Error('database migration (setup) failed: no schema of search_path exists in the database');
+  return schema;
+}
+
 /**
  * Brings the schema up to date. Returns the names of the migrations it ran (empty when already current).
  * Throws when one fails; Kysely's migrator reports errors in its result instead of throwing.
  */
 export async function migrateToLatest<DB>(db: Kysely<DB>): Promise<string[]> {
-  const migrator = new Migrator({ db, provider: migrationProvider });
+  // On Postgres, Kysely's migrator takes a session advisory lock (`pg_advisory_lock`) around the run, so replicas
+  // starting at once migrate exactly once. Its bookkeeping tables are pinned to the schema the store uses (the first
+  // of `search_path`): unpinned, it would take another schema's `kysely_migration` for its own.
+  const schema = isPostgres(db as Kysely<unknown>) ? await currentSchema(db as Kysely<unknown>) : undefined;
+  const migrator = new Migrator({ db, provider: migrationProvider, ...(schema === undefined ? {} : { migrationTableSchema: schema }) });
   const { error, results = [] } = await migrator.migrateToLatest();
   if (error !== undefined) {
     const failed = results.find((result) => result.status === 'Error')?.migrationName;

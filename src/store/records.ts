@@ -214,6 +214,13 @@ export interface ClaimDeliveriesOptions {
   excludeHosts?: readonly string[];
   /** At most this many deliveries per receiver in one claim, so one busy receiver cannot fill the batch. */
   perHostLimit?: number;
+  /**
+   * The global cap: deliveries leased right now (lease not expired) by every claimer sharing the database, this
+   * claim included, stay at most this many. Claims are serialized, so the cap holds across replicas.
+   */
+  maxInFlight?: number;
+  /** The per-receiver cap, counted the same way: leased deliveries toward one `host[:port]` stay at most this many. */
+  maxInFlightPerHost?: number;
 }
 
 /** An outbox row the dispatcher holds a lease on. */

@@ -79,6 +79,12 @@ export interface VideoRepository {
     /** When given, the change applies only if the video still has this status (compare-and-set). */
     expectedStatus?: VideoStatus,
   ): Promise<VideoRecord | undefined>;
+  /**
+   * Makes a running video due for a poll at `at` when its next poll was later (an upstream callback's hint, DESIGN
+   * §4.1); nothing a client sees changes. Returns false, writing nothing, for a terminal, erased or unknown video
+   * or one already due by then.
+   */
+  pollSoon(id: string, at: number): Promise<boolean>;
   /** Records a poll that changed nothing visible; releases the lease. */
   reschedulePoll(id: string, now: number, schedule: PollReschedule): Promise<void>;
   /** Replaces the result of a completed video (fresh signed download URL). */

@@ -7,15 +7,13 @@ import { CompiledQuery, type DatabaseConnection, type Driver, Kysely, SqliteDial
 
 import { StoreUnavailable } from '../errors.js';
 import type { Logger } from '../lib/logger.js';
+import { dueDeliveryIds } from './kysely/delivery-claims.js';
 import { type StoreDialect, textJson } from './kysely/dialect.js';
 import { createKyselyStore } from './kysely/store.js';
 import { runningStatusLiterals } from './kysely/video-repository.js';
 import { migrateToLatest } from './migrations.js';
 import type { Store } from './repositories.js';
 import type { Database } from './tables.js';
-
-/** Statuses a dispatcher may claim. */
-const claimableStatuses = ['pending', 'retrying'] as const;
 
 /**
  * SQLite's own statements. Each claim is one `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING *`: a single
@@ -25,6 +23,9 @@ const claimableStatuses = ['pending', 'retrying'] as const;
  */
 export const sqliteDialect: StoreDialect = {
   json: textJson,
+  // A locked, read-only, full, gone or damaged file (the statement guard below already turns most into
+  // `StoreUnavailable` after waiting out a lock; this catches any that reach a repository some other way).
+  isUnavailable: (error) => isSqliteUnavailable(error),
 
   async claimDueVideoRows(db, now, limit, leaseMs) {
     const rows = await db
@@ -46,44 +47,23 @@ export const sqliteDialect: StoreDialect = {
     return rows.sort((a, b) => (a.next_poll_at ?? 0) - (b.next_poll_at ?? 0));
   },
 
-  /**
-   * The subquery ranks due rows per receiver (`row_number() over (partition by target_host)`), so a receiver with a
-   * thousand overdue events takes at most `perHostLimit` of the batch and the rest goes to the others.
-   */
+  /** One statement: the ranking subquery (`dueDeliveryIds`) and the lease write cannot interleave with another claimer. */
   async claimDueDeliveryRows(db, now, options) {
-    const excluded = options.excludeHosts ?? [];
-    const perHostLimit = Math.max(1, Math.floor(options.perHostLimit ?? options.limit));
-    const due = db
-      .selectFrom('webhook_deliveries')
-      .select((eb) => [
-        'message_id',
-        'next_attempt_at',
-        eb.fn
-          .agg<number>('row_number')
-          .over((over) => over.partitionBy('target_host').orderBy('next_attempt_at').orderBy('message_id'))
-          .as('host_rank'),
-      ])
-      .where('status', 'in', claimableStatuses)
-      .where('next_attempt_at', '<=', now)
-      .where((free) => free.or([free('lease_until', 'is', null), free('lease_until', '<=', now)]))
-      .$if(excluded.length > 0, (query) =>
-        query.where((eb) => eb.or([eb('target_host', 'is', null), eb('target_host', 'not in', excluded)])),
-      );
     const rows = await db
       .updateTable('webhook_deliveries')
       .set({ lease_until: now + options.leaseMs })
-      .where('message_id', 'in', (eb) =>
-        eb
-          .selectFrom(due.as('due'))
-          .select('due.message_id')
-          .where('due.host_rank', '<=', perHostLimit)
-          .orderBy('due.next_attempt_at')
-          .limit(Math.floor(options.limit)),
-      )
+      .where('message_id', 'in', dueDeliveryIds(db, now, options))
       .returningAll()
       .execute();
     return rows.sort((a, b) => (a.next_attempt_at ?? 0) - (b.next_attempt_at ?? 0) || a.message_id.localeCompare(b.message_id));
   },
+
+  // No other process listens: nothing to announce, and single statements are atomic already.
+  notify: () => Promise.resolve(),
+  atomic: (db, work) => work(db),
+
+  // A single process claims one statement at a time already (see above).
+  serializeDeliveryClaims: (db, claim) => claim(db),
 
   // Plain `INSERT … ON CONFLICT DO UPDATE … WHERE`; Postgres accepts the same statement.
   async claimIdempotencyKey(db, row, { now, staleBefore }) {
@@ -126,6 +106,8 @@ export const sqliteDialect: StoreDialect = {
 export interface SqliteStoreOptions {
   /** File path, or `:memory:`. The parent directory is created when missing. */
   path: string;
+  /** Told the names of the migrations this open applied (empty when the schema was current). */
+  onMigrated?: (applied: string[]) => void;
   /** Longest wait for the write lock another process holds, then `StoreUnavailable`. Default 5000. */
   lockWaitMs?: number;
   /** Called each time a statement waits for that lock (metrics, tests). */
@@ -160,17 +142,18 @@ function applyPragmas(sqlite: BetterSqlite3.Database): void {
  * all-or-nothing (SQLite's DDL is transactional) and makes a second process opening the same file wait,
  * then find the schema current.
  */
-async function migrateAtomically(sqlite: BetterSqlite3.Database, db: Kysely<Database>, lockWaitMs: number): Promise<void> {
+async function migrateAtomically(sqlite: BetterSqlite3.Database, db: Kysely<Database>, lockWaitMs: number): Promise<string[]> {
   // A migration that rebuilds a parent table (0007) must not cascade its DROP to the children: SQLite's rebuild
   // procedure turns foreign keys off around it (a no-op inside a transaction, hence here) and checks them after.
   sqlite.pragma('foreign_keys = OFF');
   // Another process may be migrating (or writing) right now: wait for it without blocking the event loop.
   await createStatementGuard({ lockWaitMs: Math.max(lockWaitMs, 30_000) }).run(async () => void sqlite.exec('BEGIN IMMEDIATE'));
   try {
-    await migrateToLatest(db);
+    const applied = await migrateToLatest(db);
     const violations = sqlite.pragma('foreign_key_check') as unknown[];
     if (violations.length > 0) throw new Error(`database migration left ${violations.length} foreign key violations`);
     sqlite.exec('COMMIT');
+    return applied;
   } catch (error) {
     if (sqlite.inTransaction) sqlite.exec('ROLLBACK');
     throw error;
@@ -324,7 +307,9 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
       ...(isInMemory(options.path) ? {} : { assertUsable: createFileIdentityCheck(options.path, options.logger) }),
     });
     const db = new Kysely<Database>({ dialect: new GuardedSqliteDialect(sqlite, guard) });
-    await migrateAtomically(sqlite, db, lockWaitMs);
+    // Not `onMigrated?.(await …)`: an optional call skips evaluating its arguments.
+    const applied = await migrateAtomically(sqlite, db, lockWaitMs);
+    options.onMigrated?.(applied);
     // Kysely closes the handle only if it ever used it; make sure it is closed either way.
     return createKyselyStore(db, sqliteDialect, () => {
       if (sqlite.open) sqlite.close();

@@ -9,7 +9,7 @@ import { type UpstreamClient, UpstreamError } from '../upstream/types.js';
 import { decideAfterAnswer, decideAfterError, type PollDecision, type TrackingPolicy } from './transitions.js';
 
 export interface PollerOptions {
-  videos: Pick<VideoRepository, 'claimDue' | 'applyTransition' | 'reschedulePoll'>;
+  videos: Pick<VideoRepository, 'claimDue' | 'applyTransition' | 'reschedulePoll' | 'pollSoon'>;
   upstream: UpstreamClient;
   bus: EventBus;
   clock: Clock;
@@ -30,11 +30,19 @@ export interface PollerOptions {
 /**
  * Polls running videos. `stop(graceMs)`: an unfinished poll's lease simply expires and it runs again after restart.
  */
-export type Poller = ClaimingWorker;
+export interface Poller extends ClaimingWorker {
+  /**
+   * An upstream callback for a video (`madeDue`: its next poll was moved to now): claim now. When its poll is
+   * already in flight here, that poll's answer may predate the news, so it is made due again once the poll ends.
+   */
+  hint(videoId: string, madeDue: boolean): void;
+}
 
 export function createPoller(options: PollerOptions): Poller {
   const { videos, upstream, bus, clock, logger, policy } = options;
   const inFlight = new Set<Promise<void>>();
+  /** Videos polled right now → whether a hint arrived meanwhile. */
+  const polling = new Map<string, boolean>();
   /** A 429 pauses all polling until this time (the upstream asked us to slow down). */
   let pausedUntil = 0;
   /**
@@ -102,9 +110,14 @@ export function createPoller(options: PollerOptions): Poller {
     const due = await videos.claimDue(clock.now(), free, options.leaseMs);
     moreMayBeDue = due.length === free;
     return due.map((video) => {
+      polling.set(video.id, false);
       const job = pollOne(video)
+        .then(async () => {
+          if (polling.get(video.id) === true) await videos.pollSoon(video.id, clock.now());
+        })
         .catch((error: unknown) => logger.error({ err: error, videoId: video.id }, 'poll crashed; the lease will expire and retry'))
         .finally(() => {
+          polling.delete(video.id);
           inFlight.delete(job);
           if (moreMayBeDue) claimLoop.wake();
         });
@@ -135,6 +148,10 @@ export function createPoller(options: PollerOptions): Poller {
       }
     },
     wake: claimLoop.wake,
+    hint(videoId, madeDue) {
+      if (polling.has(videoId)) polling.set(videoId, true);
+      else if (madeDue) claimLoop.wake();
+    },
     inFlight: () => inFlight.size,
   };
 }

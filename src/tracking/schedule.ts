@@ -40,3 +40,28 @@ export const firstPollAt =
   (options: PollScheduleOptions, random: Random): FirstPollAt =>
   (now, estimateWaitSeconds) =>
     now + firstPollDelay(estimateWaitSeconds, options, random);
+
+/**
+ * The poll schedule while upstream callbacks are on (DESIGN §4.1): callbacks make a video due at once, so polling is
+ * only the safety net for lost ones. The first poll stays at ~minMs (it confirms the upstream knows the task);
+ * every later one waits `maxWithCallbacksMs` (the growth factor reaches it in one step). Pure.
+ */
+export function callbackSafetyNetSchedule(base: PollScheduleOptions, maxWithCallbacksMs: number): PollScheduleOptions {
+  const maxMs = Math.max(base.minMs, maxWithCallbacksMs);
+  return { ...base, maxMs, factor: Math.max(base.factor ?? 1.5, maxMs / base.minMs) };
+}
+
+/** Extra polls a video's callbacks may cause: at most one per this window, however many arrive. */
+export const callbackPollWindowMs = 2_000;
+
+/**
+ * When a callback arriving at `now` should make its video due, given when the last callback-made poll was set for
+ * (`lastAt`, undefined when none is remembered): now when the window has passed; the end of the window when it has
+ * not (the news is not dropped, only deferred); null when a poll later than now is already set — it will see
+ * whatever this callback announces. Pure.
+ */
+export function callbackPollAt(lastAt: number | undefined, now: number, windowMs = callbackPollWindowMs): number | null {
+  if (lastAt === undefined || now >= lastAt + windowMs) return now;
+  if (lastAt > now) return null;
+  return lastAt + windowMs;
+}

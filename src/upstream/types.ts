@@ -12,6 +12,8 @@ export interface UpstreamCreateRequest {
     frame0?: UpstreamFrame;
     frame1?: UpstreamFrame;
   };
+  /** Where the upstream posts state changes: the gateway's own callback route, a hint to poll (never the client's URL). */
+  callback_url?: string;
 }
 
 export type UpstreamFrame = { type: 'image'; url: string } | { type: 'generation'; id: string };

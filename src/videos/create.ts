@@ -52,6 +52,8 @@ export interface VideoCreatorOptions {
   checkCallbackUrl?: (url: string, client: Client) => string;
   /** Refuses a keyframe image URL pointing at a private or local address; throws ValidationFailed. */
   checkImageUrl?: (url: string, position: 'start' | 'end') => void;
+  /** The upstream `callback_url` for a video id (DESIGN §4.1); unset → none is passed. */
+  upstreamCallbackUrl?: (videoId: string) => string;
   /** Called after a create so the poller picks the video up on time. */
   onCreated?: () => void;
   retentionMs?: number;
@@ -150,7 +152,10 @@ export function createVideoCreator(options: VideoCreatorOptions): VideoCreator {
   ): Promise<StoredResponse> => {
     let generation;
     try {
-      generation = await upstream.createGeneration(toUpstreamCreateRequest(recorded.request, recorded.upstreamIds));
+      const upstreamRequest = toUpstreamCreateRequest(recorded.request, recorded.upstreamIds);
+      // The id was made with the intent: the upstream callback URL names it.
+      if (options.upstreamCallbackUrl !== undefined) upstreamRequest.callback_url = options.upstreamCallbackUrl(recorded.id);
+      generation = await upstream.createGeneration(upstreamRequest);
     } catch (error) {
       const stored = error instanceof UpstreamError && isStoredOutcome(error) ? options.renderRefusal(error, requestId) : null;
       if (claim !== undefined && error instanceof UpstreamError && error.kind === 'timeout') {

@@ -50,9 +50,9 @@ export interface DispatcherOptions {
   retryScheduleMs: readonly number[];
   /** WEBHOOK_TIMEOUT_MS: one whole attempt (connect, answer, the bit of body we read). */
   timeoutMs: number;
-  /** Attempts in flight at once. */
+  /** Attempts in flight at once, across every dispatcher sharing the store (counted from leased rows). */
   concurrency: number;
-  /** Attempts in flight at once toward one receiver (`host[:port]`). */
+  /** Attempts in flight at once toward one receiver (`host[:port]`), across every dispatcher sharing the store. */
   perHostConcurrency: number;
   /** A claimed delivery is reclaimable after this long; longer than an attempt can take. Default 2 × timeout + 1 s. */
   leaseMs?: number;
@@ -227,6 +227,9 @@ export function createDispatcher(options: DispatcherOptions): WebhookDispatcher 
       leaseMs,
       excludeHosts: busyHosts,
       perHostLimit: options.perHostConcurrency,
+      // The same caps counted over every lease in the store, so they hold across replicas sharing it.
+      maxInFlight: options.concurrency,
+      maxInFlightPerHost: options.perHostConcurrency,
     });
     const jobs: Array<Promise<void>> = [];
     for (const delivery of claimed) {

@@ -731,6 +731,43 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
       t.pass('a second beat updates the row');
     });
 
+    t.test('videos: pollSoon makes a running video due sooner, and nothing else', async (t) => {
+      const { store } = await opened(t);
+      const video = await store.videos.insert(newVideo({ nextPollAt: T0 + 60_000 }));
+      t.equal(await store.videos.pollSoon(video.id, T0 + 1_000), true);
+      t.same(
+        await store.videos.get(video.id),
+        { ...video, nextPollAt: T0 + 1_000 },
+        'only the next poll moved (version and updatedAt kept)',
+      );
+      t.equal(await store.videos.pollSoon(video.id, T0 + 5_000), false, 'never later than already due');
+      t.equal((await store.videos.get(video.id))?.nextPollAt, T0 + 1_000);
+      t.same(
+        (await store.videos.claimDue(T0 + 1_000, 10, LEASE_MS)).map((claimed) => claimed.id),
+        [video.id],
+        'claimable at once',
+      );
+      t.equal(await store.videos.pollSoon('vid_unknown', T0), false, 'unknown id');
+
+      const done = await store.videos.insert(newVideo({ nextPollAt: T0 + 60_000 }));
+      await store.videos.applyTransition(
+        done.id,
+        T0 + 2_000,
+        {
+          status: 'failed',
+          upstreamState: 'failed',
+          estimatedWaitSeconds: null,
+          result: null,
+          failure: { code: 'upstream_failed', message: 'x' },
+        },
+        null,
+        [],
+      );
+      const terminal = await store.videos.get(done.id);
+      t.equal(await store.videos.pollSoon(done.id, T0 + 3_000), false, 'terminal videos are left alone');
+      t.same(await store.videos.get(done.id), terminal);
+    });
+
     t.test('videos: reschedulePoll', async (t) => {
       const { store } = await opened(t);
       const video = await store.videos.insert(newVideo({ estimatedWaitSeconds: 40 }));
@@ -952,6 +989,49 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
       t.same(
         next.map((delivery) => delivery.messageId),
         [busy[2], busy[3], skipped.messageId],
+      );
+    });
+
+    t.test("deliveries: maxInFlight and maxInFlightPerHost count every lease in the store, any claimer's", async (t) => {
+      const { store, db } = await opened(t);
+      const other = await db.open();
+      const to = (host: string) => ({ request: videoRequest({ callbackUrl: `https://${host}/h` }) });
+      const slow: string[] = [];
+      for (let i = 0; i < 5; i++) slow.push((await terminalWithEvent(store, T0 + i, to('slow.example'))).messageId);
+      const fast: string[] = [];
+      for (let i = 0; i < 5; i++) fast.push((await terminalWithEvent(store, T0 + 10 + i, to('fast.example'))).messageId);
+      const caps = { leaseMs: LEASE_MS, maxInFlight: 6, maxInFlightPerHost: 2 };
+      const now = T0 + 1_000;
+
+      const first = await store.deliveries.claimDue(now, { limit: 10, ...caps });
+      t.same(
+        first.map((delivery) => delivery.messageId),
+        [slow[0], slow[1], fast[0], fast[1]],
+        'two per receiver',
+      );
+      t.same(await other.deliveries.claimDue(now, { limit: 10, ...caps }), [], 'another claimer sees both receivers at their cap');
+      const [done] = first;
+      if (done === undefined) throw new Error('nothing claimed');
+      await other.deliveries.release(done.messageId, done.leaseUntil);
+      t.same(
+        (await other.deliveries.claimDue(now, { limit: 10, ...caps })).map((delivery) => delivery.messageId),
+        [slow[0]],
+        'a freed slot is taken again, by whichever claimer asks',
+      );
+      t.same(
+        (await other.deliveries.claimDue(now, { limit: 10, leaseMs: LEASE_MS, maxInFlight: 4 })).map((delivery) => delivery.messageId),
+        [],
+        'the global cap counts every lease: 4 in flight, cap 4',
+      );
+      t.equal(
+        (await other.deliveries.claimDue(now, { limit: 10, leaseMs: LEASE_MS, maxInFlight: 5 })).length,
+        1,
+        'cap 5 leaves room for one more',
+      );
+      t.equal(
+        (await store.deliveries.claimDue(now + LEASE_MS, { limit: 10, ...caps })).length,
+        4,
+        'expired leases no longer count: a killed claimer frees its slots when they expire',
       );
     });
 

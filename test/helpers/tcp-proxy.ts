@@ -2,6 +2,7 @@
  * A real TCP proxy on 127.0.0.1 (port 0) in front of a service the machine runs (Postgres, Redis). Tests cut it
  * to simulate a network fault without ever stopping the shared service: `cut()` destroys every open connection
  * and resets new ones at once (the listening port stays, so `restore()` cannot lose it to another process).
+ * Hand-written on node:net: a few lines, and no library does less. The caller closes it (`t.teardown(() => proxy.close())`).
  */
 import { type AddressInfo, createServer, type Server, Socket } from 'node:net';
 

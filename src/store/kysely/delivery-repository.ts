@@ -4,8 +4,10 @@ import { eventForStatus, isTerminal } from '../../lifecycle.js';
 import type { DeliveryAttemptResult, RedeliverResult } from '../records.js';
 import type { DeliveryRepository } from '../repositories.js';
 import type { Database, VideoRow } from '../tables.js';
+import { claimableStatuses } from './delivery-claims.js';
 import type { StoreDialect } from './dialect.js';
 import { claimedDeliveryFromRow, type RowMappers, webhookColumns } from './row-mappers.js';
+import { deliveriesDue, videoChanged } from './video-changes.js';
 
 /**
  * Copies the state of a video's latest event (the most recently written outbox row; a terminal event wins a tie
@@ -30,7 +32,7 @@ export async function refreshWebhookState(db: Kysely<Database>, videoId: string)
 }
 
 /** One attempt's log entry and, under its lease, its outcome (see `DeliveryRepository.recordAttempt`). Inside a transaction. */
-async function recordOne(trx: Kysely<Database>, result: DeliveryAttemptResult): Promise<VideoRow | undefined> {
+async function recordOne(trx: Kysely<Database>, dialect: StoreDialect, result: DeliveryAttemptResult): Promise<VideoRow | undefined> {
   const delivery = await trx
     .selectFrom('webhook_deliveries')
     .select(['video_id', 'event_type'])
@@ -69,7 +71,9 @@ async function recordOne(trx: Kysely<Database>, result: DeliveryAttemptResult): 
     .where('lease_until', '=', result.leaseUntil)
     .executeTakeFirst();
   if (Number(updated.numUpdatedRows) === 0) return undefined;
-  return refreshWebhookState(trx, delivery.video_id);
+  const video = await refreshWebhookState(trx, delivery.video_id);
+  await videoChanged(trx, dialect, [video]);
+  return video;
 }
 
 export function createDeliveryRepository(db: Kysely<Database>, dialect: StoreDialect, mappers: RowMappers): DeliveryRepository {
@@ -77,7 +81,7 @@ export function createDeliveryRepository(db: Kysely<Database>, dialect: StoreDia
     if (results.length === 0) return [];
     const rows = await db.transaction().execute(async (trx) => {
       const written: Array<VideoRow | undefined> = [];
-      for (const result of results) written.push(await recordOne(trx, result));
+      for (const result of results) written.push(await recordOne(trx, dialect, result));
       return written;
     });
     return rows.map((row) => (row === undefined ? undefined : mappers.videoFromRow(row)));
@@ -86,7 +90,20 @@ export function createDeliveryRepository(db: Kysely<Database>, dialect: StoreDia
   return {
     async claimDue(now, options) {
       if (options.limit <= 0) return [];
-      const rows = await dialect.claimDueDeliveryRows(db, now, options);
+      const rows = await dialect.serializeDeliveryClaims(db, async (claimer) => {
+        let limit = Math.floor(options.limit);
+        if (options.maxInFlight !== undefined) {
+          // Leased rows are pending or retrying (an attempt's record clears the lease): the due index finds them.
+          const { inFlight } = await claimer
+            .selectFrom('webhook_deliveries')
+            .select((eb) => eb.fn.countAll<number>().as('inFlight'))
+            .where('status', 'in', claimableStatuses)
+            .where('lease_until', '>', now)
+            .executeTakeFirstOrThrow();
+          limit = Math.min(limit, Math.floor(options.maxInFlight) - Number(inFlight));
+        }
+        return limit <= 0 ? [] : dialect.claimDueDeliveryRows(claimer, now, { ...options, limit });
+      });
       return rows.map(claimedDeliveryFromRow);
     },
 
@@ -111,12 +128,16 @@ export function createDeliveryRepository(db: Kysely<Database>, dialect: StoreDia
     recordAttempts,
 
     async release(messageId, leaseUntil) {
-      await db
-        .updateTable('webhook_deliveries')
-        .set({ lease_until: null })
-        .where('message_id', '=', messageId)
-        .where('lease_until', '=', leaseUntil)
-        .execute();
+      await dialect.atomic(db, async (trx) => {
+        const released = await trx
+          .updateTable('webhook_deliveries')
+          .set({ lease_until: null })
+          .where('message_id', '=', messageId)
+          .where('lease_until', '=', leaseUntil)
+          .executeTakeFirst();
+        // Due again at once: another replica's dispatcher may take it.
+        if (Number(released.numUpdatedRows) > 0) await deliveriesDue(trx, dialect);
+      });
     },
 
     async listAttempts(videoId, limit) {
@@ -160,8 +181,10 @@ export function createDeliveryRepository(db: Kysely<Database>, dialect: StoreDia
           .returning('message_id')
           .executeTakeFirst();
         if (delivery === undefined) return { kind: 'no_webhook' };
+        await deliveriesDue(trx, dialect);
         const row = await refreshWebhookState(trx, videoId);
         if (row === undefined) return { kind: 'not_found' };
+        await videoChanged(trx, dialect, [row]);
         return { kind: 'enqueued', video: mappers.videoFromRow(row), messageId: delivery.message_id, eventType };
       });
     },

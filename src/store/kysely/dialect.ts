@@ -20,6 +20,11 @@ export const textJson: JsonCodec = { read: (column): unknown => JSON.parse(Strin
 export interface StoreDialect {
   json: JsonCodec;
   /**
+   * Whether an error means the database cannot be reached or written right now (connection refused, cut or
+   * terminated, pool timeout): repositories then throw `StoreUnavailable` instead; any other error passes as is.
+   */
+  isUnavailable(error: unknown): boolean;
+  /**
    * Claims up to `limit` due running videos (`next_poll_at <= now`, lease free or expired), most overdue first,
    * leasing them until `now + leaseMs`; two claimers, in one process or several, never get the same row.
    */
@@ -29,6 +34,21 @@ export interface StoreDialect {
    * first, at most `perHostLimit` per receiver and none of `excludeHosts`, leasing them until `now + leaseMs`.
    */
   claimDueDeliveryRows(db: Kysely<Database>, now: number, options: ClaimDeliveriesOptions): Promise<WebhookDeliveryRow[]>;
+  /**
+   * Runs `claim` (a count of the leases in flight, then `claimDueDeliveryRows`) so that no other delivery claim on
+   * the database runs at the same time: the caps computed from leased rows then hold across replicas.
+   */
+  /**
+   * Sends one notification per payload on `channel`, delivered when the surrounding transaction commits (never if it
+   * rolls back). SQLite: a no-op.
+   */
+  notify(db: Kysely<Database>, channel: string, payloads: readonly string[]): Promise<void>;
+  /**
+   * Runs `work` in a transaction where the dialect needs one for its notifications to be atomic with the write
+   * (Postgres, unless `db` is a transaction already); SQLite runs it as is (a single statement is atomic).
+   */
+  atomic<T>(db: Kysely<Database>, work: (db: Kysely<Database>) => Promise<T>): Promise<T>;
+  serializeDeliveryClaims<T>(db: Kysely<Database>, claim: (db: Kysely<Database>) => Promise<T>): Promise<T>;
   /**
    * Inserts `row` (an `in_progress` key), or overwrites the existing row of its `(client_id, key)` when that one
    * expired (`expires_at <= now`) or is `in_progress` since `staleBefore` or earlier without a linked `video_id`

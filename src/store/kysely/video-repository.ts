@@ -8,6 +8,7 @@ import { refreshWebhookState } from './delivery-repository.js';
 import type { StoreDialect } from './dialect.js';
 import { completeIdempotencyRow } from './idempotency-repository.js';
 import { newDeliveryRow, type RowMappers } from './row-mappers.js';
+import { deliveriesDue, videoChanged } from './video-changes.js';
 
 /**
  * `status in ('queued', 'processing')` with the statuses inlined as SQL literals, not bound parameters: only then
@@ -109,13 +110,18 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
         .executeTakeFirst();
       if (row === undefined) return undefined;
       const updated = videoFromRow(row);
-      if (events.length === 0) return updated;
+      if (events.length === 0) {
+        await videoChanged(trx, dialect, [row]);
+        return updated;
+      }
       await trx
         .insertInto('webhook_deliveries')
         .values(events.map((event) => newDeliveryRow(updated, event, now)))
         .execute();
+      await deliveriesDue(trx, dialect);
       // The video's webhook state now describes the new event ('pending').
       const refreshed = await refreshWebhookState(trx, id);
+      await videoChanged(trx, dialect, [refreshed ?? row]);
       return refreshed === undefined ? updated : videoFromRow(refreshed);
     });
   };
@@ -136,9 +142,12 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
       };
     },
     async insert(video, completesKey) {
-      const insert = async (trx: Kysely<Database>): Promise<VideoRecord> =>
-        videoFromRow(await trx.insertInto('videos').values(mappers.newVideoRow(video)).returningAll().executeTakeFirstOrThrow());
-      if (completesKey === undefined) return insert(db);
+      const insert = async (trx: Kysely<Database>): Promise<VideoRecord> => {
+        const row = await trx.insertInto('videos').values(mappers.newVideoRow(video)).returningAll().executeTakeFirstOrThrow();
+        await videoChanged(trx, dialect, [row]);
+        return videoFromRow(row);
+      };
+      if (completesKey === undefined) return dialect.atomic(db, insert);
       // The video and its key's stored answer commit together or not at all.
       return db.transaction().execute(async (trx) => {
         const record = await insert(trx);
@@ -186,7 +195,9 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
         status: 'submitting' as const,
       };
       if (claim === undefined) {
-        await db.insertInto('videos').values(row).execute();
+        await dialect.atomic(db, async (trx) => {
+          await videoChanged(trx, dialect, [await trx.insertInto('videos').values(row).returning(['id', 'version']).executeTakeFirst()]);
+        });
         return true;
       }
       // The intent and its key's link commit together: a key linked to a video is never taken over by a retry.
@@ -201,7 +212,7 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
           .where('video_id', 'is', null)
           .executeTakeFirst();
         if (Number(linked.numUpdatedRows) !== 1) return false;
-        await trx.insertInto('videos').values(row).execute();
+        await videoChanged(trx, dialect, [await trx.insertInto('videos').values(row).returning(['id', 'version']).executeTakeFirst()]);
         return true;
       });
     },
@@ -223,9 +234,10 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
           .where('status', '=', 'submitting')
           .returningAll()
           .executeTakeFirst();
+        await videoChanged(trx, dialect, [row]);
         return row === undefined ? undefined : videoFromRow(row);
       };
-      if (completesKey === undefined) return accept(db);
+      if (completesKey === undefined) return dialect.atomic(db, accept);
       return db.transaction().execute(async (trx) => {
         const record = await accept(trx);
         if (record !== undefined) await completeIdempotencyRow(trx, mappers, completesKey.claim, completesKey.response);
@@ -235,7 +247,14 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
 
     async discardSubmission(id, key) {
       await db.transaction().execute(async (trx) => {
-        await trx.deleteFrom('videos').where('id', '=', id).where('status', '=', 'submitting').execute();
+        const discarded = await trx
+          .deleteFrom('videos')
+          .where('id', '=', id)
+          .where('status', '=', 'submitting')
+          .returning(['id', 'version'])
+          .executeTakeFirst();
+        // Gone: announced as the version after the last one, like an erasure.
+        await videoChanged(trx, dialect, [discarded === undefined ? undefined : { id: discarded.id, version: discarded.version + 1 }]);
         if (key === undefined) return;
         if (key.response !== null) {
           await completeIdempotencyRow(trx, mappers, key.claim, key.response);
@@ -296,44 +315,63 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
       return changeStatus(id, now, transition, nextPollAt, events, from);
     },
 
+    async pollSoon(id, at) {
+      const result = await db
+        .updateTable('videos')
+        .set({ next_poll_at: at })
+        .where('id', '=', id)
+        .where('status', 'in', runningStatusLiterals)
+        .where('next_poll_at', '>', at)
+        .executeTakeFirst();
+      return result.numUpdatedRows > 0n;
+    },
+
     async reschedulePoll(id, now, schedule) {
       const { estimatedWaitSeconds, upstreamState } = schedule;
-      await db
-        .updateTable('videos')
-        .set((eb) => ({
-          next_poll_at: schedule.nextPollAt,
-          poll_attempts: schedule.pollAttempts,
-          not_found_since: schedule.notFoundSince,
-          lease_until: null,
-          version: eb('version', '+', 1),
-          ...(upstreamState === undefined ? {} : { upstream_state: upstreamState }),
-          ...(estimatedWaitSeconds === undefined
-            ? {}
-            : {
-                estimated_wait_seconds: estimatedWaitSeconds,
-                // updated_at tracks what clients can see: it moves only when the estimate really changed.
-                // (SET expressions read the row's old values.)
-                updated_at: eb
-                  .case()
-                  .when('estimated_wait_seconds', 'is distinct from', estimatedWaitSeconds)
-                  .then(now)
-                  .else(eb.ref('updated_at'))
-                  .end(),
-              }),
-        }))
-        .where('id', '=', id)
-        .where('status', 'in', runningStatuses)
-        .execute();
+      await dialect.atomic(db, async (trx) => {
+        const row = await trx
+          .updateTable('videos')
+          .set((eb) => ({
+            next_poll_at: schedule.nextPollAt,
+            poll_attempts: schedule.pollAttempts,
+            not_found_since: schedule.notFoundSince,
+            lease_until: null,
+            version: eb('version', '+', 1),
+            ...(upstreamState === undefined ? {} : { upstream_state: upstreamState }),
+            ...(estimatedWaitSeconds === undefined
+              ? {}
+              : {
+                  estimated_wait_seconds: estimatedWaitSeconds,
+                  // updated_at tracks what clients can see: it moves only when the estimate really changed.
+                  // (SET expressions read the row's old values.)
+                  updated_at: eb
+                    .case()
+                    .when('estimated_wait_seconds', 'is distinct from', estimatedWaitSeconds)
+                    .then(now)
+                    .else(eb.ref('updated_at'))
+                    .end(),
+                }),
+          }))
+          .where('id', '=', id)
+          .where('status', 'in', runningStatuses)
+          .returning(['id', 'version'])
+          .executeTakeFirst();
+        await videoChanged(trx, dialect, [row]);
+      });
     },
 
     async refreshResult(id, now, result) {
-      const row = await db
-        .updateTable('videos')
-        .set((eb) => ({ result_json: mappers.toJson(result), updated_at: now, version: eb('version', '+', 1) }))
-        .where('id', '=', id)
-        .where('status', '=', 'completed')
-        .returningAll()
-        .executeTakeFirst();
+      const row = await dialect.atomic(db, async (trx) => {
+        const updated = await trx
+          .updateTable('videos')
+          .set((eb) => ({ result_json: mappers.toJson(result), updated_at: now, version: eb('version', '+', 1) }))
+          .where('id', '=', id)
+          .where('status', '=', 'completed')
+          .returningAll()
+          .executeTakeFirst();
+        await videoChanged(trx, dialect, [updated]);
+        return updated;
+      });
       return row === undefined ? undefined : videoFromRow(row);
     },
 
@@ -356,6 +394,7 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
           .returning(tombstoneColumns)
           .execute();
         const [tombstone] = await eraseDependents(trx, rows, now, 'deleted');
+        await videoChanged(trx, dialect, [tombstone]);
         return tombstone;
       });
     },
@@ -377,7 +416,10 @@ export function createVideoRepository(db: Kysely<Database>, dialect: StoreDialec
           )
           .returning(tombstoneColumns)
           .execute();
-        return eraseDependents(trx, rows, now, 'retention');
+        const tombstones = await eraseDependents(trx, rows, now, 'retention');
+        // One announcement per erased video: its tombstone's id and version (the row's last version + 1).
+        await videoChanged(trx, dialect, tombstones);
+        return tombstones;
       });
     },
   };
