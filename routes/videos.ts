@@ -44,6 +44,12 @@ const videoCacheHeaders = {
 const sendVideo = (reply: FastifyReply, rendered: RenderedVideo, statusCode: number): FastifyReply =>
   reply.code(statusCode).type('application/json; charset=utf-8').send(rendered.body);
 
+/**
+ * 304 without a payload: `send(null)` would serialize "null" against the 304 schema and send `content-length: 4`
+ * with no body (RFC 9110 §8.6), which stalls clients that wait for those bytes.
+ */
+const sendNotModified = (reply: FastifyReply): FastifyReply => reply.code(304).send();
+
 /** `status` event of a video stream; `id` is the video's `updatedAt` in epoch ms. */
 const statusEvent = (rendered: RenderedVideo): string =>
   formatSseEvent({ event: 'status', id: String(Date.parse(rendered.video.updatedAt)), data: rendered.body });
@@ -184,7 +190,7 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
         });
       }
       reply.header('etag', rendered.etag).header('cache-control', videos.cacheControl(rendered));
-      if (ifNoneMatchHits(request.headers['if-none-match'], rendered.etag)) return reply.code(304).send(null);
+      if (ifNoneMatchHits(request.headers['if-none-match'], rendered.etag)) return sendNotModified(reply);
       return sendVideo(reply, rendered, 200);
     },
   );

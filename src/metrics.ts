@@ -169,6 +169,20 @@ export function createMetrics(options: MetricsOptions = {}): GatewayMetrics {
     },
   });
 
+  // One child per (method, route, status) seen: prom-client hashes a label object on every observe(); this
+  // looks up one string instead. Bounded like the labels themselves (route patterns, never raw URLs).
+  type HttpChild = ReturnType<typeof httpDuration.labels>;
+  const httpChildren = new Map<string, HttpChild>();
+  const httpChild = (method: string, route: string, statusCode: number): HttpChild => {
+    const key = `${method} ${statusCode} ${route}`;
+    let child = httpChildren.get(key);
+    if (child === undefined) {
+      child = httpDuration.labels({ method, route, status_code: String(statusCode) });
+      httpChildren.set(key, child);
+    }
+    return child;
+  };
+
   return {
     registry,
     contentType: registry.contentType,
@@ -177,7 +191,7 @@ export function createMetrics(options: MetricsOptions = {}): GatewayMetrics {
       sources = attached;
     },
     recordHttpRequest(method, route, statusCode, durationMs) {
-      httpDuration.observe({ method, route, status_code: String(statusCode) }, seconds(durationMs));
+      httpChild(method, route, statusCode).observe(seconds(durationMs));
     },
     recordUpstreamCall(operation, outcome, durationMs) {
       upstreamDuration.observe({ operation, outcome }, seconds(durationMs));

@@ -2,7 +2,12 @@ import { join } from 'node:path';
 
 import t from 'tap';
 
+import { createInProcessBus } from '../src/events/bus.js';
+import { silentLogger } from '../src/lib/logger.js';
+import { createPoller } from '../src/tracking/poller.js';
+import type { UpstreamGeneration } from '../src/upstream/types.js';
 import { advanceAndPoll, createVideo, readVideo, startTestGateway, upstreamIdOf } from './helpers/gateway.js';
+import { until } from './helpers/until.js';
 
 t.test('a video in flight when the process stops is polled again after restart', async (t) => {
   const sqlitePath = join(t.testdir(), 'restart.db');
@@ -145,6 +150,61 @@ t.test('POLL_CONCURRENCY caps polls in flight', async (t) => {
   gw.clock.advance(2500);
   t.equal(await gw.poller.tick(), 2);
   t.equal(gw.sandbox.stats.queries, 2);
+});
+
+t.test('a finished poll frees its slot for the next due video at once, not at the next tick', async (t) => {
+  const gw = await startTestGateway(t);
+  for (let i = 0; i < 5; i++) await createVideo(gw, { prompt: `Video number ${i}` });
+  gw.clock.advance(2500);
+  // Polls the test answers one by one; the tick is far away, so only a finished poll can start the next one.
+  const held: Array<() => void> = [];
+  const polled: string[] = [];
+  const poller = createPoller({
+    videos: gw.store.videos,
+    upstream: {
+      createGeneration: () => Promise.reject(new Error('not used')),
+      async getGeneration(upstreamId) {
+        polled.push(upstreamId);
+        await new Promise<void>((resolve) => held.push(resolve));
+        const generation: UpstreamGeneration = {
+          upstreamId,
+          state: 'dreaming',
+          status: 'processing',
+          estimateWaitSeconds: null,
+          failureReason: null,
+          video: null,
+          rawVideo: null,
+          thumbnail: null,
+          lastFrame: null,
+        };
+        return generation;
+      },
+      close: async () => {},
+    },
+    bus: createInProcessBus(),
+    clock: gw.clock,
+    random: () => 0.5,
+    newMessageId: () => 'msg_test',
+    logger: silentLogger,
+    policy: { schedule: { minMs: 2000, maxMs: 30_000 }, taskTimeoutMs: 3_600_000, notFoundGraceMs: 60_000 },
+    concurrency: 2,
+    leaseMs: 60_000,
+    tickMs: 1_000_000_000,
+  });
+  poller.start();
+  t.teardown(() => {
+    for (const release of held) release();
+    return poller.stop();
+  });
+  await until(() => polled.length === 2, 'the first claim');
+  t.equal(poller.inFlight(), 2, 'POLL_CONCURRENCY in flight');
+  held[0]?.();
+  await until(() => polled.length === 3, 'a re-claim when a poll finished');
+  held[1]?.();
+  held[2]?.();
+  await until(() => polled.length === 5, 'every due video polled');
+  t.equal(new Set(polled).size, 5, 'each video once');
+  t.ok(poller.inFlight() <= 2, 'never more than POLL_CONCURRENCY in flight');
 });
 
 t.test('the first poll honours the upstream estimate, polls back off ×1.5 up to the maximum', async (t) => {

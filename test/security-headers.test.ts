@@ -38,6 +38,29 @@ t.test('API responses, problems included, carry security headers that fit a JSON
   t.equal(responses.unauthorized.statusCode, 401);
 });
 
+t.test('every API answer carries the full helmet set, the same bytes each time', async (t) => {
+  const gw = await startTestGateway(t);
+  const first = await gw.app.inject({ method: 'GET', url: '/healthz' });
+  const second = await gw.app.inject({ method: 'GET', url: '/videos/vid_x', headers: auth() });
+  const expected = {
+    'content-security-policy': "default-src 'none';base-uri 'none';form-action 'none';frame-ancestors 'none'",
+    'cross-origin-opener-policy': 'same-origin',
+    'cross-origin-resource-policy': 'same-origin',
+    'origin-agent-cluster': '?1',
+    'referrer-policy': 'no-referrer',
+    'strict-transport-security': 'max-age=31536000; includeSubDomains',
+    'x-content-type-options': 'nosniff',
+    'x-dns-prefetch-control': 'off',
+    'x-download-options': 'noopen',
+    'x-frame-options': 'DENY',
+    'x-permitted-cross-domain-policies': 'none',
+    'x-xss-protection': '0',
+  };
+  for (const response of [first, second]) {
+    for (const [name, value] of Object.entries(expected)) t.equal(response.headers[name], value, `${response.statusCode}: ${name}`);
+  }
+});
+
 t.test('Swagger UI still renders under its own CSP, and every asset its page references loads', async (t) => {
   const gw = await startTestGateway(t);
   const page = await gw.app.inject({ method: 'GET', url: '/docs/' });

@@ -152,6 +152,9 @@ t.test('terminal videos come from the cache with a strong ETag, 304 on If-None-M
   t.equal(notModified.statusCode, 304);
   t.equal(notModified.body, '');
   t.equal(notModified.headers.etag, etag);
+  // RFC 9110 §8.6: a 304's Content-Length could only be the 200's; a wrong one stalls HTTP clients waiting for bytes.
+  t.equal(notModified.headers['content-length'], undefined, 'a 304 sends no content-length');
+  t.equal(notModified.headers['content-type'], undefined, 'a 304 sends no content-type');
 
   const otherTag = await gw.app.inject({ method: 'GET', url: `/videos/${created.id}`, headers: { ...auth(), 'if-none-match': '"nope"' } });
   t.equal(otherTag.statusCode, 200);

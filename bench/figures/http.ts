@@ -60,12 +60,18 @@ async function pairedRounds(scenario: Scenario, gateway: string, baseline: strin
   const sides = [gateway, baseline].map((origin) => `${origin}${scenario.path}`);
   for (const url of sides) {
     await expectStatus(url, scenario);
-    await runLoad({ url, headers: scenario.headers, connections, seconds: options.warmupSeconds });
+    await runLoad({ url, headers: scenario.headers, connections, seconds: options.warmupSeconds, expectStatus: scenario.expectStatus });
   }
   const paired: Paired = { gateway: [], baseline: [] };
   for (let round = 0; round < options.rounds; round += 1) {
     for (const [index, url] of sides.entries()) {
-      const result = await runLoad({ url, headers: scenario.headers, connections, seconds: options.seconds });
+      const result = await runLoad({
+        url,
+        headers: scenario.headers,
+        connections,
+        seconds: options.seconds,
+        expectStatus: scenario.expectStatus,
+      });
       if (result.unexpected > 0) throw new Error(`${scenario.label}: ${result.unexpected} unexpected answers from ${url}`);
       (index === 0 ? paired.gateway : paired.baseline).push(result);
     }

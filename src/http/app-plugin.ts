@@ -1,5 +1,4 @@
 import cors from '@fastify/cors';
-import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyPluginAsync } from 'fastify';
@@ -21,7 +20,7 @@ import { openapiOptions } from './openapi.js';
 import { errorHandler, problemCodeOf, ProblemError, sendProblem } from './problems.js';
 import { refuseEncodedBodies, useStrictJsonParser } from './request-parsing.js';
 import { createMethodIndex, strictQuerystring } from './route-conventions.js';
-import { apiHelmetOptions, docsContentSecurityPolicy } from './security-headers.js';
+import { docsContentSecurityPolicy, staticSecurityHeaders } from './security-headers.js';
 import { closeConnectionsWithUnreadBodies } from './unread-bodies.js';
 import { createValidatorCompiler } from './validation.js';
 
@@ -110,7 +109,11 @@ const gatewayAppPlugin: FastifyPluginAsync<GatewayAppOptions> = async (
     return sendProblem(reply, new ProblemError('not_found', `No route ${request.method} ${path}.`));
   });
 
-  await app.register(helmet, apiHelmetOptions);
+  // helmet's headers, computed once: the same on every answer (Swagger UI replaces the CSP on its own routes).
+  const securityHeaders = staticSecurityHeaders();
+  app.addHook('onRequest', async (_request, reply) => {
+    reply.headers(securityHeaders);
+  });
   // Before the routes: preflights are answered ahead of authentication (they carry no credential).
   await app.register(cors, corsOptions(services.clients.all()));
   await app.register(swagger, openapiOptions);

@@ -12,7 +12,7 @@ export interface ClaimLoop {
    * jobs in flight is complete when it awaits them (none starts against a store that is closing).
    */
   stop: () => Promise<void>;
-  /** Claims now instead of at the next tick (no-op while stopped or mid-claim). */
+  /** Claims now instead of at the next tick (no-op while stopped; mid-claim, claims again once it is done). */
   wake: () => void;
 }
 
@@ -34,6 +34,8 @@ export function createClaimLoop(options: ClaimLoopOptions): ClaimLoop {
   let cancel: CancelTimer | null = null;
   let running = false;
   let claiming: Promise<unknown> = Promise.resolve();
+  /** Woken while a claim was under way: what woke it may not be in that claim's answer. */
+  let wokenMidClaim = false;
   /** Claims failed in a row: the next one waits tick × 2^failures, at most maxBackoffMs. */
   let failures = 0;
 
@@ -44,6 +46,7 @@ export function createClaimLoop(options: ClaimLoopOptions): ClaimLoop {
   const loop = async (): Promise<void> => {
     cancel = null;
     if (!running) return;
+    wokenMidClaim = false;
     let failed = false;
     claiming = options.launch().catch((error: unknown) => {
       failed = true;
@@ -51,7 +54,8 @@ export function createClaimLoop(options: ClaimLoopOptions): ClaimLoop {
     });
     await claiming;
     failures = failed ? failures + 1 : 0;
-    if (running && cancel === null) schedule(failures === 0 ? options.tickMs : Math.min(maxBackoffMs, options.tickMs * 2 ** failures));
+    const delayMs = failures === 0 ? (wokenMidClaim ? 0 : options.tickMs) : Math.min(maxBackoffMs, options.tickMs * 2 ** failures);
+    if (running && cancel === null) schedule(delayMs);
   };
 
   return {
@@ -68,7 +72,11 @@ export function createClaimLoop(options: ClaimLoopOptions): ClaimLoop {
     },
     wake() {
       // While backing off (the store is failing), a wake must not turn into a claim per event.
-      if (!running || cancel === null || failures > 0) return;
+      if (!running || failures > 0) return;
+      if (cancel === null) {
+        wokenMidClaim = true;
+        return;
+      }
       cancel();
       schedule(0);
     },

@@ -75,6 +75,11 @@ function resolveAssetsDir(moduleDir: string): string {
  * whose server does not answer ranges with 206. Any other name goes to the app's not-found handler.
  */
 export const sandboxAssets: FastifyPluginAsync = async (app) => {
+  // Lets web apps on other origins embed the sample: replaces the app-wide `same-origin` (set earlier, in the
+  // app's onRequest hook) on these routes only; this plugin is encapsulated.
+  app.addHook('onRequest', async (_request, reply) => {
+    reply.header('cross-origin-resource-policy', 'cross-origin');
+  });
   await app.register(fastifyStatic, {
     root: sandboxAssetsDir,
     prefix: `${SANDBOX_ASSETS_PATH}/`,
@@ -82,9 +87,5 @@ export const sandboxAssets: FastifyPluginAsync = async (app) => {
     wildcard: false,
     decorateReply: false,
     maxAge: 24 * 60 * 60 * 1000, // 1 day
-    // Lets web apps on other origins embed the sample (helmet defaults this header to same-origin).
-    setHeaders: (response) => {
-      response.setHeader('cross-origin-resource-policy', 'cross-origin');
-    },
   });
 };

@@ -130,6 +130,8 @@ export interface DeliveryRepository {
    * lost (a redelivery or another dispatcher took the row over: only the log entry is written).
    */
   recordAttempt(result: DeliveryAttemptResult): Promise<VideoRecord | undefined>;
+  /** `recordAttempt` for several attempts in one transaction, in order: one answer per attempt. */
+  recordAttempts(results: readonly DeliveryAttemptResult[]): Promise<Array<VideoRecord | undefined>>;
   /** Gives a claimed delivery back without an attempt (shutdown): due again at once. */
   release(messageId: string, leaseUntil: number): Promise<void>;
   /** A video's attempts, newest first. */

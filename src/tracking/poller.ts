@@ -45,6 +45,11 @@ export function createPoller(options: PollerOptions): Poller {
   const polling = new Map<string, boolean>();
   /** A 429 pauses all polling until this time (the upstream asked us to slow down). */
   let pausedUntil = 0;
+  /**
+   * The last claim filled every free slot, so more videos may be due: each finished poll then claims again at
+   * once (keeping POLL_CONCURRENCY in flight) instead of leaving its slot empty until the next tick.
+   */
+  let moreMayBeDue = false;
 
   const decide = async (video: VideoRecord): Promise<PollDecision> => {
     const context = { now: clock.now(), policy, random: options.random, newMessageId: options.newMessageId };
@@ -97,8 +102,13 @@ export function createPoller(options: PollerOptions): Poller {
 
   const launch = async (): Promise<Array<Promise<void>>> => {
     const free = options.concurrency - inFlight.size;
-    if (free <= 0 || clock.now() < pausedUntil) return [];
+    if (free <= 0) return [];
+    if (clock.now() < pausedUntil) {
+      moreMayBeDue = false;
+      return [];
+    }
     const due = await videos.claimDue(clock.now(), free, options.leaseMs);
+    moreMayBeDue = due.length === free;
     return due.map((video) => {
       polling.set(video.id, false);
       const job = pollOne(video)
@@ -109,6 +119,7 @@ export function createPoller(options: PollerOptions): Poller {
         .finally(() => {
           polling.delete(video.id);
           inFlight.delete(job);
+          if (moreMayBeDue) claimLoop.wake();
         });
       inFlight.add(job);
       return job;

@@ -1162,6 +1162,39 @@ export function storeContract(dialect: string, openDatabase: OpenContractDatabas
       t.equal(await store.deliveries.recordAttempt({ ...attempt, messageId: 'msg_unknown' }), undefined);
     });
 
+    t.test('deliveries: recordAttempts writes several outcomes in one call, one answer each', async (t) => {
+      const { store } = await opened(t);
+      const first = await terminalWithEvent(store, T0);
+      const second = await terminalWithEvent(store, T0);
+      const claims = await store.deliveries.claimDue(T0 + 1_000, { limit: 10, leaseMs: LEASE_MS });
+      const leaseOf = (messageId: string): number => claims.find((claim) => claim.messageId === messageId)?.leaseUntil ?? Number.NaN;
+      const attempt = (messageId: string, leaseUntil: number) => ({
+        messageId,
+        leaseUntil,
+        attempt: 1,
+        at: T0 + 1_000,
+        durationMs: 3,
+        responseStatus: 204,
+        error: null,
+        responseExcerpt: null,
+        next: { status: 'delivered' as const, nextAttemptAt: null },
+        now: T0 + 1_010,
+      });
+      const written = await store.deliveries.recordAttempts([
+        attempt(first.messageId, leaseOf(first.messageId)),
+        attempt(second.messageId, leaseOf(second.messageId) + 1),
+        attempt('msg_unknown', 0),
+      ]);
+      t.equal(written.length, 3);
+      t.equal(written[0]?.id, first.video.id);
+      t.equal(written[0]?.webhook?.status, 'delivered');
+      t.equal(written[1], undefined, 'a stale lease applies nothing');
+      t.equal(written[2], undefined, 'an unknown delivery writes nothing');
+      t.equal((await store.videos.get(second.video.id))?.webhook?.status, 'pending');
+      t.equal((await store.deliveries.listAttempts(second.video.id, 10)).length, 1, 'the fenced-out attempt is still logged');
+      t.same(await store.deliveries.recordAttempts([]), []);
+    });
+
     t.test('deliveries: release gives a claimed row back at once, only with its lease', async (t) => {
       const { store } = await opened(t);
       const { messageId } = await terminalWithEvent(store, T0);

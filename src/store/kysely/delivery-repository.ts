@@ -1,7 +1,7 @@
 import { type Kysely, sql } from 'kysely';
 
 import { eventForStatus, isTerminal } from '../../lifecycle.js';
-import type { RedeliverResult } from '../records.js';
+import type { DeliveryAttemptResult, RedeliverResult } from '../records.js';
 import type { DeliveryRepository } from '../repositories.js';
 import type { Database, VideoRow } from '../tables.js';
 import { claimableStatuses } from './delivery-claims.js';
@@ -31,7 +31,62 @@ export async function refreshWebhookState(db: Kysely<Database>, videoId: string)
     .executeTakeFirst();
 }
 
+/** One attempt's log entry and, under its lease, its outcome (see `DeliveryRepository.recordAttempt`). Inside a transaction. */
+async function recordOne(trx: Kysely<Database>, dialect: StoreDialect, result: DeliveryAttemptResult): Promise<VideoRow | undefined> {
+  const delivery = await trx
+    .selectFrom('webhook_deliveries')
+    .select(['video_id', 'event_type'])
+    .where('message_id', '=', result.messageId)
+    .executeTakeFirst();
+  if (delivery === undefined) return undefined;
+  // The attempt happened whatever became of the lease: the log always gets it.
+  await trx
+    .insertInto('delivery_attempts')
+    .values({
+      message_id: result.messageId,
+      video_id: delivery.video_id,
+      event_type: delivery.event_type,
+      attempt: result.attempt,
+      at: result.at,
+      duration_ms: Math.max(0, Math.round(result.durationMs)),
+      response_status: result.responseStatus,
+      error: result.error,
+      response_excerpt: result.responseExcerpt,
+    })
+    .execute();
+  const updated = await trx
+    .updateTable('webhook_deliveries')
+    .set((eb) => ({
+      status: result.next.status,
+      attempts: eb('attempts', '+', 1),
+      next_attempt_at: result.next.status === 'retrying' ? result.next.nextAttemptAt : null,
+      lease_until: null,
+      last_attempt_at: result.at,
+      last_response_status: result.responseStatus,
+      last_error: result.error,
+      updated_at: result.now,
+    }))
+    .where('message_id', '=', result.messageId)
+    // Fencing: a redelivery (or a dispatcher that took over an expired lease) owns the row now.
+    .where('lease_until', '=', result.leaseUntil)
+    .executeTakeFirst();
+  if (Number(updated.numUpdatedRows) === 0) return undefined;
+  const video = await refreshWebhookState(trx, delivery.video_id);
+  await videoChanged(trx, dialect, [video]);
+  return video;
+}
+
 export function createDeliveryRepository(db: Kysely<Database>, dialect: StoreDialect, mappers: RowMappers): DeliveryRepository {
+  const recordAttempts: DeliveryRepository['recordAttempts'] = async (results) => {
+    if (results.length === 0) return [];
+    const rows = await db.transaction().execute(async (trx) => {
+      const written: Array<VideoRow | undefined> = [];
+      for (const result of results) written.push(await recordOne(trx, dialect, result));
+      return written;
+    });
+    return rows.map((row) => (row === undefined ? undefined : mappers.videoFromRow(row)));
+  };
+
   return {
     async claimDue(now, options) {
       if (options.limit <= 0) return [];
@@ -66,51 +121,11 @@ export function createDeliveryRepository(db: Kysely<Database>, dialect: StoreDia
     },
 
     async recordAttempt(result) {
-      const row = await db.transaction().execute(async (trx) => {
-        const delivery = await trx
-          .selectFrom('webhook_deliveries')
-          .select(['video_id', 'event_type'])
-          .where('message_id', '=', result.messageId)
-          .executeTakeFirst();
-        if (delivery === undefined) return undefined;
-        // The attempt happened whatever became of the lease: the log always gets it.
-        await trx
-          .insertInto('delivery_attempts')
-          .values({
-            message_id: result.messageId,
-            video_id: delivery.video_id,
-            event_type: delivery.event_type,
-            attempt: result.attempt,
-            at: result.at,
-            duration_ms: Math.max(0, Math.round(result.durationMs)),
-            response_status: result.responseStatus,
-            error: result.error,
-            response_excerpt: result.responseExcerpt,
-          })
-          .execute();
-        const updated = await trx
-          .updateTable('webhook_deliveries')
-          .set((eb) => ({
-            status: result.next.status,
-            attempts: eb('attempts', '+', 1),
-            next_attempt_at: result.next.status === 'retrying' ? result.next.nextAttemptAt : null,
-            lease_until: null,
-            last_attempt_at: result.at,
-            last_response_status: result.responseStatus,
-            last_error: result.error,
-            updated_at: result.now,
-          }))
-          .where('message_id', '=', result.messageId)
-          // Fencing: a redelivery (or a dispatcher that took over an expired lease) owns the row now.
-          .where('lease_until', '=', result.leaseUntil)
-          .executeTakeFirst();
-        if (Number(updated.numUpdatedRows) === 0) return undefined;
-        const video = await refreshWebhookState(trx, delivery.video_id);
-        await videoChanged(trx, dialect, [video]);
-        return video;
-      });
-      return row === undefined ? undefined : mappers.videoFromRow(row);
+      const [video] = await recordAttempts([result]);
+      return video;
     },
+
+    recordAttempts,
 
     async release(messageId, leaseUntil) {
       await dialect.atomic(db, async (trx) => {
