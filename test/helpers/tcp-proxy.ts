@@ -56,7 +56,13 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
   const { port } = server.address() as AddressInfo;
 
   const destroyAll = (): void => {
-    for (const socket of open) socket.resetAndDestroy();
+    // A socket that already sent its FIN (the pipe ended it) must not be reset: on Node 20 `resetAndDestroy()`
+    // there fails inside libuv (uv_tcp_close_reset refuses a shutting-down handle) yet leaves the handle marked
+    // closing, so it is never closed and the process spins forever in its exit cleanup. Plain destroy() closes it.
+    for (const socket of open) {
+      if (socket.writableEnded) socket.destroy();
+      else socket.resetAndDestroy();
+    }
     open.clear();
   };
 
