@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import { TypeCompiler } from '@sinclair/typebox/compiler';
@@ -18,6 +18,7 @@ import {
   type EndUserTokenAlgorithm,
   validateClientsFile,
 } from '../../schemas/clients.js';
+import { createExclusive } from '../lib/create-exclusive.js';
 import { errorCode } from '../lib/error-code.js';
 
 export type { ClientEntry, ClientsFile } from '../../schemas/clients.js';
@@ -196,31 +197,6 @@ async function readClientsFile(file: string, rules: ClientsFileRules): Promise<C
     throw new Error(validation.problems.map((problem) => `Clients file ${file}: ${formatProblem(problem)}`).join('\n'));
   }
   return createClientRegistry(validation.file, rules);
-}
-
-/**
- * Writes `file` only if it does not exist yet, with mode 0600, atomically: the content goes to a private
- * temporary file first and is hard-linked into place, so a crash never leaves a half-written registry and
- * two processes starting at once cannot both create one. Returns false when the file already existed.
- */
-async function createExclusive(file: string, content: string): Promise<boolean> {
-  const temporary = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  const handle = await open(temporary, 'wx', 0o600);
-  try {
-    await handle.writeFile(content);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await link(temporary, file);
-    return true;
-  } catch (error) {
-    if (errorCode(error) === 'EEXIST') return false;
-    throw error;
-  } finally {
-    await unlink(temporary).catch(() => undefined);
-  }
 }
 
 async function exists(file: string): Promise<boolean> {

@@ -1,7 +1,8 @@
 import { hkdfSync, randomBytes } from 'node:crypto';
-import { link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 
+import { createExclusive } from '../lib/create-exclusive.js';
 import { errorCode } from '../lib/error-code.js';
 
 /*
@@ -96,29 +97,4 @@ async function readStoredSecret(file: string): Promise<Buffer | undefined> {
   const problem = gatewaySecretProblem(text);
   if (problem !== undefined) throw new Error(`Gateway secret ${file} ${problem}; delete it to generate a new one`);
   return Buffer.from(text, 'utf8');
-}
-
-/**
- * Writes `file` only if it does not exist yet, with mode 0600, atomically: the content goes to a private
- * temporary file (opened `wx`) and is hard-linked into place, so a crash never leaves a half-written secret and
- * two processes starting at once cannot both create one. Returns false when the file already existed.
- */
-async function createExclusive(file: string, content: string): Promise<boolean> {
-  const temporary = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  const handle = await open(temporary, 'wx', 0o600);
-  try {
-    await handle.writeFile(content);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await link(temporary, file);
-    return true;
-  } catch (error) {
-    if (errorCode(error) === 'EEXIST') return false;
-    throw error;
-  } finally {
-    await unlink(temporary).catch(() => undefined);
-  }
 }
