@@ -10,8 +10,8 @@ import { toIso } from '../src/clock.js';
 import { type Authenticate, type AuthenticateStreamToken, callerOf, requireClient } from '../src/http/auth.js';
 import type { ClientRateLimits } from '../src/http/client-rate-limits.js';
 import { whenClientLeaves } from '../src/http/connection.js';
-import { ProblemError } from '../src/http/problems.js';
-import { bearerSecurity, callerSecurity, jsonResponse, problemsFor, rateLimitHeaders, requestIdHeader } from '../src/http/responses.js';
+import { ignoreEmptyBody, requireNoBody } from '../src/http/request-parsing.js';
+import { callerSecurity, jsonResponse, problemsFor, rateLimitHeaders, requestIdHeader } from '../src/http/responses.js';
 import { formatSseEvent, sseHeaders, sseKeepAlive } from '../src/http/sse.js';
 import type { VideoCreator } from '../src/videos/create.js';
 import type { VideoEraser } from '../src/videos/erase.js';
@@ -225,6 +225,9 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
   app.post(
     '/videos/:id/stream-tokens',
     {
+      // No body, an empty one (curl -d '', fetch with a JSON content type) or `{}`, as redeliver.
+      onRequest: ignoreEmptyBody,
+      preValidation: requireNoBody,
       schema: {
         tags: ['videos'],
         operationId: 'createStreamToken',
@@ -245,13 +248,6 @@ export const videoRoutes: FastifyPluginAsyncTypebox<VideoRoutesOptions> = async 
       },
     },
     async (request, reply) => {
-      // No body, or `{}`: anything else is a mistake worth saying (the route takes no parameters in a body).
-      const body: unknown = request.body;
-      if (body !== undefined && !(body !== null && typeof body === 'object' && !Array.isArray(body) && Object.keys(body).length === 0)) {
-        throw new ProblemError('validation_failed', 'This route takes no body: send none, or `{}`.', {
-          errors: [{ path: '/body', message: 'must be empty' }],
-        });
-      }
       const caller = callerOf(request);
       // Only for a video the caller owns (an end user: its own): anything else is a 404, as everywhere. The token
       // carries the end user too, so the stream it opens is read as that end user.

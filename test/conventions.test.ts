@@ -105,6 +105,29 @@ t.test('redeliver takes no body, an empty body with any content type, or {}; any
   t.equal(text.statusCode, 415, 'a non-empty body that is not JSON is still a 415');
 });
 
+t.test('minting a stream token takes no body, an empty body with any content type, or {}, like redeliver', async (t) => {
+  const gw = await startTestGateway(t);
+  const video = await createVideo(gw, { prompt: 'A tiger walking in snow' });
+  const url = `/videos/${video.id}/stream-tokens`;
+  for (const [what, headers, payload] of [
+    ['no body', {}, undefined],
+    ["curl -d ''", { 'content-type': 'application/x-www-form-urlencoded' }, ''],
+    ['empty JSON body', { 'content-type': 'application/json' }, ''],
+    ['{}', { 'content-type': 'application/json' }, '{}'],
+  ] as const) {
+    const response = await gw.app.inject({
+      method: 'POST',
+      url,
+      headers: { ...auth(), ...headers },
+      ...(payload === undefined ? {} : { payload }),
+    });
+    t.equal(response.statusCode, 200, what);
+  }
+  const withFields = await gw.app.inject({ method: 'POST', url, headers: auth(), payload: { ttl: 60 } });
+  t.equal(withFields.statusCode, 400);
+  t.same(withFields.json<Problem>().errors, [{ path: '/body', message: 'must be empty or {}' }]);
+});
+
 t.test("POST /webhooks/test: a signed webhook.test event, the receiver's status and latency", async (t) => {
   const gw = await startTestGateway(t, {
     clock: new ManualClock(Math.floor(Date.now() / 1000) * 1000), // signatures carry the clock: near real time
