@@ -329,7 +329,10 @@ t.test('malformed requests at every route answer 4xx problems, never 5xx, and ch
     const isCreate = template === '/videos';
     const bodies = isCreate ? badBodies : badBodies.slice(0, 6);
     for (const [name, payload] of bodies) add(route, `body: ${name}`, { method, url, headers, payload: payload as object }, 'problem');
-    for (const [name, payload] of isCreate ? rawBodies : rawBodies.slice(8)) {
+    // Routes that take no body accept none, an empty one or `{}` (and `null`, read as none): test/conventions.test.ts.
+    const takesNoBody = template.endsWith('/stream-tokens') || template.endsWith('/redeliver');
+    const raw = isCreate ? rawBodies : rawBodies.slice(8);
+    for (const [name, payload] of takesNoBody ? raw.filter(([, body]) => body !== 'null' && body !== '') : raw) {
       add(route, `raw body: ${name}`, { method, url, headers: { ...headers, 'content-type': 'application/json' }, payload }, 'problem');
     }
     for (const [name, type, payload] of contentTypes) {

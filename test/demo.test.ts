@@ -32,7 +32,7 @@ t.test('npm run demo: one video from prompt to verified webhook, exit 0', async 
   t.match(output, /^Webhook receiver on http:\/\/127\.0\.0\.1:\d+\/webhooks\/videos$/m);
   const id = /^Created (vid_[0-9A-Za-z]+) \(queued\): POST \/videos answered 202$/m.exec(output)?.[1];
   t.ok(id, 'the created video is named');
-  t.match(output, /^\[#+\.*\] +\d+% queued$/m, 'the bar shows the queued state');
+  t.match(output, /^\[#*\.*\] +\d+% queued$/m, 'the bar shows the queued state');
   t.match(output, /^\[#{30}\] 100% completed$/m, 'the bar ends full at completed');
   t.match(output, new RegExp(`^Webhook verified: video\\.completed for ${id ?? 'vid_?'} \\(webhook-id msg_[0-9A-Za-z]+, `, 'm'));
   t.match(output, /^Playable URL: http:\/\/127\.0\.0\.1:\d+\/sandbox\/assets\/sample\.mp4$/m);

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 
 import t from 'tap';
@@ -30,7 +31,12 @@ t.test('a malformed Postgres URL: one line without the password, exit 1, never l
 t.test('an unreachable Postgres at start: one clear line, exit 1, never listening', async (t) => {
   const port = await closedPort();
   const dir = t.testdir();
-  const env = { DATABASE_URL: `postgres://app:s3cret@127.0.0.1:${port}/gw`, CLIENTS_FILE: writeClientsFile(dir) };
+  // As replicas on Postgres run (the same GATEWAY_SECRET on each), so only the store's failure is printed.
+  const env = {
+    DATABASE_URL: `postgres://app:s3cret@127.0.0.1:${port}/gw`,
+    CLIENTS_FILE: writeClientsFile(dir),
+    GATEWAY_SECRET: randomBytes(32).toString('hex'),
+  };
   const child = spawnChildGateway(t, env, { cwd: dir });
   t.equal((await child.exited).code, 1);
   t.match(child.output(), `The gateway could not start: cannot reach the Postgres database at 127.0.0.1:${port}/gw: ECONNREFUSED`);
