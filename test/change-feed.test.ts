@@ -6,7 +6,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 
 import type pg from 'pg';
 import t, { type Test } from 'tap';
@@ -27,6 +26,7 @@ import { auth, createVideo, startTestGateway, testClientsFile, type TestGateway,
 import { ManualClock, ManualTimers } from './helpers/manual-time.js';
 import { postgresClient, requirePostgres } from './helpers/pg-available.js';
 import { parsePrometheus, sampleValue } from './helpers/prometheus.js';
+import { sseBlocks } from './helpers/sse-blocks.js';
 import { until } from './helpers/until.js';
 
 t.test('notification payloads: id and version, anything else is malformed', async (t) => {
@@ -148,38 +148,6 @@ async function stepOnA(replicas: Replicas, completeId?: string): Promise<void> {
   if (completeId !== undefined) a.sandbox.completeNow(await upstreamIdOf(a, completeId));
   a.clock.advance(completeId === undefined ? 2_000 : 16_000);
   await a.poller.tick();
-}
-
-function sseBlocks(body: Readable): { next(): Promise<string | null> } {
-  let buffer = '';
-  let ended = false;
-  let notify: (() => void) | null = null;
-  body.setEncoding('utf8');
-  body.on('data', (chunk: string) => {
-    buffer += chunk;
-    notify?.();
-  });
-  body.on('end', () => {
-    ended = true;
-    notify?.();
-  });
-  return {
-    async next() {
-      for (;;) {
-        const end = buffer.indexOf('\n\n');
-        if (end >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          return block;
-        }
-        if (ended) return null;
-        await new Promise<void>((resolve) => {
-          notify = resolve;
-        });
-        notify = null;
-      }
-    },
-  };
 }
 
 const statusOf = (block: string | null): string => {

@@ -1,5 +1,3 @@
-import type { Readable } from 'node:stream';
-
 import t, { type Test } from 'tap';
 import { Agent, request } from 'undici';
 
@@ -15,6 +13,7 @@ import { createVideoWatch } from '../src/videos/watch.js';
 import { auth, clientKeys, createVideo, startTestGateway, testClientsFile, type TestGateway, upstreamIdOf } from './helpers/gateway.js';
 import { ManualClock, ManualTimers } from './helpers/manual-time.js';
 import { videoRequest } from './helpers/records.js';
+import { sseBlocks } from './helpers/sse-blocks.js';
 import { until } from './helpers/until.js';
 
 /** A gateway whose long-poll and keep-alive timers the test fires by hand (the clock moves with them). */
@@ -40,44 +39,6 @@ async function listen(t: Test, gw: TestGateway): Promise<string> {
   const address = await gw.app.listen({ port: 0, host: '127.0.0.1' });
   t.teardown(() => gw.app.close());
   return address;
-}
-
-/** Splits an SSE body into blocks (events and comments) as they arrive. */
-function sseBlocks(body: Readable) {
-  let buffer = '';
-  let ended = false;
-  let notify: (() => void) | null = null;
-  body.setEncoding('utf8');
-  body.on('data', (chunk: string) => {
-    buffer += chunk;
-    notify?.();
-  });
-  body.on('end', () => {
-    ended = true;
-    notify?.();
-  });
-  body.on('error', () => {
-    ended = true;
-    notify?.();
-  });
-  return {
-    /** The next block without its trailing blank line, or null once the stream has ended. */
-    async next(): Promise<string | null> {
-      for (;;) {
-        const end = buffer.indexOf('\n\n');
-        if (end >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          return block;
-        }
-        if (ended) return null;
-        await new Promise<void>((resolve) => {
-          notify = resolve;
-        });
-        notify = null;
-      }
-    },
-  };
 }
 
 const parseStatusEvent = (block: string | null): { event: string; id: string; video: Video } => {
