@@ -79,17 +79,20 @@ t.test('enum errors list the allowed values', async (t) => {
   t.same(list.json<Problem>().errors, [{ path: '/querystring/status', message: 'must be one of: queued, processing, completed, failed' }]);
 });
 
+/** What a route that takes no body accepts: none, an empty one whatever its content type says, or `{}`. */
+const noBodies = [
+  ['no body', {}, undefined],
+  ["curl -d ''", { 'content-type': 'application/x-www-form-urlencoded' }, ''],
+  ['empty JSON body', { 'content-type': 'application/json' }, ''],
+  ['{}', { 'content-type': 'application/json' }, '{}'],
+] as const;
+
 t.test('redeliver takes no body, an empty body with any content type, or {}; anything else is a 400', async (t) => {
   const gw = await startTestGateway(t);
   // A running video: getting past parsing shows as 409 video_not_terminal.
   const video = await createVideo(gw, { prompt: 'A tiger walking in snow' });
   const url = `/videos/${video.id}/deliveries/redeliver`;
-  for (const [what, headers, payload] of [
-    ['no body', {}, undefined],
-    ["curl -d ''", { 'content-type': 'application/x-www-form-urlencoded' }, ''],
-    ['empty JSON body', { 'content-type': 'application/json' }, ''],
-    ['{}', { 'content-type': 'application/json' }, '{}'],
-  ] as const) {
+  for (const [what, headers, payload] of noBodies) {
     const response = await gw.app.inject({
       method: 'POST',
       url,
@@ -109,12 +112,7 @@ t.test('minting a stream token takes no body, an empty body with any content typ
   const gw = await startTestGateway(t);
   const video = await createVideo(gw, { prompt: 'A tiger walking in snow' });
   const url = `/videos/${video.id}/stream-tokens`;
-  for (const [what, headers, payload] of [
-    ['no body', {}, undefined],
-    ["curl -d ''", { 'content-type': 'application/x-www-form-urlencoded' }, ''],
-    ['empty JSON body', { 'content-type': 'application/json' }, ''],
-    ['{}', { 'content-type': 'application/json' }, '{}'],
-  ] as const) {
+  for (const [what, headers, payload] of noBodies) {
     const response = await gw.app.inject({
       method: 'POST',
       url,
